@@ -1,0 +1,1 @@
+"""Speed and scale benchmarks: ``make bench`` or ``python -m benchmarks``."""

@@ -1,0 +1,15 @@
+"""Run every benchmark: ``python -m benchmarks`` (or ``make bench``)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+SUITES = ["benchmarks.growth", "benchmarks.refits"]
+
+if __name__ == "__main__":
+    chosen = sys.argv[1:] or SUITES
+    for name in chosen:
+        module = importlib.import_module(name if "." in name else f"benchmarks.{name}")
+        print(f"\n=== {module.__name__} ===", flush=True)
+        module.main()

@@ -1,0 +1,103 @@
+"""Ingest keeps every row: stored or quarantined with file, row, column and rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from trackii_eval import Study
+from trackii_eval.errors import IngestError
+
+
+def _edit_wave(study_dir: Path, name: str, edit) -> Path:
+    path = study_dir / "waves" / name
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame = edit(frame)
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_demo_counts_reconcile(demo_run) -> None:
+    study, summary, _, _ = demo_run
+    table = summary.table
+    assert (table["rows_read"] == table["rows_stored"] + table["rows_quarantined"]).all()
+    raw_rows = sum(len(pd.read_csv(study.root / w.file)) for w in study.config.waves)
+    assert table["rows_read"].sum() == raw_rows
+    stored = study.store.file_summary()
+    assert stored["rows_read"].sum() == raw_rows
+
+
+def test_bad_values_are_quarantined_with_location(demo_copy: Path, key, tmp_path: Path) -> None:
+    def edit(frame: pd.DataFrame) -> pd.DataFrame:
+        frame.loc[4, "trust_other_2"] = "9"          # outside the 1-7 scale: file row 6
+        frame.loc[7, "threat_1"] = "often"            # text where a number belongs: row 9
+        frame.loc[10, "participant_code"] = ""        # no participant code: row 12
+        frame["favourite_colour"] = "blue"            # not an item of the instrument
+        return frame
+
+    _edit_wave(demo_copy, "wave2_post.csv", edit)
+    study = Study.load(demo_copy, out=tmp_path / "out")
+    summary = study.ingest(key)
+    lines = summary.problem_lines()
+    assert "waves/wave2_post.csv:6:trust_other_2: value outside the item's scale: scale agree7 " \
+           "is 1-7 (9)" in lines
+    assert any(line.startswith("waves/wave2_post.csv:9:threat_1: text where a number belongs")
+               for line in lines)
+    assert "waves/wave2_post.csv:12:participant_code: missing participant code" in lines
+    assert any(line.startswith("waves/wave2_post.csv:1:favourite_colour: column is not an item")
+               for line in lines)
+    wave2 = summary.table.set_index("wave").loc[2]
+    assert wave2["rows_quarantined"] == 1
+    assert wave2["rows_read"] == wave2["rows_stored"] + 1
+    # the out-of-scale cell is missing (code "quarantined"), the rest of its row is stored
+    resp = study.store.query(
+        "SELECT item, value, missing_code FROM responses WHERE wave = 2 AND row = 6"
+    )
+    assert resp.set_index("item").loc["trust_other_2", "missing_code"] == "quarantined"
+    assert resp["value"].notna().sum() >= 10
+    study.close()
+
+
+def test_reingest_same_files_is_noop(demo_copy: Path, key, tmp_path: Path) -> None:
+    study = Study.load(demo_copy, out=tmp_path / "out")
+    first = study.ingest(key)
+    n = study.store.query("SELECT count(*) AS n FROM responses")["n"].iloc[0]
+    again = study.ingest(key)
+    assert set(again.table["status"]) == {"unchanged"}
+    assert study.store.query("SELECT count(*) AS n FROM responses")["n"].iloc[0] == n
+    assert (first.table["rows_read"] == again.table["rows_read"]).all()
+    study.close()
+
+
+def test_changed_file_refused_then_replaced_and_recoverable(demo_copy: Path, key,
+                                                            tmp_path: Path) -> None:
+    study = Study.load(demo_copy, out=tmp_path / "out")
+    study.ingest(key)
+    _edit_wave(demo_copy, "wave5_followup3.csv", lambda f: f.iloc[:-3])
+    with pytest.raises(IngestError, match=r"wave5_followup3\.csv: wave 5 was already ingested"):
+        study.ingest(key)
+    summary = study.ingest(key, replace=True)
+    assert summary.table.set_index("wave").loc[5, "status"] == "replaced"
+    versions = study.store.query("SELECT active FROM files WHERE wave = 5")
+    assert sorted(versions["active"]) == [False, True]
+    study.close()
+
+
+def test_window_and_duplicates(demo_copy: Path, key, tmp_path: Path) -> None:
+    def edit(frame: pd.DataFrame) -> pd.DataFrame:
+        frame.loc[0, "submitted_at"] = "2019-01-01 10:00"      # row 2: outside the window
+        dup = frame.iloc[[5]].copy()
+        return pd.concat([frame, dup], ignore_index=True)      # last row: duplicate
+
+    _edit_wave(demo_copy, "wave3_followup1.csv", edit)
+    study = Study.load(demo_copy, out=tmp_path / "out")
+    summary = study.ingest(key)
+    rules = summary.problems.set_index("row")["rule"]
+    assert rules.loc[2] == "outside_wave_window"
+    n_rows = len(pd.read_csv(demo_copy / "waves" / "wave3_followup1.csv"))
+    assert rules.loc[n_rows + 1] == "duplicate_submission"
+    dup = summary.problems[summary.problems["rule"] == "duplicate_submission"].iloc[0]
+    assert "CNRY" not in str(dup["value"]) and "CNRY" not in dup["message"]
+    study.close()

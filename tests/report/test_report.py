@@ -1,0 +1,37 @@
+"""The impact report: self-contained, complete, and free of identifiers."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+from ..conftest import DEMO
+
+
+def test_report_sections_and_self_contained(demo_run) -> None:
+    _, _, _, report = demo_run
+    html = report.read_text()
+    for heading in ("Trajectories", "Effects", "Response and attrition", "Effective moderation",
+                    "Idea generation", "Measurement quality", "Methods"):
+        assert f"<h2>{heading}</h2>" in html
+    assert html.count("data:image/png;base64,") >= 2
+    assert not re.search(r'src="(?!data:)', html)  # nothing loaded from elsewhere
+    assert "time:arm[T.dialogue]" in html
+    assert "Satterthwaite" in html
+
+
+def test_no_identifier_reaches_the_report_or_store(demo_run) -> None:
+    study, _, _, report = demo_run
+    raw = pd.concat([pd.read_csv(DEMO / w.file, dtype=str) for w in study.config.waves])
+    canaries = set()
+    for col in ("participant_code", "name", "email", "phone", "ip_address"):
+        canaries |= set(raw[col].dropna())
+    outputs = [report.read_text(errors="ignore")]
+    outputs.append(study.store_path.read_bytes().decode("latin-1"))
+    for text in outputs:
+        assert "CANARY" not in text and "CNRY-" not in text
+        assert "example.invalid" not in text
+    for value in list(canaries)[:200]:
+        for text in outputs:
+            assert value not in text

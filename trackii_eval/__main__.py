@@ -1,0 +1,5 @@
+"""``python -m trackii_eval``."""
+
+from .cli import main
+
+main()

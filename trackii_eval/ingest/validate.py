@@ -1,0 +1,277 @@
+"""Validate one wave file against the instrument, collecting every problem in one pass.
+
+Problems are data (one row each: file, row as the user sees it, column, masked value, rule,
+scope), in the spirit of pandera's lazy validation. Scopes:
+
+* ``column``: an unknown column; nothing of it is stored.
+* ``row``: the whole row is quarantined (no participant code, duplicate submission, answered
+  outside the wave's window, unknown arm/side/dialogue).
+* ``cell``: one value is quarantined (outside the scale, text where a number belongs); the rest
+  of the row is stored and the cell counts as missing with the code ``quarantined``.
+
+Rows read = rows stored + rows quarantined, always.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..config import Instrument, StudyConfig, Wave
+from .readers import RawTable
+
+__all__ = ["PROBLEM_COLUMNS", "ValidatedWave", "mask", "validate_wave"]
+
+PROBLEM_COLUMNS = ["file", "wave", "row", "column", "value", "rule", "scope", "message"]
+
+RULES = {
+    "missing_participant_code": "missing participant code",
+    "duplicate_submission": "duplicate submission (participant already answered this wave)",
+    "outside_wave_window": "answered outside the wave's fielding window",
+    "unknown_arm": "arm not declared in study.yaml",
+    "unknown_dialogue": "dialogue not declared in study.yaml",
+    "unknown_side": "side not one of the dialogue's sides",
+    "outside_scale": "value outside the item's scale",
+    "not_a_number": "text where a number belongs",
+    "unknown_item": "column is not an item of the instrument",
+}
+
+
+def mask(value: Any) -> str:
+    """Show enough of an identifier to find it in the file, never enough to identify anyone."""
+    text = "" if value is None else str(value)
+    if len(text) <= 2:
+        return "*" * len(text)
+    return f"{text[0]}{'*' * (len(text) - 2)}{text[-1]}" if len(text) < 6 else f"{text[:1]}***"
+
+
+@dataclass(frozen=True)
+class ValidatedWave:
+    """What survives validation, still keyed by raw participant code (never stored as is)."""
+
+    responses: pd.DataFrame  # raw_id, item, construct, value, missing_code, row
+    submissions: pd.DataFrame  # raw_id, row, submitted_at, finished, is_test, excluded_reason
+    attributes: pd.DataFrame  # raw_id, arm, side, dialogue
+    problems: pd.DataFrame  # PROBLEM_COLUMNS
+    rows_read: int
+    rows_quarantined: int
+
+    @property
+    def rows_stored(self) -> int:
+        """Rows written to the store."""
+        return self.rows_read - self.rows_quarantined
+
+
+def _is_blank(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and value.strip() == ""
+
+
+def _as_number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float | np.integer | np.floating):
+        return float(value)
+    try:
+        return float(str(value).strip().replace(",", "."))
+    except ValueError:
+        return None
+
+
+def validate_wave(
+    raw: RawTable, wave: Wave, config: StudyConfig, instrument: Instrument, *, display_name: str
+) -> ValidatedWave:
+    """Check a wave file cell by cell against the study and the instrument.
+
+    Parameters
+    ----------
+    raw
+        The file as read.
+    wave, config, instrument
+        What the file must conform to.
+    display_name
+        How messages name the file (relative to the study folder).
+    """
+    cols = instrument.participant
+    items = instrument.items
+    column_map = instrument.column_map(wave.index)
+    data = raw.data
+    problems: list[dict[str, Any]] = []
+
+    def problem(row: int, column: str, value: Any, rule: str, scope: str, detail: str = "") -> None:
+        problems.append({
+            "file": display_name, "wave": wave.index, "row": int(row), "column": column,
+            "value": value, "rule": rule, "scope": scope,
+            "message": RULES[rule] + (f": {detail}" if detail else ""),
+        })
+
+    # Columns: items, participant columns, identifiers, platform metadata, or unknown.
+    known = {cols.id, cols.arm, cols.side, cols.dialogue}
+    if cols.submitted_at:
+        known.add(cols.submitted_at)
+    identifier_cols = set(instrument.identifiers) | set(raw.identifier_columns)
+    ignored = set(instrument.ignore_columns) | set(raw.metadata_columns) | identifier_cols
+    header_row = int(raw.row_numbers[0]) - 1 if raw.n_rows else 1
+    item_columns: dict[str, str] = {}
+    for column in data.columns:
+        if column in column_map:
+            item_columns[column] = column_map[column]
+        elif column not in known and column not in ignored:
+            problem(header_row, column, None, "unknown_item", "column",
+                    "add it to instrument.yaml (items or renames) or to ignore_columns")
+
+    arms = {a.id for a in config.arms}
+    dialogues = {d.id: d for d in config.dialogues}
+    window = wave.window
+    quarantined_rows: set[int] = set()
+    seen_ids: dict[str, int] = {}
+    submissions, attributes, responses = [], [], []
+    missing_codes = {str(k).strip().casefold(): v for k, v in instrument.missing_codes.items()}
+
+    for pos in range(raw.n_rows):
+        row_no = int(raw.row_numbers[pos])
+        rec = data.iloc[pos]
+        meta = raw.row_meta.iloc[pos] if raw.row_meta is not None else None
+        raw_id = rec.get(cols.id)
+        if _is_blank(raw_id):
+            problem(row_no, cols.id, None, "missing_participant_code", "row")
+            quarantined_rows.add(pos)
+            continue
+        raw_id = str(raw_id).strip()
+        arm = rec.get(cols.arm)
+        arm = None if _is_blank(arm) else str(arm).strip()
+        side = rec.get(cols.side)
+        side = None if _is_blank(side) else str(side).strip()
+        dialogue = rec.get(cols.dialogue)
+        dialogue = None if _is_blank(dialogue) else str(dialogue).strip()
+        row_bad = False
+        if cols.arm in data.columns and arm not in arms:
+            problem(row_no, cols.arm, arm, "unknown_arm", "row",
+                    f"declared arms: {', '.join(sorted(arms))}")
+            row_bad = True
+        if dialogue is not None and dialogue not in dialogues:
+            problem(row_no, cols.dialogue, dialogue, "unknown_dialogue", "row",
+                    f"declared dialogues: {', '.join(sorted(dialogues))}")
+            row_bad = True
+        elif side is not None and dialogue is not None and side not in dialogues[dialogue].sides:
+            problem(row_no, cols.side, side, "unknown_side", "row",
+                    f"sides of {dialogue}: {', '.join(dialogues[dialogue].sides)}")
+            row_bad = True
+        submitted = _submitted_at(rec, meta, cols.submitted_at)
+        if window is not None and submitted is not None and not pd.isna(submitted):
+            if not (pd.Timestamp(window[0]) <= submitted < pd.Timestamp(window[1])
+                    + pd.Timedelta(days=1)):
+                problem(row_no, cols.submitted_at or "submitted_at", str(submitted.date()),
+                        "outside_wave_window", "row", f"window {window[0]} to {window[1]}")
+                row_bad = True
+        if not row_bad and raw_id in seen_ids:
+            problem(row_no, cols.id, mask(raw_id), "duplicate_submission", "row",
+                    f"first answered on row {seen_ids[raw_id]}; keep one and re-ingest with "
+                    "--replace, or leave the first")
+            row_bad = True
+        if row_bad:
+            quarantined_rows.add(pos)
+            continue
+        seen_ids[raw_id] = row_no
+        finished = None if meta is None else meta.get("finished")
+        is_test = bool(meta.get("is_test")) if meta is not None else False
+        excluded = None
+        if is_test:
+            excluded = "test response" + (
+                f" ({meta.get('test_reason')})" if meta.get("test_reason") else ""
+            )
+        elif finished is not None and not pd.isna(finished) and not bool(finished):
+            excluded = "unfinished response"
+        submissions.append({
+            "raw_id": raw_id, "row": row_no, "submitted_at": submitted,
+            "finished": None if finished is None or pd.isna(finished) else bool(finished),
+            "is_test": is_test, "excluded_reason": excluded,
+        })
+        attributes.append({"raw_id": raw_id, "arm": arm, "side": side, "dialogue": dialogue})
+        for column, item_id in item_columns.items():
+            value = rec[column]
+            code = raw.missing_codes.iloc[pos][column] if raw.missing_codes is not None else None
+            item = items[item_id]
+            scale = instrument.scales[item.scale]
+            number: float | None = None
+            if code is None or (isinstance(code, float) and math.isnan(code)):
+                code = None
+                key = "" if _is_blank(value) else str(value).strip().casefold()
+                if key in missing_codes:
+                    code = missing_codes[key]
+                elif _is_blank(value):
+                    code = "missing"
+                else:
+                    number = _as_number(value)
+                    if number is None:
+                        as_number = _as_number(key)
+                        label = _label_value(scale.labels, str(value))
+                        if label is not None:
+                            number = label
+                        elif as_number is None:
+                            problem(row_no, column, str(value)[:40], "not_a_number", "cell",
+                                    f"expected a number on {scale.min:g}-{scale.max:g}")
+                            code = "quarantined"
+                    if number is not None and str(int(number)) in missing_codes and (
+                        number < scale.min or number > scale.max
+                    ):
+                        code, number = missing_codes[str(int(number))], None
+                    elif number is not None and not (scale.min <= number <= scale.max):
+                        problem(row_no, column, f"{number:g}", "outside_scale", "cell",
+                                f"scale {item.scale} is {scale.min:g}-{scale.max:g}")
+                        code, number = "quarantined", None
+            responses.append({
+                "raw_id": raw_id, "item": item_id,
+                "construct": instrument.construct_of(item_id),
+                "value": number, "missing_code": code, "row": row_no,
+            })
+
+    problem_frame = pd.DataFrame(problems, columns=PROBLEM_COLUMNS)
+    return ValidatedWave(
+        responses=pd.DataFrame(
+            responses, columns=["raw_id", "item", "construct", "value", "missing_code", "row"]
+        ),
+        submissions=pd.DataFrame(
+            submissions,
+            columns=["raw_id", "row", "submitted_at", "finished", "is_test", "excluded_reason"],
+        ),
+        attributes=pd.DataFrame(attributes, columns=["raw_id", "arm", "side", "dialogue"]),
+        problems=problem_frame,
+        rows_read=raw.n_rows,
+        rows_quarantined=len(quarantined_rows),
+    )
+
+
+def _label_value(labels: dict[int, str], text: str) -> float | None:
+    """Accept a scale point given by its label (exports that write labels, not codes)."""
+    folded = text.strip().casefold()
+    for value, label in labels.items():
+        if label.casefold() == folded:
+            return float(value)
+    return None
+
+
+def _submitted_at(
+    rec: pd.Series, meta: pd.Series | None, column: str | None
+) -> pd.Timestamp | None:
+    value = None
+    if meta is not None and "submitted_at" in meta and not pd.isna(meta["submitted_at"]):
+        value = meta["submitted_at"]
+    elif column and column in rec.index and not _is_blank(rec[column]):
+        value = rec[column]
+    if value is None:
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        return None
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert(None)
+    return ts

@@ -1,0 +1,352 @@
+"""Turn a parsed formula and a DataFrame into the arrays the engine needs.
+
+The design is built once per model: formulaic parses the fixed part and each random-term
+expression a single time, and the resulting model specs are kept so that ``predict`` on new
+data uses exactly the same coding (categorical levels, contrasts, transforms).
+
+References
+----------
+Bates, D., Mächler, M., Bolker, B. and Walker, S. (2015). Fitting linear mixed-effects models
+using lme4. Journal of Statistical Software 67(1), 1-48 (§2.2-2.3, the random-effects structure
+and the relative covariance factor Λ_θ).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from formulaic import Formula, model_matrix
+
+from trackii_eval.errors import ModelError, UnsupportedModelError
+from trackii_eval.models.growth.formula import ParsedFormula, RandomTerm
+
+__all__ = ["Design", "Structure", "build_design", "classify_structure"]
+
+
+@dataclass(frozen=True)
+class Structure:
+    """Which random-effects structure a formula asks for, decided from the data.
+
+    Attributes
+    ----------
+    kind : str
+        ``"native"`` (one participant factor, optionally nested in an intercept-only outer
+        factor), ``"vc"`` (only random intercepts, e.g. crossed factors: statsmodels fallback).
+    inner : tuple of RandomTerm
+        The terms of the participant (finest) factor.
+    outer : RandomTerm or None
+        The ``(1 | dialogue)`` term when present.
+    reason : str
+        Why a fallback was chosen (empty for native).
+    """
+
+    kind: str
+    inner: tuple[RandomTerm, ...]
+    outer: RandomTerm | None = None
+    reason: str = ""
+
+
+@dataclass
+class Design:
+    """Arrays for one fit (rows with missing values already removed).
+
+    ``theta_pos`` lists, in lme4's ``getME(m, "theta")`` order, the (row, column) of Λ each
+    participant-level θ fills; when ``has_outer`` one further θ (the outer intercept's relative
+    standard deviation) follows.
+    """
+
+    parsed: ParsedFormula
+    structure: Structure
+    y: np.ndarray
+    X: np.ndarray
+    Z: np.ndarray
+    x_names: list[str]
+    z_names: list[str]
+    group: np.ndarray  # participant code per row, 0..G-1
+    group_levels: pd.Index
+    group_name: str
+    outer_of_group: np.ndarray | None  # dialogue code per participant
+    outer_levels: pd.Index | None
+    outer_name: str | None
+    theta_pos: list[tuple[int, int]]
+    n_dropped: int
+    fixed_spec: Any
+    z_specs: list[Any]
+    dropped_columns: list[str] = field(default_factory=list)
+
+    @property
+    def has_outer(self) -> bool:
+        """True when a nested outer random intercept (dialogue) is in the model."""
+        return self.outer_of_group is not None
+
+    @property
+    def n_theta(self) -> int:
+        """Number of covariance parameters θ."""
+        return len(self.theta_pos) + int(self.has_outer)
+
+    @property
+    def lower_bounds(self) -> np.ndarray:
+        """Lower bounds for θ: 0 on Λ's diagonal (and for the outer sd), -inf elsewhere."""
+        lb = [0.0 if r == c else -np.inf for r, c in self.theta_pos]
+        if self.has_outer:
+            lb.append(0.0)
+        return np.asarray(lb)
+
+
+def _group_codes(data: pd.DataFrame, cols: tuple[str, ...]) -> tuple[np.ndarray, pd.Index]:
+    # Levels sorted as R sorts factor levels, so ranef() rows come in lme4's order.
+    if len(cols) == 1:
+        codes, levels = pd.factorize(data[cols[0]], sort=True)
+        return codes.astype(np.intp), pd.Index(levels, name=cols[0])
+    keys = pd.MultiIndex.from_frame(data[list(cols)])
+    codes, levels = pd.factorize(keys, sort=True)
+    return codes.astype(np.intp), pd.Index(levels, name=":".join(cols))
+
+
+def _is_intercept_only(term: RandomTerm) -> bool:
+    return term.expr.replace(" ", "") in {"1", "1+0", "0+1"} or term.expr.strip() == "1"
+
+
+def classify_structure(
+    parsed: ParsedFormula, codes: dict[tuple[str, ...], np.ndarray]
+) -> Structure:
+    """Decide whether the random part is in the native family.
+
+    Parameters
+    ----------
+    parsed : ParsedFormula
+        The split formula.
+    codes : dict
+        Integer codes of each grouping factor on the analysis rows.
+
+    Returns
+    -------
+    Structure
+        ``kind="native"`` or ``kind="vc"`` (statsmodels variance-components fallback).
+
+    Raises
+    ------
+    UnsupportedModelError
+        If the structure is neither native nor expressible as variance components.
+    """
+    if not parsed.random:
+        raise UnsupportedModelError(
+            f"formula {parsed.text!r} has no random term such as (time | participant); a growth "
+            "model needs at least one"
+        )
+    by_group: dict[tuple[str, ...], list[RandomTerm]] = {}
+    for term in parsed.random:
+        by_group.setdefault(term.group, []).append(term)
+    groups = list(by_group)
+    nlev = {g: int(codes[g].max()) + 1 if codes[g].size else 0 for g in groups}
+    all_intercepts = all(_is_intercept_only(t) for t in parsed.random)
+    if len(groups) == 1:
+        return Structure("native", tuple(by_group[groups[0]]))
+    if len(groups) == 2:
+        # lme4 orders terms by decreasing number of levels; the finer factor is the participant.
+        fine, coarse = sorted(groups, key=lambda g: -nlev[g])
+        coarse_terms = by_group[coarse]
+        nested = _is_nested(codes[fine], codes[coarse], nlev[fine])
+        if nested and len(coarse_terms) == 1 and _is_intercept_only(coarse_terms[0]):
+            return Structure("native", tuple(by_group[fine]), outer=coarse_terms[0])
+        why = (
+            f"'{':'.join(fine)}' is not nested in '{':'.join(coarse)}' (crossed factors)"
+            if not nested
+            else f"random slopes for the outer factor '{':'.join(coarse)}'"
+        )
+    else:
+        why = f"{len(groups)} grouping factors"
+    if all_intercepts:
+        return Structure("vc", tuple(parsed.random), reason=why)
+    raise UnsupportedModelError(
+        f"formula {parsed.text!r}: {why} with random slopes is not supported; supported are "
+        "(terms | participant), optionally + (1 | dialogue) with participants nested in "
+        "dialogues, and random-intercept-only models (fitted by statsmodels)"
+    )
+
+
+def _is_nested(fine: np.ndarray, coarse: np.ndarray, n_fine: int) -> bool:
+    # Nested when every fine level sits in exactly one coarse level.
+    first = np.full(n_fine, -1, dtype=np.intp)
+    first[fine] = coarse
+    return bool(np.all(first[fine] == coarse))
+
+
+def _theta_positions(terms: tuple[RandomTerm, ...], widths: list[int]) -> list[tuple[int, int]]:
+    # lme4's theta is each term's lower triangle, column by column, terms in formula order.
+    pos: list[tuple[int, int]] = []
+    start = 0
+    for term, w in zip(terms, widths, strict=True):
+        for c in range(start, start + w):
+            if term.independent:
+                pos.append((c, c))
+            else:
+                pos.extend((r, c) for r in range(c, start + w))
+        start += w
+    return pos
+
+
+def _numpy_matrix(expr: str, data: pd.DataFrame, what: str) -> tuple[np.ndarray, Any, list[str]]:
+    try:
+        mm = model_matrix(expr, data, na_action="ignore", output="numpy")
+    except Exception as exc:  # formulaic raises many types; name the formula part for the user
+        raise ModelError(f"cannot build the {what} from {expr!r}: {exc}") from exc
+    spec = mm.model_spec
+    return np.asarray(mm, dtype=float), spec, list(spec.column_names)
+
+
+def used_columns(parsed: ParsedFormula, data: pd.DataFrame) -> list[str]:
+    """Columns of ``data`` the formula reads (response, predictors, grouping factors)."""
+    needed: set[str] = set()
+    for rhs in [parsed.fixed, *(t.expr for t in parsed.random)]:
+        needed |= set(Formula(rhs).required_variables)
+    if parsed.response in data.columns:
+        needed.add(parsed.response)
+    else:
+        needed |= set(Formula(parsed.response).required_variables)
+    for t in parsed.random:
+        needed |= set(t.group)
+    missing = sorted(c for c in needed if c not in data.columns)
+    if missing:
+        raise ModelError(f"formula {parsed.text!r} uses columns not in the data: {missing}")
+    return sorted(needed)
+
+
+def build_design(parsed: ParsedFormula, data: pd.DataFrame) -> Design:
+    """Build the design for a native fit (or the pieces a fallback needs).
+
+    Parameters
+    ----------
+    parsed : ParsedFormula
+        The split formula.
+    data : pandas.DataFrame
+        Long-format panel; rows with a missing value in any used column are dropped and counted.
+
+    Returns
+    -------
+    Design
+        Response, fixed- and random-effects matrices, codes and θ layout.
+
+    Raises
+    ------
+    ModelError
+        If columns are missing or no rows remain.
+    UnsupportedModelError
+        If the random structure is outside what is supported.
+    """
+    if not isinstance(data, pd.DataFrame):
+        raise ModelError("data must be a pandas DataFrame in long format (one row per wave)")
+    cols = used_columns(parsed, data)
+    frame = data[cols]
+    keep = ~frame.isna().any(axis=1).to_numpy()
+    n_dropped = int((~keep).sum())
+    if n_dropped:
+        frame = frame.loc[keep]
+    if len(frame) == 0:
+        raise ModelError(f"formula {parsed.text!r}: no rows left after dropping missing values")
+    frame = frame.reset_index(drop=True)
+
+    codes = {t.group: _group_codes(frame, t.group) for t in parsed.random}
+    structure = classify_structure(parsed, {g: c[0] for g, c in codes.items()})
+
+    if parsed.response in frame.columns:
+        y = frame[parsed.response].to_numpy(dtype=float)
+    else:
+        y = _numpy_matrix(f"0 + {parsed.response}", frame, "response")[0][:, 0]
+    X, fixed_spec, x_names = _numpy_matrix(parsed.fixed, frame, "fixed-effects matrix")
+    z_parts, z_specs, z_names, widths = [], [], [], []
+    for term in structure.inner:
+        Zt, spec, names = _numpy_matrix(term.expr, frame, "random-effects matrix")
+        z_parts.append(Zt)
+        z_specs.append(spec)
+        z_names.extend(names)
+        widths.append(Zt.shape[1])
+    Z = np.hstack(z_parts) if len(z_parts) > 1 else z_parts[0]
+    if len(set(z_names)) != len(z_names):
+        raise UnsupportedModelError(
+            f"formula {parsed.text!r}: the same random term appears twice for one factor "
+            f"({z_names}); the model would not be identifiable"
+        )
+
+    # Transforms (log of a negative, division by zero) can still yield non-finite values.
+    finite = np.isfinite(y) & np.isfinite(X).all(axis=1) & np.isfinite(Z).all(axis=1)
+    group_codes, group_levels = codes[structure.inner[0].group]
+    outer_codes = codes[structure.outer.group][0] if structure.outer is not None else None
+    if not finite.all():
+        n_dropped += int((~finite).sum())
+        y, X, Z = y[finite], X[finite], Z[finite]
+        group_codes = group_codes[finite]
+        outer_codes = outer_codes[finite] if outer_codes is not None else None
+        # Re-code so that every participant level is observed.
+        used, group_codes = np.unique(group_codes, return_inverse=True)
+        group_levels = group_levels[used]
+    n_groups = len(group_levels)
+
+    outer_of_group = outer_levels = None
+    outer_name = None
+    if structure.outer is not None and outer_codes is not None:
+        of_g = np.empty(n_groups, dtype=np.intp)
+        of_g[group_codes] = outer_codes
+        used, of_g = np.unique(of_g, return_inverse=True)
+        outer_of_group = of_g
+        outer_levels = codes[structure.outer.group][1][used]
+        outer_name = structure.outer.group_name
+
+    return Design(
+        parsed=parsed,
+        structure=structure,
+        y=y,
+        X=X,
+        Z=Z,
+        x_names=x_names,
+        z_names=z_names,
+        group=group_codes,
+        group_levels=group_levels,
+        group_name=structure.inner[0].group_name,
+        outer_of_group=outer_of_group,
+        outer_levels=outer_levels,
+        outer_name=outer_name,
+        theta_pos=_theta_positions(structure.inner, widths),
+        n_dropped=n_dropped,
+        fixed_spec=fixed_spec,
+        z_specs=z_specs,
+    )
+
+
+def drop_rank_deficient(X: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str], list[str]]:
+    """Drop columns of X that are linear combinations of earlier ones (as lme4 does).
+
+    A column is dropped when its distance to the span of the columns kept before it is below
+    1e-7 times its norm, the tolerance of R's ``qr``; later columns are dropped first in the
+    sense that an earlier column is never dropped in favour of a later one.
+
+    Returns
+    -------
+    X_kept, kept_names, dropped_names
+    """
+    norms = np.sqrt(np.einsum("ij,ij->j", X, X))
+    # A cheap first check on the scaled cross-product; the QR below only runs when needed.
+    scale = np.where(norms > 0, norms, 1.0)
+    xtx = (X.T @ X) / np.outer(scale, scale)
+    try:
+        chol = np.linalg.cholesky(xtx)
+        if np.min(np.diag(chol)) ** 2 > 1e-8 and np.all(norms > 0):
+            return X, names, []
+    except np.linalg.LinAlgError:
+        pass
+    keep: list[int] = []
+    dropped: list[str] = []
+    for j in range(X.shape[1]):
+        if norms[j] == 0:
+            dropped.append(names[j])
+            continue
+        cand = [*keep, j]
+        r = np.linalg.qr(X[:, cand], mode="r")
+        if abs(r[-1, -1]) <= 1e-7 * norms[j]:
+            dropped.append(names[j])
+        else:
+            keep.append(j)
+    return X[:, keep], [names[j] for j in keep], dropped

@@ -1,0 +1,263 @@
+"""The profiled deviance (ML) and REML criterion of a linear mixed model, with its gradient.
+
+Notation follows Bates et al. (2015, §3): b = Λ_θ u with u ~ N(0, σ² I), so the marginal
+covariance of y is σ² V(θ) with V = I + Z Λ Λ' Z'. For participant i with Z_i'Z_i = T_i,
+
+    A_i = Λ' T_i Λ + I = L_i L_i',   log|V_i| = log|A_i|,
+    V_i^{-1} = I - Z_i M_i Z_i',      M_i = Λ A_i^{-1} Λ',
+
+so ``X'V^{-1}X``, ``X'V^{-1}y`` and ``y'V^{-1}y`` follow from the per-pattern matrices M_k and the
+summed products in :mod:`.stats`. A nested outer random intercept (relative sd λ) adds
+λ² 1 1' per outer level; the Sherman-Morrison formula turns it into a rank-one correction of the
+per-level cross-products. Profiling out β and σ gives (Bates et al. 2015, eqs. 34 and 41)
+
+    d_ML(θ)   = log|V| + n (1 + log(2π r²/n)),
+    d_REML(θ) = log|V| + log|X'V^{-1}X| + (n-p) (1 + log(2π r²/(n-p))),
+
+with r² = min_β (y - Xβ)'V^{-1}(y - Xβ). The gradient (our own derivation; compare §3.5 of
+Bates et al. for the sparse-Cholesky route) uses ∂V = Z ∂(ΛΛ') Z':
+
+    ∂ log|V|         = Σ_i tr(Z_i'V^{-1}Z_i ∂D),
+    ∂ r²             = -Σ_i g_i' ∂D g_i,           g_i = Z_i'(V^{-1}e)_i,
+    ∂ log|X'V^{-1}X| = -Σ_i tr(C H_i' ∂D H_i),     H_i = Z_i'(V^{-1}X)_i,  C = (X'V^{-1}X)^{-1},
+
+and Z_i'V_i^{-1} = (I - T_i M_i) Z_i', so each term is a q x q matrix per pattern; with
+D = ΛΛ' the derivative with respect to Λ[r, c] of tr(Q ∂D) is 2 (QΛ)[r, c].
+
+References
+----------
+Bates, D., Mächler, M., Bolker, B. and Walker, S. (2015). Fitting linear mixed-effects models
+using lme4. Journal of Statistical Software 67(1), 1-48. doi:10.18637/jss.v067.i01
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from trackii_eval.errors import ModelError
+from trackii_eval.models.growth.stats import SufficientStats
+
+__all__ = ["Evaluation", "ProfiledDeviance"]
+
+_LOG_2PI = float(np.log(2 * np.pi))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One evaluation of the criterion at θ (and everything derived on the way)."""
+
+    theta: np.ndarray
+    deviance: float
+    beta: np.ndarray
+    C: np.ndarray  # (X'V^{-1}X)^{-1}; vcov(β) = σ² C
+    r2: float  # penalised residual sum of squares at β(θ)
+    logdet_V: float
+    logdet_X: float
+    gradient: np.ndarray | None
+
+
+class ProfiledDeviance:
+    """Profiled deviance / REML criterion as a function of θ, for one set of statistics.
+
+    Parameters
+    ----------
+    stats : SufficientStats
+        Sufficient statistics of the data.
+    theta_pos : list of (int, int)
+        (row, column) in Λ of each participant-level θ, in lme4's order.
+    has_outer : bool
+        Whether the last θ is a nested outer intercept's relative sd.
+
+    References
+    ----------
+    Bates, D., Mächler, M., Bolker, B. and Walker, S. (2015). Fitting linear mixed-effects
+    models using lme4. Journal of Statistical Software 67(1), 1-48.
+    """
+
+    def __init__(
+        self, stats: SufficientStats, theta_pos: list[tuple[int, int]], has_outer: bool
+    ) -> None:
+        self.stats = stats
+        self.theta_pos = theta_pos
+        self.has_outer = has_outer
+        self._rows = np.array([r for r, _ in theta_pos], dtype=np.intp)
+        self._cols = np.array([c for _, c in theta_pos], dtype=np.intp)
+        self.n_evals = 0
+
+    @property
+    def n_theta(self) -> int:
+        """Length of θ."""
+        return len(self.theta_pos) + int(self.has_outer)
+
+    def lam(self, theta: np.ndarray) -> np.ndarray:
+        """Λ (q x q, lower triangular) for the participant factor."""
+        q = self.stats.q
+        lam = np.zeros((q, q))
+        lam[self._rows, self._cols] = theta[: len(self.theta_pos)]
+        return lam
+
+    def start(self) -> np.ndarray:
+        """lme4's default start: 1 on Λ's diagonal (and the outer sd), 0 elsewhere."""
+        th = (self._rows == self._cols).astype(float)
+        return np.concatenate([th, [1.0]]) if self.has_outer else th
+
+    def __call__(
+        self, theta: np.ndarray, reml: bool, gradient: bool = False, sigma: float | None = None
+    ) -> Evaluation:
+        """Evaluate the criterion at θ.
+
+        Parameters
+        ----------
+        theta : ndarray
+            Covariance parameters in lme4 order.
+        reml : bool
+            REML criterion if True, else the ML deviance.
+        gradient : bool
+            Also return the gradient with respect to θ.
+        sigma : float, optional
+            If given, the *unprofiled* deviance at (θ, σ) (as lmerTest's ``devfun_vp``) and its
+            θ-gradient; used for the Satterthwaite Hessian. Default: σ profiled out.
+
+        Returns
+        -------
+        Evaluation
+        """
+        self.n_evals += 1
+        st = self.stats
+        theta = np.asarray(theta, dtype=float)
+        q, p, n = st.q, st.p, st.n
+        lam = self.lam(theta)
+        eye_q = np.eye(q)
+        # Per pattern: A = Λ'TΛ + I is SPD with eigenvalues >= 1, so Cholesky never fails.
+        A = lam.T[None] @ st.T @ lam[None] + eye_q
+        L = np.linalg.cholesky(A)
+        logdet_V = 2.0 * float(st.n_pat @ np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1))
+        Ainv = np.linalg.inv(A)
+        M = lam[None] @ Ainv @ lam.T[None]
+        B = st.XX - st.contract_M(M)  # X~'V_P^{-1}X~ per outer level
+
+        if self.has_outer:
+            lo2 = float(theta[-1]) ** 2
+            i1 = st.i_one
+            s = B[:, i1, i1]
+            denom = 1.0 + lo2 * s
+            kappa = lo2 / denom
+            w = B[:, i1, :]  # 1'V_P^{-1}X~ per outer level
+            Bfull = B.sum(axis=0) - np.einsum("d,di,dj->ij", kappa, w, w)
+            logdet_V += float(np.log(denom).sum())
+        else:
+            Bfull = B[0]
+        xvx = Bfull[:p, :p]
+        xvy = Bfull[:p, st.i_y]
+        yvy = Bfull[st.i_y, st.i_y]
+        try:
+            Lx = np.linalg.cholesky(xvx)
+        except np.linalg.LinAlgError as exc:
+            raise ModelError(
+                "X'V^{-1}X is not positive definite: the fixed-effects design is rank deficient "
+                "or badly scaled"
+            ) from exc
+        C = np.linalg.inv(xvx)
+        C = 0.5 * (C + C.T)
+        beta = C @ xvy
+        r2 = float(yvy - xvy @ beta)
+        if not r2 > 0:
+            # Rounding can make a perfect fit's r² slightly negative; keep the log defined.
+            r2 = np.finfo(float).tiny
+        logdet_X = 2.0 * float(np.log(np.diag(Lx)).sum())
+        df_res = n - p if reml else n
+        if sigma is None:
+            dev = logdet_V + df_res * (1.0 + np.log(2.0 * np.pi * r2 / df_res))
+        else:
+            s2 = sigma * sigma
+            dev = logdet_V + r2 / s2 + df_res * (_LOG_2PI + np.log(s2))
+        if reml:
+            dev += logdet_X
+
+        grad = None
+        if gradient:
+            weight = df_res / r2 if sigma is None else 1.0 / (sigma * sigma)
+            m = st.m
+            v_e = np.zeros(m)
+            v_e[:p] = -beta
+            v_e[st.i_y] = 1.0
+            if self.has_outer:
+                i1 = st.i_one
+                a = w @ v_e  # 1'V_P^{-1}e per outer level
+                wx = w[:, :p]
+                # Vectors mapping W_i to Z_i'(V^{-1}e)_i and Z_i'(V^{-1}X)_i in each outer level.
+                ve_d = np.broadcast_to(v_e, (st.D, m)).copy()
+                ve_d[:, i1] -= kappa * a
+                Phi = weight * np.einsum("di,dj->dij", ve_d, ve_d)
+                Phi[:, i1, i1] += kappa
+                if reml:
+                    Pd = np.zeros((st.D, m, p))
+                    Pd[:, :p, :] = np.eye(p)
+                    Pd[:, i1, :] = -kappa[:, None] * wx
+                    Phi += Pd @ C[None] @ Pd.transpose(0, 2, 1)
+            else:
+                Phi = weight * np.outer(v_e, v_e)[None]
+                if reml:
+                    Phi = Phi.copy()
+                    Phi[0, :p, :p] += C
+            R = st.contract_Phi(Phi)
+            TM = st.T @ M
+            ImTM = eye_q - TM
+            Wk = st.T - TM @ st.T
+            Q = np.einsum("k,kab->ab", st.n_pat, Wk) - (ImTM @ R @ ImTM.transpose(0, 2, 1)).sum(
+                axis=0
+            )
+            QL = 2.0 * (Q @ lam)
+            g = QL[self._rows, self._cols]
+            if self.has_outer:
+                lo = float(theta[-1])
+                gl = 2.0 * lo * float(np.sum(s / denom))
+                gl -= weight * 2.0 * lo * float(np.sum(a * a / denom**2))
+                if reml:
+                    gl -= 2.0 * lo * float(np.sum(np.einsum("di,ij,dj->d", wx, C, wx) / denom**2))
+                g = np.concatenate([g, [gl]])
+            grad = g
+        return Evaluation(
+            theta=theta.copy(),
+            deviance=float(dev),
+            beta=beta,
+            C=C,
+            r2=r2,
+            logdet_V=logdet_V,
+            logdet_X=logdet_X,
+            gradient=grad,
+        )
+
+    def blups(self, ev: Evaluation) -> tuple[np.ndarray, np.ndarray | None]:
+        """Conditional modes of the random effects at an evaluation.
+
+        Returns participant effects (G, q) = M_i Z_i'(V^{-1}e)_i-style BLUPs on the data scale
+        and, with an outer factor, the outer intercepts (D,).
+        """
+        st = self.stats
+        p, m = st.p, st.m
+        lam = self.lam(ev.theta)
+        A = lam.T[None] @ st.T @ lam[None] + np.eye(st.q)
+        M = lam[None] @ np.linalg.inv(A) @ lam.T[None]
+        v_e = np.zeros(m)
+        v_e[:p] = -ev.beta
+        v_e[st.i_y] = 1.0
+        outer = None
+        if self.has_outer:
+            B = st.XX - st.contract_M(M)
+            i1 = st.i_one
+            lo2 = float(ev.theta[-1]) ** 2
+            s = B[:, i1, i1]
+            a = B[:, i1, :] @ v_e
+            kappa = lo2 / (1.0 + lo2 * s)
+            v = np.broadcast_to(v_e, (st.D, m)).copy()
+            v[:, i1] -= kappa * a
+            vg = v[st.outer_of_group]  # (G, m)
+            zte = np.einsum("gam,gm->ga", st.W, vg)
+            outer = lo2 * a / (1.0 + lo2 * s)
+        else:
+            zte = st.W @ v_e
+        b = np.einsum("gab,gb->ga", M[st.pattern_of_group], zte)
+        return b, outer

@@ -1,0 +1,354 @@
+"""Per-participant sufficient statistics, grouped by design pattern.
+
+With one grouping factor the random-effects cross-product is block diagonal, one q x q block
+``T_i = Z_i'Z_i`` per participant. Every quantity the profiled deviance needs is a quadratic
+form in the per-participant products ``W_i = Z_i' [X_i, 1, y_i]`` (a q x m matrix) weighted by a
+q x q matrix that depends only on ``T_i``. Participants observed at the same set of times share
+``T_i``, so we group them into *patterns*: the costly per-block Cholesky factorisation is done
+once per pattern. For the quadratic forms there are two layouts:
+
+* ``cell`` mode: the Gram matrices ``sum_i vec(W_i) vec(W_i)'`` are summed over the participants
+  of each cell (pattern, or pattern x dialogue), so one evaluation costs O(cells), independent
+  of the number of participants;
+* ``group`` mode: the W_i are kept per participant (used when almost every participant has a
+  pattern of its own, e.g. irregular measurement times, where cell Gram matrices would only
+  waste memory).
+
+References
+----------
+Bates, D., Mächler, M., Bolker, B. and Walker, S. (2015). Fitting linear mixed-effects models
+using lme4. Journal of Statistical Software 67(1), 1-48 (§3: the penalised least-squares
+problem whose blocks these statistics summarise).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["SufficientStats", "compute_stats"]
+
+# Groups per chunk when summing outer products: bounds the temporary to ~50 MB.
+_CHUNK_BYTES = 50_000_000
+
+
+@dataclass(frozen=True)
+class SufficientStats:
+    """Everything one deviance evaluation reads.
+
+    Shapes: q random terms, p fixed effects, m = p (+1 for the outer intercept's column of ones)
+    + 1 (response) augmented columns, K patterns, D outer levels (1 without an outer factor),
+    G participants, C cells.
+    """
+
+    n: int
+    p: int
+    q: int
+    m: int
+    i_one: int | None  # column of ones in the augmented matrix (outer factor only)
+    i_y: int
+    T: np.ndarray  # (K, q, q) Z_i'Z_i per pattern
+    n_pat: np.ndarray  # (K,) participants per pattern
+    pattern_of_group: np.ndarray  # (G,)
+    outer_of_group: np.ndarray  # (G,) zeros without an outer factor
+    D: int
+    XX: np.ndarray  # (D, m, m) augmented cross-products per outer level
+    W: np.ndarray  # (G, q, m) per-participant Z_i'[X_i, 1, y_i]
+    mode: str
+    # cell mode
+    S: np.ndarray | None  # (C, q*q, m*m) summed outer products, index [a*q+b, i*m+j]
+    pattern_of_cell: np.ndarray | None
+    outer_of_cell: np.ndarray | None
+    cell_of_group: np.ndarray | None
+    cell_to_outer: sp.csr_matrix | None  # (D, C) indicator
+    cell_to_pattern: sp.csr_matrix | None  # (K, C) indicator
+    # group mode
+    group_to_pattern: sp.csr_matrix | None  # (K, G) indicator
+    outer_bounds: np.ndarray | None  # group order sorted by outer level and segment bounds
+    group_order: np.ndarray | None
+
+    @property
+    def K(self) -> int:
+        """Number of distinct patterns."""
+        return self.T.shape[0]
+
+    @property
+    def G(self) -> int:
+        """Number of participants."""
+        return self.W.shape[0]
+
+    def contract_M(self, M: np.ndarray) -> np.ndarray:
+        """Return ``sum_i W_i' M_{k(i)} W_i`` per outer level, shape (D, m, m)."""
+        q, m = self.q, self.m
+        if self.mode == "cell":
+            assert self.S is not None and self.pattern_of_cell is not None
+            Mc = M[self.pattern_of_cell].reshape(-1, 1, q * q)
+            per_cell = np.matmul(Mc, self.S)[:, 0, :]
+            if self.D == 1:
+                return per_cell.sum(axis=0).reshape(1, m, m)
+            assert self.cell_to_outer is not None
+            return np.asarray(self.cell_to_outer @ per_cell).reshape(self.D, m, m)
+        Mg = M[self.pattern_of_group]
+        tmp = np.matmul(Mg, self.W)  # (G, q, m)
+        if self.D == 1:
+            G = self.G
+            return (self.W.reshape(G * q, m).T @ tmp.reshape(G * q, m)).reshape(1, m, m)
+        out = np.empty((self.D, m, m))
+        assert self.group_order is not None and self.outer_bounds is not None
+        Wo, to = self.W[self.group_order], tmp[self.group_order]
+        for d in range(self.D):
+            s, e = self.outer_bounds[d], self.outer_bounds[d + 1]
+            out[d] = Wo[s:e].reshape(-1, m).T @ to[s:e].reshape(-1, m)
+        return out
+
+    def contract_Phi(self, Phi: np.ndarray) -> np.ndarray:
+        """Return ``sum_i W_i Phi_{d(i)} W_i'`` summed per pattern, shape (K, q, q)."""
+        q, m = self.q, self.m
+        if self.mode == "cell":
+            assert self.S is not None and self.cell_to_pattern is not None
+            if self.D == 1:
+                per_cell = self.S @ Phi[0].reshape(m * m)
+            else:
+                assert self.outer_of_cell is not None
+                Phic = Phi.reshape(self.D, m * m)[self.outer_of_cell]
+                per_cell = np.matmul(self.S, Phic[:, :, None])[:, :, 0]
+            return np.asarray(self.cell_to_pattern @ per_cell).reshape(self.K, q, q)
+        if self.D == 1:
+            tmp = np.matmul(self.W, Phi[0])  # (G, q, m)
+            R = np.matmul(tmp, self.W.transpose(0, 2, 1))
+        else:
+            R = np.empty((self.G, q, q))
+            assert self.group_order is not None and self.outer_bounds is not None
+            for d in range(self.D):
+                idx = self.group_order[self.outer_bounds[d] : self.outer_bounds[d + 1]]
+                Wd = self.W[idx]
+                R[idx] = np.matmul(np.matmul(Wd, Phi[d]), Wd.transpose(0, 2, 1))
+        assert self.group_to_pattern is not None
+        return np.asarray(self.group_to_pattern @ R.reshape(self.G, q * q)).reshape(self.K, q, q)
+
+    def with_response(
+        self, y: np.ndarray, X: np.ndarray, Z: np.ndarray, group: np.ndarray
+    ) -> SufficientStats:
+        """Same design, new response: only the y-dependent entries are recomputed."""
+        W = self.W.copy()
+        for a in range(self.q):
+            W[:, a, self.i_y] = np.bincount(group, weights=Z[:, a] * y, minlength=self.G)
+        XX = self.XX.copy()
+        aug_y = _augmented_y_products(X, y, self.i_one)
+        if self.D == 1:
+            XX[0, :, self.i_y] = aug_y.sum(axis=0)
+        else:
+            outer_row = self.outer_of_group[group]
+            for j in range(self.m):
+                XX[:, j, self.i_y] = np.bincount(outer_row, weights=aug_y[:, j], minlength=self.D)
+        XX[:, self.i_y, :] = XX[:, :, self.i_y]
+        S = None
+        if self.mode == "cell":
+            assert self.cell_of_group is not None
+            S = _cell_grams(W, self.cell_of_group)
+        return replace(self, W=W, XX=XX, S=S)
+
+
+def _augmented_y_products(X: np.ndarray, y: np.ndarray, i_one: int | None) -> np.ndarray:
+    # Row-wise products of the response with every augmented column [X, 1, y].
+    cols = [X * y[:, None]]
+    if i_one is not None:
+        cols.append(y[:, None])
+    cols.append((y * y)[:, None])
+    return np.hstack(cols)
+
+
+def _unique_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unique rows of a float matrix and the inverse index, fast for many rows.
+
+    A random projection gives a 1-D key that sorts quickly; a collision of different rows on
+    the same projection is checked for and, if ever found, we fall back to numpy's row unique.
+    """
+    if keys.shape[1] == 1:
+        uniq, inv = np.unique(keys[:, 0], return_inverse=True)
+        return uniq[:, None], inv.ravel()
+    rng = np.random.default_rng(20150101)
+    proj = keys @ rng.standard_normal(keys.shape[1])
+    _, first, inv = np.unique(proj, return_index=True, return_inverse=True)
+    inv = inv.ravel()
+    uniq = keys[first]
+    if not np.array_equal(uniq[inv], keys):
+        uniq, inv = np.unique(keys, axis=0, return_inverse=True)
+        inv = inv.ravel()
+    return uniq, inv
+
+
+def _cell_ids(pattern: np.ndarray, outer: np.ndarray, D: int) -> tuple[np.ndarray, np.ndarray]:
+    key = pattern.astype(np.int64) * D + outer
+    uniq, inv = np.unique(key, return_inverse=True)
+    return uniq, inv.ravel()
+
+
+def _cell_grams(W: np.ndarray, cell_of_group: np.ndarray) -> np.ndarray:
+    """Sum vec(W_i) vec(W_i)' over the participants of each cell; shape (C, q*q, m*m)."""
+    G, q, m = W.shape
+    C = int(cell_of_group.max()) + 1
+    order = np.argsort(cell_of_group, kind="stable")
+    Wf = W[order].reshape(G, q * m)
+    cells = cell_of_group[order]
+    bounds = np.flatnonzero(np.diff(cells)) + 1
+    starts = np.concatenate(([0], bounds))
+    qm = q * m
+    gram = np.zeros((C, qm, qm))
+    if C <= 4096:
+        # Few cells: one BLAS Gram product per cell beats materialising outer products.
+        ends = np.concatenate((bounds, [G]))
+        for s, e in zip(starts, ends, strict=True):
+            gram[cells[s]] = Wf[s:e].T @ Wf[s:e]
+    else:
+        step = max(1, _CHUNK_BYTES // (8 * qm * qm))
+        for s in range(0, G, step):
+            e = min(G, s + step)
+            outer = Wf[s:e, :, None] * Wf[s:e, None, :]
+            local = np.flatnonzero(np.diff(cells[s:e])) + 1
+            local_starts = np.concatenate(([0], local))
+            summed = np.add.reduceat(outer, local_starts, axis=0)
+            # A cell split across two chunks gets two contributions: add.at accumulates both.
+            np.add.at(gram, cells[s:e][local_starts], summed)
+    # Reorder [a, i, b, j] -> [a, b, i, j] so that M (q x q) and Phi (m x m) contract by matmul.
+    g5 = gram.reshape(C, q, m, q, m).transpose(0, 1, 3, 2, 4)
+    return np.ascontiguousarray(g5.reshape(C, q * q, m * m))
+
+
+def _indicator(rows: np.ndarray, n_rows: int) -> sp.csr_matrix:
+    n_cols = rows.shape[0]
+    data = np.ones(n_cols)
+    return sp.csr_matrix((data, (rows, np.arange(n_cols))), shape=(n_rows, n_cols))
+
+
+def compute_stats(
+    y: np.ndarray,
+    X: np.ndarray,
+    Z: np.ndarray,
+    group: np.ndarray,
+    n_groups: int,
+    outer_of_group: np.ndarray | None = None,
+    mode: str = "auto",
+) -> SufficientStats:
+    """One pass over the data: per-participant products, patterns and cells.
+
+    Parameters
+    ----------
+    y, X, Z : ndarray
+        Response (n,), fixed (n, p) and random (n, q) design.
+    group : ndarray of int
+        Participant code per row, 0..n_groups-1, every code present.
+    n_groups : int
+        Number of participants.
+    outer_of_group : ndarray of int, optional
+        Outer (dialogue) code per participant for a nested outer random intercept.
+    mode : {"auto", "cell", "group"}
+        Layout of the quadratic forms (see module docstring); ``auto`` picks by cost.
+
+    Returns
+    -------
+    SufficientStats
+    """
+    n, p = X.shape
+    q = Z.shape[1]
+    nested = outer_of_group is not None
+    i_one = p if nested else None
+    m = p + int(nested) + 1
+    i_y = m - 1
+    G = n_groups
+
+    # Per-participant Z_i'Z_i (lower triangle) and Z_i'[X_i, 1, y_i] via weighted bincounts:
+    # one sequential pass per entry, no Python loop over participants.
+    aug_cols = [X[:, j] for j in range(p)]
+    if nested:
+        aug_cols.append(None)  # the column of ones: Z_i'1 needs no product
+    aug_cols.append(y)
+    W = np.empty((G, q, m))
+    for a in range(q):
+        za = Z[:, a]
+        for j, col in enumerate(aug_cols):
+            w = za if col is None else za * col
+            W[:, a, j] = np.bincount(group, weights=w, minlength=G)
+    tri = [(a, b) for a in range(q) for b in range(a + 1)]
+    Tflat = np.empty((G, len(tri)))
+    for k, (a, b) in enumerate(tri):
+        Tflat[:, k] = np.bincount(group, weights=Z[:, a] * Z[:, b], minlength=G)
+    uniq, pattern_of_group = _unique_rows(Tflat)
+    K = uniq.shape[0]
+    T = np.empty((K, q, q))
+    for k, (a, b) in enumerate(tri):
+        T[:, a, b] = uniq[:, k]
+        T[:, b, a] = uniq[:, k]
+    n_pat = np.bincount(pattern_of_group, minlength=K).astype(float)
+
+    if nested:
+        assert outer_of_group is not None
+        D = int(outer_of_group.max()) + 1
+        outer_row = outer_of_group[group]
+        aug = np.column_stack([X, np.ones(n), y])
+        XX = np.empty((D, m, m))
+        for i in range(m):
+            for j in range(i + 1):
+                v = np.bincount(outer_row, weights=aug[:, i] * aug[:, j], minlength=D)
+                XX[:, i, j] = v
+                XX[:, j, i] = v
+        og = outer_of_group.astype(np.intp)
+    else:
+        D = 1
+        aug = np.column_stack([X, y])
+        XX = (aug.T @ aug)[None]
+        og = np.zeros(G, dtype=np.intp)
+
+    if nested:
+        cell_keys, cell_of_group = _cell_ids(pattern_of_group, og, D)
+        pattern_of_cell = (cell_keys // D).astype(np.intp)
+        outer_of_cell = (cell_keys % D).astype(np.intp)
+    else:
+        cell_of_group = pattern_of_group
+        pattern_of_cell = np.arange(K)
+        outer_of_cell = np.zeros(K, dtype=np.intp)
+    C = pattern_of_cell.shape[0]
+    if mode == "auto":
+        # Cell mode costs ~C (qm)^2 per evaluation and memory; group mode ~G q m (q + m).
+        cell_cost = C * (q * m) ** 2
+        group_cost = G * q * m * (q + m)
+        mode = "cell" if cell_cost <= group_cost and cell_cost <= 2e7 else "group"
+
+    S = cell_to_outer = cell_to_pattern = group_to_pattern = None
+    group_order = outer_bounds = None
+    if mode == "cell":
+        S = _cell_grams(W, cell_of_group)
+        cell_to_outer = _indicator(outer_of_cell, D)
+        cell_to_pattern = _indicator(pattern_of_cell, K)
+    else:
+        group_to_pattern = _indicator(pattern_of_group, K)
+        group_order = np.argsort(og, kind="stable")
+        outer_bounds = np.searchsorted(og[group_order], np.arange(D + 1))
+
+    return SufficientStats(
+        n=n,
+        p=p,
+        q=q,
+        m=m,
+        i_one=i_one,
+        i_y=i_y,
+        T=T,
+        n_pat=n_pat,
+        pattern_of_group=pattern_of_group,
+        outer_of_group=og,
+        D=D,
+        XX=XX,
+        W=W,
+        mode=mode,
+        S=S,
+        pattern_of_cell=pattern_of_cell if mode == "cell" else None,
+        outer_of_cell=outer_of_cell if mode == "cell" else None,
+        cell_of_group=cell_of_group if mode == "cell" else None,
+        cell_to_outer=cell_to_outer,
+        cell_to_pattern=cell_to_pattern,
+        group_to_pattern=group_to_pattern,
+        outer_bounds=outer_bounds,
+        group_order=group_order,
+    )

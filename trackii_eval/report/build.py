@@ -1,0 +1,315 @@
+"""Build the impact report from stored scores and results; nothing is refitted here.
+
+Disclosure control: every count below the study's ``min_cell_size`` is shown as ``<k`` and every
+mean over fewer people is suppressed; no pseudonym, raw ID or identifier column is read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .. import __version__
+from ..errors import ReportError
+from .figures import trajectory_figure
+
+if TYPE_CHECKING:
+    from ..study import Study
+
+__all__ = ["render_report", "suppress_count"]
+
+
+def suppress_count(n: int | float, k: int) -> str:
+    """A count as published: the number, or ``<k`` when it is a small cell (but not zero)."""
+    if n is None or (isinstance(n, float) and math.isnan(n)):
+        return "–"
+    n = int(n)
+    return f"<{k}" if 0 < n < k else str(n)
+
+
+def _fmt(x: Any, digits: int = 2) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return f"{x:.{digits}f}"
+
+
+def _p(p: Any) -> str:
+    if p is None or not math.isfinite(p):
+        return "–"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _observed_means(scores: pd.DataFrame, construct: str, k: int) -> pd.DataFrame:
+    sub = scores[(scores["construct"] == construct) & scores["score"].notna()]
+    g = sub.groupby(["arm", "wave", "time"])["score"]
+    out = g.agg(["mean", "std", "count"]).reset_index()
+    out = out[out["count"] >= k]  # small cells are not published
+    half = stats.t.ppf(0.975, np.maximum(out["count"] - 1, 1)) * out["std"] / np.sqrt(out["count"])
+    out["ci_low"] = out["mean"] - half
+    out["ci_high"] = out["mean"] + half
+    return out
+
+
+def _response_table(study: Study, k: int) -> list[dict[str, Any]]:
+    store = study.store
+    df = store.query("""
+        SELECT s.wave, p.arm, count(DISTINCT s.participant) AS n
+        FROM submissions s JOIN files f ON f.sha256 = s.sha256 AND f.active
+        JOIN participants p USING (participant)
+        WHERE s.excluded_reason IS NULL GROUP BY 1, 2 ORDER BY 1, 2
+    """)
+    base = df[df["wave"] == df["wave"].min()].set_index("arm")["n"]
+    rows = []
+    labels = {w.index: w.label for w in study.config.waves}
+    for (wave, arm), n in df.set_index(["wave", "arm"])["n"].items():
+        retained = n / base.get(arm, np.nan)
+        rows.append({
+            "wave": wave, "label": labels.get(wave, ""), "arm": arm,
+            "n": suppress_count(n, k),
+            "retained": "–" if n < k else f"{100 * retained:.0f}%",
+        })
+    return rows
+
+
+def _attrition(scores: pd.DataFrame, study: Study, k: int) -> dict[str, Any] | None:
+    """Baseline perceptions of those who answered the last wave vs those who did not."""
+    construct = "perceptions" if "perceptions" in set(scores["construct"]) else None
+    if construct is None:
+        return None
+    first, last = study.config.waves[0].index, study.config.waves[-1].index
+    sub = scores[scores["construct"] == construct]
+    base = sub[sub["wave"] == first].set_index("participant")["score"].dropna()
+    stayed = set(sub.loc[(sub["wave"] == last) & sub["score"].notna(), "participant"])
+    s = base[base.index.isin(stayed)]
+    left = base[~base.index.isin(stayed)]
+    if len(s) < k or len(left) < k:
+        return None
+    t = stats.ttest_ind(s, left, equal_var=False)
+    return {
+        "construct": construct, "n_stayed": suppress_count(len(s), k),
+        "n_left": suppress_count(len(left), k), "mean_stayed": _fmt(s.mean(), 1),
+        "mean_left": _fmt(left.mean(), 1), "diff": _fmt(s.mean() - left.mean(), 1),
+        "p": _p(float(t.pvalue)), "last_wave": last,
+    }
+
+
+def _moderation(scores: pd.DataFrame, study: Study, k: int) -> list[dict[str, Any]]:
+    sub = scores[(scores["output"] == "moderation") & scores["score"].notna()]
+    rows = []
+    for d in study.config.dialogues:
+        vals = sub.loc[sub["dialogue"] == d.id, "score"]
+        team = ", ".join(
+            f"{m.type}{' (native language)' if m.native_language else ''}" for m in d.moderators
+        )
+        if len(vals) < k:
+            rows.append({"dialogue": d.id, "name": d.name, "n": suppress_count(len(vals), k),
+                         "mean": "suppressed", "ci": "", "team": team})
+            continue
+        half = stats.t.ppf(0.975, len(vals) - 1) * vals.std() / math.sqrt(len(vals))
+        rows.append({"dialogue": d.id, "name": d.name, "n": str(len(vals)),
+                     "mean": _fmt(vals.mean(), 1),
+                     "ci": f"[{vals.mean() - half:.1f}, {vals.mean() + half:.1f}]", "team": team})
+    return rows
+
+
+def _ideas(study: Study) -> list[dict[str, Any]]:
+    ideas = study.store.query("SELECT * FROM ideas")
+    rows = []
+    for d in study.config.dialogues:
+        sub = ideas[ideas["dialogue"] == d.id]
+        if sub.empty:
+            continue
+        n_ws = max(int(sub["workshop"].nunique()), 1)
+        transferred = sub["status"].isin(["transferred", "adopted"]).mean()
+        rows.append({
+            "dialogue": d.id, "n": len(sub), "per_workshop": _fmt(len(sub) / n_ws, 1),
+            "cross_side": f"{100 * (sub['proposed_by'] == 'both').mean():.0f}%",
+            "transferred": f"{100 * transferred:.0f}%",
+            "adopted": f"{100 * (sub['status'] == 'adopted').mean():.0f}%",
+        })
+    return rows
+
+
+def _effect_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for name, res in results.items():
+        spec, fit = res["spec"], res["fit"]
+        if res["kind"] == "growth":
+            for term in fit["fixed"]:
+                if ":" not in term["term"] and "arm" not in term["term"]:
+                    continue
+                rows.append({
+                    "model": name, "term": term["term"], "estimate": _fmt(term["estimate"]),
+                    "ci": f"[{_fmt(term['ci_low'])}, {_fmt(term['ci_high'])}]",
+                    "df": _fmt(term.get("df"), 1), "p": _p(term.get("p_value")),
+                    "label": spec.get("label", ""), "warn": bool(fit.get("warnings")),
+                })
+        else:
+            for term in fit["effects"]:
+                rows.append({
+                    "model": name, "term": term["term"], "estimate": _fmt(term["estimate"]),
+                    "ci": f"[{_fmt(term['ci_low'])}, {_fmt(term['ci_high'])}]", "df": "–",
+                    "p": _p(term["p_value"]), "label": spec.get("label", ""),
+                    "warn": bool(fit.get("warnings")),
+                })
+    return rows
+
+
+def _methods(study: Study, results: dict[str, dict[str, Any]], n_people: int, n_obs: int
+             ) -> list[str]:
+    out = []
+    cfg = study.config
+    out.append(
+        f"Responses from {len(cfg.waves)} waves were scored per construct as keyed item means "
+        "on the POMP scale (0-100); a score is missing when fewer than the construct's minimum "
+        "share of items was answered. Test and unfinished responses were excluded."
+    )
+    for name, res in results.items():
+        fit = res["fit"]
+        if res["kind"] == "growth":
+            opt = fit.get("optimizer", {}) or {}
+            out.append(
+                f"{name}: linear mixed-effects model <code>{html.escape(fit['formula'])}</code> "
+                f"fitted by {'REML' if fit.get('reml') else 'maximum likelihood'} with the "
+                f"{html.escape(str(fit.get('engine', '')))} engine to "
+                f"{fit.get('nobs')} observations of {_ngroups(fit)} participants "
+                f"({'converged' if fit.get('converged') else 'NOT converged'}; optimiser "
+                f"{html.escape(str(opt.get('name', '?')))}, {opt.get('n_evals', '?')} "
+                "evaluations). Degrees of freedom of fixed effects by Satterthwaite's method; "
+                "missing responses are handled by the likelihood (valid under missing at "
+                "random given the modelled covariates and earlier answers)."
+                + (" The fit is singular (a variance component is on its boundary)."
+                   if fit.get("singular") else "")
+            )
+        else:
+            out.append(
+                f"{name}: two-way fixed-effects difference-in-differences (participant and wave "
+                f"effects) with one dialogue effect per post-baseline wave, "
+                f"{fit['nobs']} observations of {fit['n_participants']} participants, standard "
+                "errors clustered by participant (linearmodels PanelOLS)."
+            )
+    out.append(
+        f"Disclosure control: counts below {cfg.privacy.min_cell_size} are shown as "
+        f"&lt;{cfg.privacy.min_cell_size} and means over fewer people are suppressed. "
+        f"{n_people} participants and {n_obs} participant-waves were analysed."
+    )
+    return out
+
+
+def _ngroups(fit: dict[str, Any]) -> Any:
+    groups = fit.get("ngroups") or {}
+    return groups.get("participant", next(iter(groups.values()), "?"))
+
+
+def render_report(study: Study, path: str | Path) -> Path:
+    """Render the self-contained HTML impact report of ``study`` to ``path``.
+
+    Reads scores, reliability, ingest provenance and stored model results; fits nothing.
+    """
+    store = study.store
+    results = store.results()
+    if not results or not store.has_table("scores"):
+        raise ReportError(f"{study.store_path}: no scores or model results yet; run "
+                          "`trackii-eval score` and `trackii-eval model` first")
+    k = study.config.privacy.min_cell_size
+    scores = store.query("SELECT * FROM scores")
+    program_end = study.config.program_end_time
+    base_date = study.config.waves[0].date
+    events = [((e.date - base_date).days / 365.25, e.label) for e in study.config.context_events]
+    figures = []
+    for construct, con in study.instrument.constructs.items():
+        if con.asked_of is not None or con.waves is not None:
+            continue  # not a panel outcome of both arms
+        predicted = None
+        model_name = None
+        for name, res in results.items():
+            if res["kind"] == "growth" and res["spec"]["outcome"] == construct and res.get(
+                "trajectory"
+            ):
+                if model_name is None or res["spec"].get("headline") or "durability" in name:
+                    predicted, model_name = pd.DataFrame(res["trajectory"]), name
+        observed = _observed_means(scores, construct, k)
+        figures.append({
+            "title": con.label or construct,
+            "png": trajectory_figure(
+                observed, predicted, title=f"{con.label or construct} by arm",
+                ylabel=f"{construct} (POMP 0-100)", program_end=program_end, events=events,
+            ),
+            "model": model_name,
+        })
+    headline = _headline(results, study)
+    files = store.file_summary()
+    problems = store.query("""
+        SELECT q.rule, q.scope, count(*) AS n FROM quarantine q
+        JOIN files f ON f.sha256 = q.sha256 AND f.active GROUP BY 1, 2 ORDER BY 3 DESC
+    """)
+    reliability = store.query("SELECT * FROM reliability") if store.has_table(
+        "reliability") else pd.DataFrame()
+    warnings_list = [
+        f"{name}: {w}" for name, res in results.items() for w in res["fit"].get("warnings", [])
+    ]
+    n_people = scores["participant"].nunique()
+    n_obs = scores[["participant", "wave"]].drop_duplicates().shape[0]
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("trackii_eval", "report/templates"),
+        autoescape=jinja2.select_autoescape(["html"]),
+    )
+    html_text = env.get_template("report.html").render(
+        study=study.config, generated=dt.date.today().isoformat(), version=__version__,
+        config_hash=study.config_hash[:12], headline=headline, figures=figures,
+        effects=_effect_rows(results), responses=_response_table(study, k),
+        attrition=_attrition(scores, study, k), moderation=_moderation(scores, study, k),
+        ideas=_ideas(study), reliability=_reliability_rows(reliability, k),
+        files=files.to_dict(orient="records"), problems=problems.to_dict(orient="records"),
+        methods=_methods(study, results, n_people, n_obs), warnings=warnings_list, k=k,
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(html_text, encoding="utf-8")
+    return path
+
+
+def _reliability_rows(rel: pd.DataFrame, k: int) -> list[dict[str, Any]]:
+    rows = []
+    for r in rel.to_dict(orient="records"):
+        n = int(r.get("n", 0))
+        small = n < k
+        rows.append({
+            "construct": r.get("construct"), "wave": r.get("wave"), "n": suppress_count(n, k),
+            "k": r.get("k"),
+            "alpha": "–" if small else _fmt(r.get("alpha")),
+            "alpha_ci": "" if small else
+            f"[{_fmt(r.get('alpha_ci_low'))}, {_fmt(r.get('alpha_ci_high'))}]",
+            "omega": "–" if small else _fmt(r.get("omega_total")),
+            "flag": bool(r.get("flag", False)),
+        })
+    return rows
+
+
+def _headline(results: dict[str, dict[str, Any]], study: Study) -> dict[str, Any] | None:
+    for name, res in results.items():
+        if res["kind"] != "growth" or not res["spec"].get("headline"):
+            continue
+        fixed = {t["term"]: t for t in res["fit"]["fixed"]}
+        arm = study.config.treated_arm
+        during = fixed.get(f"time:arm[T.{arm}]")
+        after = fixed.get(f"post_time:arm[T.{arm}]")
+        if during is None:
+            continue
+        return {
+            "model": name, "outcome": res["spec"]["outcome"],
+            "during": _fmt(during["estimate"], 1),
+            "during_ci": f"[{_fmt(during['ci_low'], 1)}, {_fmt(during['ci_high'], 1)}]",
+            "during_p": _p(during["p_value"]),
+            "after": None if after is None else _fmt(during["estimate"] + after["estimate"], 1),
+            "converged": res["fit"].get("converged", False),
+        }
+    return None

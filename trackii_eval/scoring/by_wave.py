@@ -1,0 +1,40 @@
+"""Reliability of every construct at every wave, from long responses."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ..config import Instrument
+from .scores import keyed_items
+
+__all__ = ["reliability_by_wave"]
+
+
+def reliability_by_wave(responses: pd.DataFrame, instrument: Instrument) -> pd.DataFrame:
+    """Cronbach's alpha and McDonald's omega per construct and wave, on keyed items.
+
+    Items are keyed (reverse items flipped) and put on the POMP scale first, so a reverse-keyed
+    item does not lower alpha. Constructs with fewer than two items are skipped. Each row carries
+    ``flag`` when alpha is below the construct's ``reliability_threshold``.
+    """
+    from .reliability import reliability
+
+    keyed = keyed_items(responses, instrument)
+    rows = []
+    for (construct, wave), group in keyed.groupby(["construct", "wave"], sort=True):
+        con = instrument.constructs[construct]
+        if len(con.items) < 2:
+            continue
+        wide = group.pivot_table(index="participant", columns="item", values="pomp")
+        wide = wide.dropna(axis=1, how="all").dropna(axis=0, how="all")
+        if wide.shape[1] < 2 or wide.shape[0] < 3:
+            continue
+        res = reliability(wide)
+        res.insert(0, "wave", int(wave))
+        res.insert(0, "construct", construct)
+        res["threshold"] = con.reliability_threshold
+        res["flag"] = res["alpha"] < con.reliability_threshold
+        rows.append(res)
+    if not rows:
+        return pd.DataFrame(columns=["construct", "wave", "n", "k", "alpha", "flag"])
+    return pd.concat(rows, ignore_index=True)

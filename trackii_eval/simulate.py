@@ -1,0 +1,367 @@
+"""Simulated Track II evaluations with known effects.
+
+The demo study in ``surveys/demo`` is written by :func:`write_demo_study` from the committed
+``study.yaml`` and ``instrument.yaml``; tests call the same code with other effects to check that
+the estimators follow the truth rather than one number. Every value in the raw files is
+simulated; identifier columns carry marked canary values so tests can prove none leaks.
+
+The data-generating model, on the POMP (0-100) scale of each construct, for participant *i*
+at time *t* (years since baseline), with programme end *T*:
+
+``mu_i(t) = b0_i + b1_i t + arm_i * (gain * min(t, T) - fade * max(0, t - T))``
+
+with correlated normal ``(b0_i, b1_i)`` and residual noise; items are noisy, rounded, clipped
+readings of the construct (reverse-keyed items flipped). A piecewise growth model
+``score ~ (time + post_time) * arm + (time | participant)`` with
+``post_time = max(0, time - T)`` therefore has true coefficients ``time:arm = gain`` and
+``post_time:arm = -(gain + fade)``.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .config import Instrument, StudyConfig, load_instrument, load_study_config
+
+__all__ = ["ConstructTruth", "DemoTruth", "simulate_study", "write_demo_study"]
+
+
+@dataclass(frozen=True)
+class ConstructTruth:
+    """True trajectory parameters of one construct (POMP 0-100 scale)."""
+
+    baseline_mean: float
+    baseline_sd: float
+    comparison_slope: float
+    slope_sd: float
+    gain_per_year: float
+    fade_per_year: float
+    residual_sd: float
+    intercept_slope_corr: float = -0.2
+
+
+@dataclass(frozen=True)
+class DemoTruth:
+    """Every effect simulated in a study; written to ``truth.json`` next to the wave files."""
+
+    n_per_dialogue: int = 50
+    n_comparison: int = 80
+    perceptions: ConstructTruth = ConstructTruth(
+        baseline_mean=42.0, baseline_sd=11.0, comparison_slope=-0.5, slope_sd=2.0,
+        gain_per_year=9.0, fade_per_year=2.0, residual_sd=5.0,
+    )
+    relationships: ConstructTruth = ConstructTruth(
+        baseline_mean=30.0, baseline_sd=10.0, comparison_slope=0.0, slope_sd=1.5,
+        gain_per_year=16.0, fade_per_year=1.0, residual_sd=6.0,
+    )
+    # mean moderation rating (POMP) per dialogue, in study.yaml order
+    moderation_means: tuple[float, ...] = (80.0, 70.0, 58.0)
+    ideas_mean: float = 55.0
+    # attrition: logit P(drop at wave w | present at w-1) = a + b*(w-2) + c*z_baseline_perception
+    attrition_intercept: float = -2.6
+    attrition_per_wave: float = 0.35
+    attrition_baseline_perception: float = -0.6
+    attrition_comparison_shift: float = 0.4
+    intermittent_miss: float = 0.04
+    item_missing: float = 0.03
+    item_noise_likert: float = 0.7
+    item_noise_thermometer: float = 7.0
+    ideas_per_workshop: float = 4.0
+    workshops_per_dialogue: int = 4
+    idea_status_probs: dict[str, float] = field(
+        default_factory=lambda: {
+            "proposed": 0.45, "developed": 0.3, "transferred": 0.17, "adopted": 0.08,
+        }
+    )
+
+    def with_perception_effect(self, gain: float, fade: float | None = None) -> DemoTruth:
+        """A copy with another true perception gain (and fade)."""
+        p = replace(
+            self.perceptions,
+            gain_per_year=gain,
+            fade_per_year=self.perceptions.fade_per_year if fade is None else fade,
+        )
+        return replace(self, perceptions=p)
+
+
+def _latent(
+    rng: np.random.Generator, truth: ConstructTruth, n: int, times: np.ndarray,
+    treated: np.ndarray, t_end: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    cov = np.array([
+        [truth.baseline_sd**2, truth.intercept_slope_corr * truth.baseline_sd * truth.slope_sd],
+        [truth.intercept_slope_corr * truth.baseline_sd * truth.slope_sd, truth.slope_sd**2],
+    ])
+    b = rng.multivariate_normal([truth.baseline_mean, truth.comparison_slope], cov, size=n)
+    during = np.minimum(times, t_end)
+    after = np.maximum(times - t_end, 0.0)
+    effect = truth.gain_per_year * during - truth.fade_per_year * after
+    mu = b[:, [0]] + b[:, [1]] * times[None, :] + treated[:, None] * effect[None, :]
+    y = mu + rng.normal(0.0, truth.residual_sd, size=mu.shape)
+    return y, b[:, 0]
+
+
+def _items_from_latent(
+    rng: np.random.Generator, latent: np.ndarray, instrument: Instrument, construct: str,
+    truth: DemoTruth,
+) -> dict[str, np.ndarray]:
+    """Noisy item readings of a 0-100 latent score, on each item's own scale."""
+    out = {}
+    for item in instrument.constructs[construct].items:
+        scale = instrument.scales[item.scale]
+        width = scale.max - scale.min
+        loading = rng.uniform(0.85, 1.15)
+        pomp = 50.0 + loading * (latent - 50.0)
+        if width > 20:  # thermometer-like: 0-100 points
+            noise = truth.item_noise_thermometer
+            raw = scale.min + pomp / 100.0 * width + rng.normal(0.0, noise, latent.shape)
+        else:
+            raw = scale.min + pomp / 100.0 * width
+            raw = raw + rng.normal(0.0, truth.item_noise_likert, latent.shape)
+        value = np.clip(np.rint(raw), scale.min, scale.max)
+        if item.reverse:
+            value = scale.max + scale.min - value
+        out[item.id] = value
+    return out
+
+
+def _raw_id(rng: np.random.Generator, i: int) -> str:
+    letters = "".join(rng.choice(list(string.ascii_uppercase), size=4))
+    return f"CNRY-{i:04d}-{letters}"
+
+
+def simulate_study(
+    config: StudyConfig, instrument: Instrument, truth: DemoTruth | None = None, *, seed: int = 1
+) -> dict[str, Any]:
+    """Simulate the raw wave exports of a study.
+
+    Parameters
+    ----------
+    config, instrument
+        The study design and codebook the exports must follow.
+    truth
+        The effects to simulate; :class:`DemoTruth` defaults if omitted.
+    seed
+        Seed of the random generator; the same seed gives the same files.
+
+    Returns
+    -------
+    dict
+        ``waves``: wave index -> raw DataFrame (as exported, identifiers included);
+        ``ideas``: the idea log; ``truth``: a JSON-serialisable description of every effect;
+        ``people``: the simulated people (internal; used by tests as ground truth).
+    """
+    truth = truth or DemoTruth()
+    rng = np.random.default_rng(seed)
+    times_by_wave = config.wave_time()
+    wave_ids = [w.index for w in config.waves]
+    times = np.array([times_by_wave[w] for w in wave_ids])
+    t_end = config.program_end_time if config.program_end_time is not None else times[-1]
+    comparison = config.comparison_arm
+    treated_arm = config.treated_arm
+
+    rows = []
+    for d_idx, dialogue in enumerate(config.dialogues):
+        for j in range(truth.n_per_dialogue):
+            rows.append((treated_arm, dialogue.id, dialogue.sides[j % 2], d_idx))
+    if comparison is not None:
+        for j in range(truth.n_comparison):
+            dialogue = config.dialogues[j % len(config.dialogues)]
+            # comparison people come from the same communities, but sit in no dialogue
+            rows.append((comparison, None, dialogue.sides[(j // 3) % 2], -1))
+    people = pd.DataFrame(rows, columns=["arm", "dialogue", "side", "dialogue_index"])
+    n = len(people)
+    people["raw_id"] = [_raw_id(rng, i + 1) for i in range(n)]
+    treated = (people["arm"] == treated_arm).to_numpy(dtype=float)
+
+    perc, perc_b0 = _latent(rng, truth.perceptions, n, times, treated, t_end)
+    rel, _ = _latent(rng, truth.relationships, n, times, treated, t_end)
+    latent = {"perceptions": perc, "relationships": rel}
+    mod_mean = np.array(
+        [truth.moderation_means[i] if i >= 0 else np.nan for i in people["dialogue_index"]]
+    )
+    latent["moderation"] = mod_mean[:, None] + rng.normal(0, 9.0, size=(n, len(times)))
+    person_idea = rng.normal(truth.ideas_mean, 10.0, size=n)
+    latent["ideas"] = person_idea[:, None] + rng.normal(0, 7.0, size=(n, len(times)))
+
+    # response pattern: everyone answers baseline; monotone dropout depending on baseline
+    # perceptions (MAR given the baseline), plus occasional missed waves
+    z = (perc_b0 - perc_b0.mean()) / perc_b0.std()
+    present = np.ones((n, len(times)), dtype=bool)
+    active = np.ones(n, dtype=bool)
+    for w in range(1, len(times)):
+        logit = (
+            truth.attrition_intercept + truth.attrition_per_wave * (w - 1)
+            + truth.attrition_baseline_perception * z
+            + truth.attrition_comparison_shift * (1 - treated)
+        )
+        drop = rng.random(n) < 1 / (1 + np.exp(-logit))
+        active &= ~drop
+        present[:, w] = active & (rng.random(n) >= truth.intermittent_miss)
+
+    item_values: dict[str, np.ndarray] = {}
+    for cname in instrument.constructs:
+        if cname in latent:
+            item_values.update(
+                _items_from_latent(rng, np.clip(latent[cname], 0, 100), instrument, cname, truth)
+            )
+
+    cols = instrument.participant
+    missing_tokens = [k for k in instrument.missing_codes if k.strip()]
+    waves: dict[int, pd.DataFrame] = {}
+    for w_pos, wave in enumerate(config.waves):
+        idx = np.flatnonzero(present[:, w_pos])
+        frame: dict[str, Any] = {}
+        frame["ResponseId"] = [f"R_{rng.integers(16**8):08x}" for _ in idx]
+        frame[cols.id] = people["raw_id"].to_numpy()[idx]
+        frame["name"] = [f"CANARY Name {people['raw_id'][i][-4:]}" for i in idx]
+        frame["email"] = [f"canary.{people['raw_id'][i][-4:].lower()}@example.invalid" for i in idx]
+        frame["phone"] = [f"+999 555 01{i:04d}" for i in idx]
+        frame["ip_address"] = [f"198.51.100.{(i % 250) + 1}" for i in idx]
+        frame["latitude"] = np.round(rng.uniform(-80, 80, size=len(idx)), 6)
+        frame["longitude"] = np.round(rng.uniform(-170, 170, size=len(idx)), 6)
+        submitted = [
+            pd.Timestamp(wave.date) + pd.Timedelta(days=int(d))
+            for d in rng.integers(0, 21, size=len(idx))
+        ]
+        if cols.submitted_at:
+            frame[cols.submitted_at] = [s.strftime("%Y-%m-%d %H:%M") for s in submitted]
+        frame[cols.arm] = people["arm"].to_numpy()[idx]
+        frame[cols.side] = people["side"].to_numpy()[idx]
+        frame[cols.dialogue] = people["dialogue"].fillna("").to_numpy()[idx]
+        renames = {v: k for k, v in instrument.renames.get(wave.index, {}).items()}
+        for construct in instrument.constructs.values():
+            asked = np.ones(len(idx), dtype=bool)
+            if construct.asked_of is not None:
+                asked = people["arm"].isin(construct.asked_of).to_numpy()[idx]
+            if construct.waves is not None and wave.index not in construct.waves:
+                continue
+            for item in construct.items:
+                values = item_values[item.id][idx, w_pos].astype(object)
+                values[~asked] = None
+                miss = (rng.random(len(idx)) < truth.item_missing) & asked
+                codes = rng.choice(["", *missing_tokens], size=len(idx)) if missing_tokens else ""
+                values[miss] = np.asarray(codes, dtype=object)[miss] if missing_tokens else None
+                values = [
+                    None if v is None or v == "" else (int(v) if isinstance(v, float) else v)
+                    for v in values
+                ]
+                frame[renames.get(item.id, item.id)] = values
+        waves[wave.index] = pd.DataFrame(frame)
+
+    ideas = _simulate_ideas(rng, config, truth)
+    truth_doc = _truth_document(config, truth, seed, t_end, times_by_wave, present, people)
+    people = people.assign(baseline_perception=perc_b0)
+    return {"waves": waves, "ideas": ideas, "truth": truth_doc, "people": people}
+
+
+def _simulate_ideas(
+    rng: np.random.Generator, config: StudyConfig, truth: DemoTruth
+) -> pd.DataFrame:
+    records = []
+    statuses = list(truth.idea_status_probs)
+    probs = np.array(list(truth.idea_status_probs.values()))
+    for dialogue in config.dialogues:
+        k = 0
+        for workshop in range(1, truth.workshops_per_dialogue + 1):
+            for _ in range(rng.poisson(truth.ideas_per_workshop)):
+                k += 1
+                proposed_by = rng.choice([dialogue.sides[0], dialogue.sides[1], "both"],
+                                         p=[0.3, 0.3, 0.4])
+                records.append({
+                    "idea_id": f"{dialogue.id}-{k:02d}",
+                    "dialogue": dialogue.id,
+                    "workshop": workshop,
+                    "proposed_by": proposed_by,
+                    "status": rng.choice(statuses, p=probs / probs.sum()),
+                })
+    return pd.DataFrame(records)
+
+
+def _truth_document(
+    config: StudyConfig, truth: DemoTruth, seed: int, t_end: float,
+    times_by_wave: dict[int, float], present: np.ndarray, people: pd.DataFrame,
+) -> dict[str, Any]:
+    arm = config.treated_arm
+    p = truth.perceptions
+    r = truth.relationships
+    return {
+        "seed": seed,
+        "scale": "POMP 0-100",
+        "program_end_time": t_end,
+        "wave_time": times_by_wave,
+        "n_participants": {a: int((people["arm"] == a).sum()) for a in people["arm"].unique()},
+        "responses_per_wave": {
+            str(w): int(present[:, i].sum()) for i, w in enumerate(times_by_wave)
+        },
+        "effects": {
+            "perceptions": {
+                "gain_per_year_during_program": p.gain_per_year,
+                "fade_per_year_after_program": p.fade_per_year,
+                "comparison_slope_per_year": p.comparison_slope,
+                "baseline_mean": p.baseline_mean,
+                "model_terms": {
+                    f"time:arm[T.{arm}]": p.gain_per_year,
+                    f"post_time:arm[T.{arm}]": -(p.gain_per_year + p.fade_per_year),
+                    "time": p.comparison_slope,
+                },
+                "gap_at_each_wave": {
+                    str(w): p.gain_per_year * min(t, t_end) - p.fade_per_year * max(0.0, t - t_end)
+                    for w, t in times_by_wave.items()
+                },
+            },
+            "relationships": {
+                "gain_per_year_during_program": r.gain_per_year,
+                "fade_per_year_after_program": r.fade_per_year,
+            },
+            "moderation_mean_by_dialogue": dict(
+                zip([d.id for d in config.dialogues], truth.moderation_means, strict=False)
+            ),
+        },
+        "attrition": {
+            "depends_on": "baseline perceptions (lower -> more likely to leave) and arm",
+            "logit_intercept": truth.attrition_intercept,
+            "logit_per_wave": truth.attrition_per_wave,
+            "logit_per_sd_baseline_perception": truth.attrition_baseline_perception,
+            "logit_comparison_shift": truth.attrition_comparison_shift,
+        },
+        "parameters": asdict(truth),
+    }
+
+
+def write_demo_study(study_dir: str | Path, truth: DemoTruth | None = None, *, seed: int = 1
+                     ) -> dict[str, Any]:
+    """Write simulated wave files, idea log and ``truth.json`` for the study in ``study_dir``.
+
+    ``study.yaml`` and ``instrument.yaml`` must already be there: the simulation follows them.
+    """
+    study_dir = Path(study_dir)
+    instrument = load_instrument(study_dir / "instrument.yaml")
+    config, _ = _load_config_without_file_check(study_dir / "study.yaml")
+    sim = simulate_study(config, instrument, truth, seed=seed)
+    for wave in config.waves:
+        path = study_dir / wave.file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sim["waves"][wave.index].to_csv(path, index=False)
+    if config.ideas:
+        sim["ideas"].to_csv(study_dir / config.ideas, index=False)
+    (study_dir / "truth.json").write_text(json.dumps(sim["truth"], indent=2, default=str) + "\n")
+    return sim
+
+
+def _load_config_without_file_check(path: Path) -> tuple[StudyConfig, Any]:
+    # the files do not exist yet when the generator runs for the first time
+    from ._yaml import load_yaml
+
+    data, lines = load_yaml(path)
+    try:
+        return StudyConfig.model_validate(data), lines
+    except Exception:
+        return load_study_config(path)

@@ -1,0 +1,202 @@
+"""The study store: one embedded DuckDB file per study.
+
+Holds pseudonymised responses in long form, participants, waves, quarantine, file provenance,
+scores and model results. Raw identifiers never enter it: ingest hashes participant codes with a
+keyed HMAC before writing, and direct identifier columns are not read past validation.
+
+Every replaced file version stays in the store (``files.active = false``) so a replacement can be
+undone; queries see active versions only.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from .errors import StoreError
+
+__all__ = ["Store"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE IF NOT EXISTS files (
+    file VARCHAR, wave INTEGER, sha256 VARCHAR, format VARCHAR,
+    rows_read INTEGER, rows_stored INTEGER, rows_quarantined INTEGER,
+    ingested_at TIMESTAMP, key_fingerprint VARCHAR, active BOOLEAN
+);
+CREATE TABLE IF NOT EXISTS waves (
+    wave INTEGER PRIMARY KEY, label VARCHAR, phase VARCHAR, date DATE, time DOUBLE
+);
+CREATE TABLE IF NOT EXISTS participants (
+    participant VARCHAR PRIMARY KEY, arm VARCHAR, side VARCHAR, dialogue VARCHAR, first_wave INTEGER
+);
+CREATE TABLE IF NOT EXISTS submissions (
+    participant VARCHAR, wave INTEGER, sha256 VARCHAR, file VARCHAR, row INTEGER,
+    submitted_at TIMESTAMP, finished BOOLEAN, is_test BOOLEAN, excluded_reason VARCHAR
+);
+CREATE TABLE IF NOT EXISTS responses (
+    participant VARCHAR, wave INTEGER, item VARCHAR, construct VARCHAR,
+    value DOUBLE, missing_code VARCHAR, sha256 VARCHAR, row INTEGER
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    file VARCHAR, wave INTEGER, sha256 VARCHAR, row INTEGER, "column" VARCHAR,
+    value VARCHAR, rule VARCHAR, scope VARCHAR, message VARCHAR
+);
+CREATE TABLE IF NOT EXISTS ideas (
+    idea_id VARCHAR, dialogue VARCHAR, workshop INTEGER, proposed_by VARCHAR, status VARCHAR
+);
+CREATE TABLE IF NOT EXISTS results (name VARCHAR PRIMARY KEY, kind VARCHAR, payload JSON);
+"""
+
+
+class Store:
+    """An open study store.
+
+    Parameters
+    ----------
+    path
+        The DuckDB file; created if missing.
+    study_id
+        The study the store belongs to; a store of another study is refused.
+    read_only
+        Open without write access (reports and dashboards).
+    """
+
+    def __init__(self, path: str | Path, study_id: str, *, read_only: bool = False) -> None:
+        self.path = Path(path)
+        if read_only and not self.path.exists():
+            raise StoreError(
+                f"{self.path}: no store yet; run `trackii-eval ingest` for this study first"
+            )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._con = duckdb.connect(str(self.path), read_only=read_only)
+        if not read_only:
+            self._con.execute(_SCHEMA)
+            owner = self.get_meta("study_id")
+            if owner is None:
+                self.set_meta("study_id", study_id)
+            elif owner != study_id:
+                raise StoreError(f"{self.path}: this store belongs to study '{owner}', not "
+                                 f"'{study_id}'; choose another --out directory")
+        self.study_id = study_id
+
+    # -- plumbing --------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the database file."""
+        self._con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
+        """Run a read query and return a DataFrame."""
+        return self._con.execute(sql, params or []).df()
+
+    def execute(self, sql: str, params: list[Any] | None = None) -> None:
+        """Run a statement."""
+        self._con.execute(sql, params or [])
+
+    def append(self, table: str, frame: pd.DataFrame) -> None:
+        """Append a DataFrame whose columns match the table's (by name)."""
+        if frame.empty:
+            return
+        self._con.register("_incoming", frame)
+        cols = ", ".join(f'"{c}"' for c in frame.columns)
+        self._con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _incoming")
+        self._con.unregister("_incoming")
+
+    def replace_table(self, table: str, frame: pd.DataFrame) -> None:
+        """Replace a derived table (scores, reliability) with ``frame``."""
+        self._con.register("_incoming", frame)
+        self._con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _incoming")
+        self._con.unregister("_incoming")
+
+    def transaction(self) -> _Transaction:
+        """A context manager: all or nothing."""
+        return _Transaction(self._con)
+
+    def has_table(self, table: str) -> bool:
+        """Whether a table exists."""
+        found = self._con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
+        ).fetchone()
+        return bool(found and found[0])
+
+    # -- metadata --------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        """Read a metadata value."""
+        row = self._con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Write a metadata value."""
+        self._con.execute(
+            "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [key, value],
+        )
+
+    # -- results ---------------------------------------------------------------------------
+    def put_result(self, name: str, kind: str, payload: dict[str, Any]) -> None:
+        """Store a serialised model result under ``name``."""
+        self._con.execute(
+            "INSERT INTO results VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+            "kind = excluded.kind, payload = excluded.payload",
+            [name, kind, json.dumps(payload, default=_json_default)],
+        )
+
+    def results(self) -> dict[str, dict[str, Any]]:
+        """All stored results by name."""
+        rows = self._con.execute("SELECT name, kind, payload FROM results ORDER BY name").fetchall()
+        return {name: {"kind": kind, **json.loads(payload)} for name, kind, payload in rows}
+
+    # -- views used downstream -------------------------------------------------------------
+    def active_responses(self, *, include_excluded: bool = False) -> pd.DataFrame:
+        """Responses from active file versions joined with participant attributes and time."""
+        excluded = "" if include_excluded else "AND s.excluded_reason IS NULL"
+        return self.query(f"""
+            SELECT r.participant, r.wave, w.time, p.arm, p.side, p.dialogue,
+                   r.construct, r.item, r.value, r.missing_code
+            FROM responses r
+            JOIN files f ON f.sha256 = r.sha256 AND f.active
+            JOIN submissions s ON s.sha256 = r.sha256 AND s.participant = r.participant
+                 AND s.wave = r.wave {excluded}
+            JOIN participants p USING (participant)
+            JOIN waves w ON w.wave = r.wave
+            ORDER BY r.participant, r.wave, r.item
+        """)
+
+    def file_summary(self) -> pd.DataFrame:
+        """Rows read, stored and quarantined per active file."""
+        return self.query("""
+            SELECT file, wave, format, rows_read, rows_stored, rows_quarantined,
+                   substr(sha256, 1, 12) AS sha256, key_fingerprint, ingested_at
+            FROM files WHERE active ORDER BY wave
+        """)
+
+
+class _Transaction:
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._con = con
+
+    def __enter__(self) -> None:
+        self._con.execute("BEGIN TRANSACTION")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self._con.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "isoformat"):
+        return obj.isoformat()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
+    raise TypeError(f"cannot serialise {type(obj).__name__}")
