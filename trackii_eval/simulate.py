@@ -124,7 +124,8 @@ def _items_from_latent(
             raw = scale.min + pomp / 100.0 * width + rng.normal(0.0, noise, latent.shape)
         else:
             raw = scale.min + pomp / 100.0 * width
-            raw = raw + rng.normal(0.0, truth.item_noise_likert, latent.shape)
+            # noise in scale points, comparable across 5- and 7-point scales
+            raw = raw + rng.normal(0.0, truth.item_noise_likert * width / 6, latent.shape)
         value = np.clip(np.rint(raw), scale.min, scale.max)
         if item.reverse:
             value = scale.max + scale.min - value
@@ -187,8 +188,8 @@ def simulate_study(
     mod_mean = np.array(
         [truth.moderation_means[i] if i >= 0 else np.nan for i in people["dialogue_index"]]
     )
-    latent["moderation"] = mod_mean[:, None] + rng.normal(0, 9.0, size=(n, len(times)))
-    person_idea = rng.normal(truth.ideas_mean, 10.0, size=n)
+    latent["moderation"] = mod_mean[:, None] + rng.normal(0, 14.0, size=(n, len(times)))
+    person_idea = rng.normal(truth.ideas_mean, 15.0, size=n)
     latent["ideas"] = person_idea[:, None] + rng.normal(0, 7.0, size=(n, len(times)))
 
     # response pattern: everyone answers baseline; monotone dropout depending on baseline

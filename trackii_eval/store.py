@@ -167,7 +167,7 @@ class Store:
             JOIN files f ON f.sha256 = r.sha256 AND f.active
             JOIN submissions s ON s.sha256 = r.sha256 AND s.participant = r.participant
                  AND s.wave = r.wave {excluded}
-            JOIN participants p USING (participant)
+            JOIN participants p ON p.participant = r.participant
             JOIN waves w ON w.wave = r.wave
             ORDER BY r.participant, r.wave, r.item
         """)

@@ -51,7 +51,8 @@ def trajectory_figure(
     for i, arm in enumerate(arms):
         color = _PALETTE.get(str(arm), colors[i])
         obs = observed[observed["arm"] == arm]
-        ax.errorbar(obs["time"], obs["mean"], yerr=[obs["mean"] - obs["ci_low"],
+        dodge = 0.04 * (i - (len(arms) - 1) / 2)  # keep the arms' error bars apart
+        ax.errorbar(obs["time"] + dodge, obs["mean"], yerr=[obs["mean"] - obs["ci_low"],
                     obs["ci_high"] - obs["mean"]], fmt="o", color=color, capsize=3,
                     label=f"{arm}: observed mean (95% CI)")
         if predicted is not None:

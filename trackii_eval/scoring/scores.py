@@ -61,6 +61,15 @@ def score_responses(
     """
     # Items that were not asked (absent) do not count; a declared missing code counts as asked.
     asked = responses[responses["missing_code"].fillna("") != "not asked"]
+    # constructs asked only of some arms or at some waves produce no score elsewhere
+    keep = np.ones(len(asked), dtype=bool)
+    for cname, con in instrument.constructs.items():
+        in_construct = (asked["construct"] == cname).to_numpy()
+        if con.asked_of is not None:
+            keep &= ~in_construct | asked["arm"].isin(con.asked_of).to_numpy()
+        if con.waves is not None:
+            keep &= ~in_construct | asked["wave"].isin(con.waves).to_numpy()
+    asked = asked[keep]
     keyed = keyed_items(asked, instrument)
     keyed["wpomp"] = keyed["pomp"] * keyed["weight"]
     keyed["wanswered"] = keyed["weight"].where(keyed["pomp"].notna(), 0.0)
