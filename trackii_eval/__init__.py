@@ -7,17 +7,34 @@ The stages are public functions and the command line only calls them::
     study.ingest(te.load_key("~/.config/trackii_eval/demo.key"))
     scores = study.scores()
     fit = te.growth("perceptions ~ time * arm + (time | participant)", data=scores)
+
+Names are imported on first use, so ``import trackii_eval`` stays fast for the command line.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from .analysis import AnalysisPlan, ModelSpec, default_plan, load_plan  # noqa: E402
-from .errors import TrackIIEvalError  # noqa: E402
-from .ingest.pseudonym import load_key, write_key  # noqa: E402
-from .models import GrowthFit, PanelFit, event_study, growth, lrt  # noqa: E402
-from .report import render_report  # noqa: E402
-from .scoring import reliability  # noqa: E402
-from .study import Study  # noqa: E402
+_EXPORTS = {
+    "AnalysisPlan": ".analysis",
+    "ModelSpec": ".analysis",
+    "default_plan": ".analysis",
+    "load_plan": ".analysis",
+    "TrackIIEvalError": ".errors",
+    "load_key": ".ingest.pseudonym",
+    "write_key": ".ingest.pseudonym",
+    "GrowthFit": ".models.growth",
+    "growth": ".models.growth",
+    "lrt": ".models.growth",
+    "PanelFit": ".models.panel",
+    "event_study": ".models.panel",
+    "render_report": ".report",
+    "reliability": ".scoring.reliability",
+    "Study": ".study",
+}
 
 __all__ = [
     "AnalysisPlan",
@@ -37,3 +54,25 @@ __all__ = [
     "render_report",
     "write_key",
 ]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .analysis import AnalysisPlan, ModelSpec, default_plan, load_plan
+    from .errors import TrackIIEvalError
+    from .ingest.pseudonym import load_key, write_key
+    from .models.growth import GrowthFit, growth, lrt
+    from .models.panel import PanelFit, event_study
+    from .report import render_report
+    from .scoring.reliability import reliability
+    from .study import Study
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'trackii_eval' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -220,6 +220,7 @@ class StudyConfig(_Frozen):
     waves: list[Wave] = Field(min_length=1)
     program_end_wave: int | None = None
     ideas: str | None = None
+    roster: str | None = None
     context_events: list[ContextEvent] = Field(default_factory=list)
     privacy: Privacy = Privacy()
 
@@ -317,7 +318,7 @@ def load_study_config(path: str | Path) -> tuple[StudyConfig, dict[Loc, int]]:
                 f"{path}:{line}: waves[{i}].file: file not found: {wave.file} "
                 f"(looked in {root})"
             )
-    for key in ("instrument", "ideas"):
+    for key in ("instrument", "ideas", "roster"):
         name = getattr(config, key)
         if name is not None and not (root / name).is_file():
             line = line_of(lines, (key,))

@@ -73,6 +73,11 @@ class DemoTruth:
     item_missing: float = 0.03
     item_noise_likert: float = 0.7
     item_noise_thermometer: float = 7.0
+    tie_same_side: float = 0.08
+    tie_cross_baseline: float = 0.01
+    tie_cross_program: float = 0.06
+    tie_cross_after: float = 0.03
+    tie_persistence: float = 0.6
     ideas_per_workshop: float = 4.0
     workshops_per_dialogue: int = 4
     idea_status_probs: dict[str, float] = field(
@@ -258,9 +263,11 @@ def simulate_study(
         waves[wave.index] = pd.DataFrame(frame)
 
     ideas = _simulate_ideas(rng, config, truth)
+    roster = _simulate_roster(rng, config, truth, people, present)
     truth_doc = _truth_document(config, truth, seed, t_end, times_by_wave, present, people)
     people = people.assign(baseline_perception=perc_b0)
-    return {"waves": waves, "ideas": ideas, "truth": truth_doc, "people": people}
+    return {"waves": waves, "ideas": ideas, "roster": roster, "truth": truth_doc,
+            "people": people}
 
 
 def _simulate_ideas(
@@ -284,6 +291,47 @@ def _simulate_ideas(
                     "status": rng.choice(statuses, p=probs / probs.sum()),
                 })
     return pd.DataFrame(records)
+
+
+def _simulate_roster(
+    rng: np.random.Generator, config: StudyConfig, truth: DemoTruth, people: pd.DataFrame,
+    present: np.ndarray,
+) -> pd.DataFrame:
+    """Who names whom as a working contact, per wave, within each dialogue.
+
+    Cross-side ties are rare at baseline and form during the workshops; ties persist from one
+    wave to the next with probability ``tie_persistence``.
+    """
+    records = []
+    wave_ids = [w.index for w in config.waves]
+    end = config.program_end_wave or wave_ids[-1]
+    for d in config.dialogues:
+        members = np.flatnonzero((people["dialogue"] == d.id).to_numpy())
+        sides = people["side"].to_numpy()[members]
+        previous: set[tuple[int, int]] = set()
+        for w_pos, w in enumerate(wave_ids):
+            p_cross = truth.tie_cross_baseline if w == wave_ids[0] else (
+                truth.tie_cross_program if w <= end else truth.tie_cross_after)
+            current: set[tuple[int, int]] = set()
+            for a_pos, a in enumerate(members):
+                if not present[a, w_pos]:
+                    continue
+                for b_pos, b in enumerate(members):
+                    if a == b:
+                        continue
+                    same = sides[a_pos] == sides[b_pos]
+                    if (a, b) in previous and rng.random() < truth.tie_persistence:
+                        current.add((a, b))
+                    elif rng.random() < (truth.tie_same_side if same else p_cross):
+                        current.add((a, b))
+            for a, b in sorted(current):
+                records.append({
+                    "wave": w, "participant_code": people["raw_id"][a],
+                    "contact_code": people["raw_id"][b], "strength": int(rng.integers(1, 4)),
+                })
+            previous = current
+    return pd.DataFrame(records, columns=["wave", "participant_code", "contact_code",
+                                          "strength"])
 
 
 def _truth_document(
@@ -353,6 +401,8 @@ def write_demo_study(study_dir: str | Path, truth: DemoTruth | None = None, *, s
         sim["waves"][wave.index].to_csv(path, index=False)
     if config.ideas:
         sim["ideas"].to_csv(study_dir / config.ideas, index=False)
+    if config.roster:
+        sim["roster"].to_csv(study_dir / config.roster, index=False)
     (study_dir / "truth.json").write_text(json.dumps(sim["truth"], indent=2, default=str) + "\n")
     return sim
 

@@ -49,6 +49,9 @@ CREATE TABLE IF NOT EXISTS quarantine (
 CREATE TABLE IF NOT EXISTS ideas (
     idea_id VARCHAR, dialogue VARCHAR, workshop INTEGER, proposed_by VARCHAR, status VARCHAR
 );
+CREATE TABLE IF NOT EXISTS ties (
+    wave INTEGER, participant VARCHAR, contact VARCHAR, strength DOUBLE
+);
 CREATE TABLE IF NOT EXISTS results (name VARCHAR PRIMARY KEY, kind VARCHAR, payload JSON);
 """
 

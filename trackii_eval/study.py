@@ -119,10 +119,25 @@ class Study:
         responses = self._responses()
         scores = score_responses(responses, self.instrument, self.config)
         rel = reliability_by_wave(responses, self.instrument)
+        network = self._network()
         with self.store.transaction():
             self.store.replace_table("scores", scores)
             self.store.replace_table("reliability", rel)
+            self.store.replace_table("network", network)
         return scores
+
+    def _network(self) -> pd.DataFrame:
+        from .scoring.network import NETWORK_COLUMNS, network_measures
+
+        ties = self.store.query("SELECT * FROM ties")
+        if ties.empty:
+            return pd.DataFrame(columns=NETWORK_COLUMNS)
+        participants = self.store.query("SELECT participant, side, dialogue FROM participants")
+        respondents = self.store.query("""
+            SELECT DISTINCT s.participant, s.wave FROM submissions s
+            JOIN files f ON f.sha256 = s.sha256 AND f.active WHERE s.excluded_reason IS NULL
+        """)
+        return network_measures(ties, participants, respondents)
 
     def _responses(self) -> pd.DataFrame:
         responses = self.store.active_responses()

@@ -33,7 +33,8 @@ def test_growth_recovers_demo_perception_effect(demo_run) -> None:
 def test_event_study_recovers_gap_at_each_wave(demo_run) -> None:
     _, _, results, _ = demo_run
     gaps = json.loads((DEMO / "truth.json").read_text())["effects"]["perceptions"][
-        "gap_at_each_wave"]
+        "gap_at_each_wave"
+    ]
     effects = results.fits["perceptions_event_study"].effects.set_index("wave")
     covered = sum(
         effects.loc[w, "ci_low"] <= gaps[str(w)] <= effects.loc[w, "ci_high"] for w in effects.index
@@ -42,8 +43,9 @@ def test_event_study_recovers_gap_at_each_wave(demo_run) -> None:
 
 
 @pytest.mark.parametrize(("gain", "fade"), [(0.0, 0.0), (18.0, 6.0)])
-def test_a_different_truth_gives_a_different_estimate(tmp_path: Path, key, gain: float,
-                                                      fade: float) -> None:
+def test_a_different_truth_gives_a_different_estimate(
+    tmp_path: Path, key, gain: float, fade: float
+) -> None:
     study_dir = tmp_path / "study"
     study_dir.mkdir()
     for name in ("study.yaml", "instrument.yaml"):
@@ -56,10 +58,16 @@ def test_a_different_truth_gives_a_different_estimate(tmp_path: Path, key, gain:
     study.score()
     from trackii_eval.analysis import AnalysisPlan, ModelSpec
 
-    plan = AnalysisPlan(models=[ModelSpec(
-        name="p", kind="growth", outcome="perceptions",
-        formula="perceptions ~ (time + post_time) * arm + (time | participant)",
-    )])
+    plan = AnalysisPlan(
+        models=[
+            ModelSpec(
+                name="p",
+                kind="growth",
+                outcome="perceptions",
+                formula="perceptions ~ (time + post_time) * arm + (time | participant)",
+            )
+        ]
+    )
     fit = study.fit_models(plan).fits["p"]
     demo_estimate = 9.0
     for term in (f"time:{ARM}", f"post_time:{ARM}"):

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from ..errors import IngestError
 from .readers import read_table
-from .validate import PROBLEM_COLUMNS, validate_wave
+from .validate import PROBLEM_COLUMNS, mask, validate_wave
 
 if TYPE_CHECKING:
     from ..study import Study
@@ -152,6 +153,8 @@ def ingest_study(study: Study, key: PseudonymKey, *, replace: bool = False) -> I
         all_problems.append(validated.problems)
     if config.ideas:
         _ingest_ideas(study, study.root / config.ideas)
+    if config.roster:
+        all_problems.append(_ingest_roster(study, key, config.roster))
     problems = (pd.concat(all_problems, ignore_index=True) if all_problems
                 else pd.DataFrame(columns=PROBLEM_COLUMNS))
     return IngestSummary(outcomes, problems, key.fingerprint)
@@ -175,6 +178,69 @@ def _write_wave(store: object, validated: object, pseudo: dict[str, str], wave: 
     existing = store.query("SELECT participant FROM participants")
     new = attrs[~attrs["participant"].isin(existing["participant"])]
     store.append("participants", new[["participant", "arm", "side", "dialogue", "first_wave"]])
+
+
+def _ingest_roster(study: Study, key: PseudonymKey, name: str) -> pd.DataFrame:
+    """Store who named whom as a contact, pseudonymized on both ends.
+
+    Rows naming someone who is not a participant of the study, a wave the study does not
+    have, or a strength that is not a number are quarantined with their reason.
+    """
+    raw = read_table(study.root / name)
+    id_col = study.instrument.participant.id
+    needed = ["wave", id_col, "contact_code", "strength"]
+    missing = [c for c in needed if c not in raw.data.columns]
+    if missing:
+        raise IngestError(f"{name}: roster lacks column(s) {', '.join(missing)} "
+                          f"(expected {', '.join(needed)})")
+    known = set(study.store.query("SELECT participant FROM participants")["participant"])
+    waves = {w.index for w in study.config.waves}
+    data = raw.data
+    codes = pd.concat([data[id_col], data["contact_code"]]).dropna().astype(str).str.strip()
+    unique = pd.Series(codes.unique())
+    pseudo = dict(zip(unique, key.pseudonymize_many(unique), strict=True))
+    who = data[id_col].map(lambda c: None if c is None else pseudo.get(str(c).strip()))
+    whom = data["contact_code"].map(lambda c: None if c is None else pseudo.get(str(c).strip()))
+    wave = pd.to_numeric(data["wave"], errors="coerce")
+    strength = pd.to_numeric(data["strength"], errors="coerce")
+    bad_wave = ~wave.isin(list(waves))
+    bad_who = ~bad_wave & ~who.isin(known)
+    bad_whom = ~bad_wave & ~bad_who & ~whom.isin(known)
+    bad_strength = ~bad_wave & ~bad_who & ~bad_whom & strength.isna()
+    problems = []
+    for rule, column, mask_rows, show in (
+        ("unknown_wave", "wave", bad_wave, lambda v: str(v)),
+        ("unknown_participant", id_col, bad_who, mask),
+        ("unknown_participant", "contact_code", bad_whom, mask),
+        ("not_a_number", "strength", bad_strength, lambda v: str(v)[:20]),
+    ):
+        for pos in np.flatnonzero(mask_rows.to_numpy()):
+            w = wave.iloc[pos]
+            problems.append({
+                "file": name, "wave": None if pd.isna(w) else int(w),
+                "row": int(raw.row_numbers[pos]), "column": column,
+                "value": show(data[column].iloc[pos]), "rule": rule, "scope": "row",
+                "message": _ROSTER_RULES[rule],
+            })
+    ok = ~(bad_wave | bad_who | bad_whom | bad_strength)
+    ties = pd.DataFrame({
+        "wave": wave[ok].astype(int), "participant": who[ok], "contact": whom[ok],
+        "strength": strength[ok].astype(float),
+    })
+    frame = pd.DataFrame(problems, columns=PROBLEM_COLUMNS)
+    with study.store.transaction():
+        study.store.execute("DELETE FROM ties")
+        study.store.append("ties", ties)
+        study.store.execute("DELETE FROM quarantine WHERE file = ?", [name])
+        study.store.append("quarantine", frame.assign(sha256=raw.sha256))
+    return frame
+
+
+_ROSTER_RULES = {
+    "unknown_wave": "wave is not a wave of the study",
+    "unknown_participant": "code is not a participant of the study",
+    "not_a_number": "tie strength is not a number",
+}
 
 
 def _ingest_ideas(study: Study, path: Path) -> None:

@@ -133,12 +133,15 @@ def validate_wave(
     quarantined_rows: set[int] = set()
     seen_ids: dict[str, int] = {}
     submissions, attributes, responses = [], [], []
+    kept: list[tuple[int, str, int]] = []
+    records = data.to_dict(orient="records")
+    metas = raw.row_meta.to_dict(orient="records") if raw.row_meta is not None else None
     missing_codes = {str(k).strip().casefold(): v for k, v in instrument.missing_codes.items()}
 
     for pos in range(raw.n_rows):
         row_no = int(raw.row_numbers[pos])
-        rec = data.iloc[pos]
-        meta = raw.row_meta.iloc[pos] if raw.row_meta is not None else None
+        rec = records[pos]
+        meta = metas[pos] if metas is not None else None
         raw_id = rec.get(cols.id)
         if _is_blank(raw_id):
             problem(row_no, cols.id, None, "missing_participant_code", "row")
@@ -195,47 +198,36 @@ def validate_wave(
             "is_test": is_test, "excluded_reason": excluded,
         })
         attributes.append({"raw_id": raw_id, "arm": arm, "side": side, "dialogue": dialogue})
-        for column, item_id in item_columns.items():
-            value = rec[column]
-            code = raw.missing_codes.iloc[pos][column] if raw.missing_codes is not None else None
-            item = items[item_id]
-            scale = instrument.scales[item.scale]
-            number: float | None = None
-            if code is None or (isinstance(code, float) and math.isnan(code)):
-                code = None
-                key = "" if _is_blank(value) else str(value).strip().casefold()
-                if key in missing_codes:
-                    code = missing_codes[key]
-                elif _is_blank(value):
-                    code = "missing"
-                else:
-                    number = _as_number(value)
-                    if number is None:
-                        as_number = _as_number(key)
-                        label = _label_value(scale.labels, str(value))
-                        if label is not None:
-                            number = label
-                        elif as_number is None:
-                            problem(row_no, column, str(value)[:40], "not_a_number", "cell",
-                                    f"expected a number on {scale.min:g}-{scale.max:g}")
-                            code = "quarantined"
-                    if number is not None and str(int(number)) in missing_codes and (
-                        number < scale.min or number > scale.max
-                    ):
-                        code, number = missing_codes[str(int(number))], None
-                    elif number is not None and not (scale.min <= number <= scale.max):
-                        problem(row_no, column, f"{number:g}", "outside_scale", "cell",
-                                f"scale {item.scale} is {scale.min:g}-{scale.max:g}")
-                        code, number = "quarantined", None
-            responses.append({
-                "raw_id": raw_id, "item": item_id,
-                "construct": instrument.construct_of(item_id),
-                "value": number, "missing_code": code, "row": row_no,
-            })
+        kept.append((pos, raw_id, row_no))
+
+    # Item cells, column by column over the kept rows (plain arrays: no per-cell pandas access).
+    kept_pos = np.array([k[0] for k in kept], dtype=int)
+    kept_ids = [k[1] for k in kept]
+    kept_rows = [k[2] for k in kept]
+    construct_of = {i: instrument.construct_of(i) for i in set(item_columns.values())}
+    for column, item_id in item_columns.items():
+        item = items[item_id]
+        scale = instrument.scales[item.scale]
+        values = data[column].to_numpy(dtype=object)[kept_pos]
+        if raw.missing_codes is not None and column in raw.missing_codes.columns:
+            codes = raw.missing_codes[column].to_numpy(dtype=object)[kept_pos]
+        else:
+            codes = np.full(len(kept_pos), None, dtype=object)
+        for value, code, raw_id, row_no in zip(values, codes, kept_ids, kept_rows, strict=True):
+            number, code = _cell(value, code, scale, missing_codes)
+            if code == "not_a_number":
+                problem(row_no, column, str(value)[:40], "not_a_number", "cell",
+                        f"expected a number on {scale.min:g}-{scale.max:g}")
+                code = "quarantined"
+            elif code == "outside_scale":
+                problem(row_no, column, f"{number:g}", "outside_scale", "cell",
+                        f"scale {item.scale} is {scale.min:g}-{scale.max:g}")
+                code, number = "quarantined", None
+            responses.append((raw_id, item_id, construct_of[item_id], number, code, row_no))
 
     problem_frame = pd.DataFrame(problems, columns=PROBLEM_COLUMNS)
     return ValidatedWave(
-        responses=pd.DataFrame(
+        responses=pd.DataFrame.from_records(
             responses, columns=["raw_id", "item", "construct", "value", "missing_code", "row"]
         ),
         submissions=pd.DataFrame(
@@ -249,6 +241,29 @@ def validate_wave(
     )
 
 
+def _cell(value: Any, code: Any, scale: Any, missing_codes: dict[str, str]
+          ) -> tuple[float | None, str | None]:
+    """Classify one item cell: (number, None), (None, missing code) or a rule name as code."""
+    if code is not None and not (isinstance(code, float) and math.isnan(code)):
+        return None, str(code)  # declared missing by the file format (SPSS/Stata)
+    if _is_blank(value):
+        return None, missing_codes.get("", "missing")
+    key = str(value).strip().casefold()
+    if key in missing_codes:
+        return None, missing_codes[key]
+    number = _as_number(value)
+    if number is None:
+        number = _label_value(scale.labels, str(value))
+        if number is None:
+            return None, "not_a_number"
+    if not (scale.min <= number <= scale.max):
+        as_code = f"{number:g}"
+        if as_code in missing_codes:  # e.g. -99 typed as a number
+            return None, missing_codes[as_code]
+        return number, "outside_scale"
+    return number, None
+
+
 def _label_value(labels: dict[int, str], text: str) -> float | None:
     """Accept a scale point given by its label (exports that write labels, not codes)."""
     folded = text.strip().casefold()
@@ -259,12 +274,14 @@ def _label_value(labels: dict[int, str], text: str) -> float | None:
 
 
 def _submitted_at(
-    rec: pd.Series, meta: pd.Series | None, column: str | None
+    rec: dict[str, Any], meta: dict[str, Any] | None, column: str | None
 ) -> pd.Timestamp | None:
     value = None
-    if meta is not None and "submitted_at" in meta and not pd.isna(meta["submitted_at"]):
+    if meta is not None and meta.get("submitted_at") is not None and not pd.isna(
+        meta["submitted_at"]
+    ):
         value = meta["submitted_at"]
-    elif column and column in rec.index and not _is_blank(rec[column]):
+    elif column and column in rec and not _is_blank(rec[column]):
         value = rec[column]
     if value is None:
         return None

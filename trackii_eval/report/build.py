@@ -138,12 +138,39 @@ def _ideas(study: Study) -> list[dict[str, Any]]:
     return rows
 
 
+def _network_rows(study: Study, k: int) -> list[dict[str, Any]]:
+    if not study.store.has_table("network"):
+        return []
+    net = study.store.query("SELECT * FROM network ORDER BY dialogue, wave")
+    rows = []
+    for r in net.to_dict(orient="records"):
+        small = r["n_participants"] < k
+        rows.append({
+            "dialogue": r["dialogue"], "wave": r["wave"],
+            "n": suppress_count(r["n_participants"], k),
+            "density": "–" if small else _fmt(r["cross_density"], 3),
+            "reciprocity": "–" if small else _fmt(r["cross_reciprocity"], 2),
+            "working": "–" if small else suppress_count(r["working_ties"], k),
+            "persisting": "–" if small or not math.isfinite(r["persisting"])
+            else f"{100 * r['persisting']:.0f}%",
+        })
+    return rows
+
+
+def _fixed_rows(fit: dict[str, Any]) -> list[dict[str, Any]]:
+    """Fixed effects of a stored growth fit as a list of rows with a ``term`` key."""
+    fixed = fit["fixed"]
+    if isinstance(fixed, dict):
+        return [{"term": term, **row} for term, row in fixed.items()]
+    return list(fixed)
+
+
 def _effect_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for name, res in results.items():
         spec, fit = res["spec"], res["fit"]
         if res["kind"] == "growth":
-            for term in fit["fixed"]:
+            for term in _fixed_rows(fit):
                 if ":" not in term["term"] and "arm" not in term["term"]:
                     continue
                 rows.append({
@@ -267,7 +294,8 @@ def render_report(study: Study, path: str | Path) -> Path:
         config_hash=study.config_hash[:12], headline=headline, figures=figures,
         effects=_effect_rows(results), responses=_response_table(study, k),
         attrition=_attrition(scores, study, k), moderation=_moderation(scores, study, k),
-        ideas=_ideas(study), reliability=_reliability_rows(reliability, k),
+        ideas=_ideas(study), network=_network_rows(study, k),
+        reliability=_reliability_rows(reliability, k),
         files=files.to_dict(orient="records"), problems=problems.to_dict(orient="records"),
         methods=_methods(study, results, n_people, n_obs), warnings=warnings_list, k=k,
     )
@@ -298,7 +326,7 @@ def _headline(results: dict[str, dict[str, Any]], study: Study) -> dict[str, Any
     for name, res in results.items():
         if res["kind"] != "growth" or not res["spec"].get("headline"):
             continue
-        fixed = {t["term"]: t for t in res["fit"]["fixed"]}
+        fixed = {t["term"]: t for t in _fixed_rows(res["fit"])}
         arm = study.config.treated_arm
         during = fixed.get(f"time:arm[T.{arm}]")
         after = fixed.get(f"post_time:arm[T.{arm}]")

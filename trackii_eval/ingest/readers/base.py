@@ -12,14 +12,13 @@ identifiers (e-mail addresses, IP addresses, names), and error messages end up i
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import math
 import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
@@ -42,12 +41,12 @@ __all__ = [
     "make_row_meta",
     "parse_bool",
     "parse_number",
-    "parse_timestamp",
+    "parse_timestamps",
     "python_scalar",
 ]
 
 FormatName = Literal["csv", "excel", "spss", "stata", "qualtrics", "kobo"]
-FORMATS: tuple[FormatName, ...] = ("csv", "excel", "spss", "stata", "qualtrics", "kobo")
+FORMATS: tuple[FormatName, ...] = get_args(FormatName)
 
 ROW_META_COLUMNS: tuple[str, ...] = (
     "response_id",
@@ -305,8 +304,8 @@ def assemble_records(
                 path,
                 f"row {first_with_data} has {n_fields} fields but the header on row "
                 f"{header_row} has {len(header)}",
-                "Check the delimiter and the quoting of that row, or add the missing column "
-                "names to the header.",
+                "Add the missing column names to the header; in a CSV file, also check the "
+                "delimiter and the quoting of that row.",
             )
         raise ingest_error(
             path,
@@ -458,7 +457,10 @@ def parse_bool(value: object) -> bool | None:
 
 # Time zone names as Qualtrics writes them; "Z" and "UTC" are the ones ZoneInfo may not know.
 _UTC_NAMES = frozenset({"z", "utc", "gmt", "etc/utc"})
-_HAS_DIGIT = re.compile(r"\d")
+# Text that could be a date: a 4-digit year or d/m/y-style numbers. Anything else ("5",
+# "12:30") would make dateutil invent a date from today's, so it is not a time.
+_DATE_LIKE = re.compile(r"\d{4}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2}")
+_OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2}|\s(?:UTC|GMT))$", re.IGNORECASE)
 
 
 def _zone(name: str | None) -> dt.tzinfo | None:
@@ -473,48 +475,72 @@ def _zone(name: str | None) -> dt.tzinfo | None:
         return None
 
 
-def parse_timestamp(value: object, tz: str | None = None) -> pd.Timestamp:
-    """Read a submission time and normalise it to a tz-naive `pd.Timestamp`.
+def _to_datetime(texts: list[str], *, utc: bool) -> pd.Series:
+    """Parse strings: ISO 8601 in one vectorised pass, the rest element by element."""
+    series = pd.Series(texts, dtype=object)
+    with warnings.catch_warnings():
+        # pandas warns when it infers formats element by element or falls back to day-first;
+        # both are what we ask for here.
+        warnings.simplefilter("ignore", UserWarning)
+        out = pd.to_datetime(series, errors="coerce", format="ISO8601", utc=utc)
+        bad = out.isna()
+        if bad.any():
+            out[bad] = pd.to_datetime(series[bad], errors="coerce", format="mixed", utc=utc)
+    return out
+
+
+def parse_timestamps(values: Sequence[object], tz: str | None = None) -> list[pd.Timestamp]:
+    """Read a column of submission times as tz-naive `pd.Timestamp` values.
 
     Parameters
     ----------
-    value : object
-        A datetime, date or text cell. Numbers are not read as times: a bare number in a
-        date column is more likely an error than an epoch.
+    values : Sequence[object]
+        Datetime, date or text cells. Numbers are not read as times: a bare number in a date
+        column is more likely an error than an epoch.
     tz : str, optional
-        IANA zone (or ``"Z"``/``"UTC"``) the file says naive times are in.
+        IANA zone (or ``"Z"``/``"UTC"``) the file says its times without an offset are in.
 
     Returns
     -------
-    pd.Timestamp
-        tz-naive UTC when the value carries an offset or `tz` is known, otherwise the time as
-        written; ``NaT`` when the value is empty or unreadable. Text like ``01/02/2024`` is
-        read month first (pandas' default) unless that is impossible.
+    list[pd.Timestamp]
+        One per value: tz-naive UTC when the value carries an offset or `tz` is known,
+        otherwise the time as written; ``NaT`` when empty or unreadable. ISO 8601 is read
+        as such; other text like ``01/02/2024`` month first (pandas' default) unless that is
+        impossible.
     """
-    if value is None or isinstance(value, bool | int | float | np.number):
-        return pd.NaT
-    if isinstance(value, str) and not _HAS_DIGIT.search(value):
-        return pd.NaT
-    try:
-        with warnings.catch_warnings():
-            # pandas warns when it falls back to day-first; the fallback is what we want.
-            warnings.simplefilter("ignore", UserWarning)
-            stamp = pd.to_datetime(value, errors="coerce")
-    except (ValueError, TypeError, OverflowError):
-        return pd.NaT
-    if not isinstance(stamp, pd.Timestamp) or pd.isna(stamp):
-        return pd.NaT
-    if stamp.tzinfo is None:
-        zone = _zone(tz)
-        if zone is None:
-            return stamp
+    result: list[pd.Timestamp] = [pd.NaT] * len(values)
+    groups: dict[bool, tuple[list[int], list[str]]] = {False: ([], []), True: ([], [])}
+    for i, value in enumerate(values):
+        if isinstance(value, dt.datetime | dt.date):
+            text = value.isoformat()
+        elif isinstance(value, str) and _DATE_LIKE.search(value):
+            text = value.strip()
+        else:
+            continue
+        positions, texts = groups[bool(_OFFSET.search(text))]
+        positions.append(i)
+        texts.append(text)
+    zone = _zone(tz)
+    for aware, (positions, texts) in groups.items():
+        if not texts:
+            continue
         try:
-            stamp = stamp.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
-        except (ValueError, TypeError):
-            return stamp
-        if pd.isna(stamp):
-            return pd.NaT
-    return stamp.tz_convert("UTC").tz_localize(None)
+            parsed = _to_datetime(texts, utc=aware)
+            if aware or parsed.dt.tz is not None:
+                parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+            elif zone is not None:
+                parsed = (
+                    parsed.dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
+                    .dt.tz_convert("UTC")
+                    .dt.tz_localize(None)
+                )
+        except (ValueError, TypeError, OverflowError, AttributeError):
+            # Mixed offsets in the "naive" group (say a trailing "UTC") or a zone pandas
+            # cannot apply: leave these times unknown rather than fail the file.
+            continue
+        for i, stamp in zip(positions, parsed.tolist(), strict=True):
+            result[i] = pd.NaT if pd.isna(stamp) else pd.Timestamp(stamp)
+    return result
 
 
 def make_row_meta(

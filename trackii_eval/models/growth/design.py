@@ -23,7 +23,15 @@ from formulaic import Formula, model_matrix
 from trackii_eval.errors import ModelError, UnsupportedModelError
 from trackii_eval.models.growth.formula import ParsedFormula, RandomTerm
 
-__all__ = ["Design", "Structure", "build_design", "classify_structure"]
+__all__ = [
+    "Design",
+    "Prepared",
+    "Structure",
+    "build_design",
+    "classify_structure",
+    "drop_rank_deficient",
+    "prepare",
+]
 
 
 @dataclass(frozen=True)
@@ -215,20 +223,30 @@ def used_columns(parsed: ParsedFormula, data: pd.DataFrame) -> list[str]:
     return sorted(needed)
 
 
-def build_design(parsed: ParsedFormula, data: pd.DataFrame) -> Design:
-    """Build the design for a native fit (or the pieces a fallback needs).
+@dataclass(frozen=True)
+class Prepared:
+    """Analysis rows (missing values dropped) and the random-structure decision."""
+
+    parsed: ParsedFormula
+    frame: pd.DataFrame
+    n_dropped: int
+    codes: dict[tuple[str, ...], tuple[np.ndarray, pd.Index]]
+    structure: Structure
+
+
+def prepare(parsed: ParsedFormula, data: pd.DataFrame) -> Prepared:
+    """Drop rows with missing values in used columns and classify the random structure.
 
     Parameters
     ----------
     parsed : ParsedFormula
         The split formula.
     data : pandas.DataFrame
-        Long-format panel; rows with a missing value in any used column are dropped and counted.
+        Long-format panel.
 
     Returns
     -------
-    Design
-        Response, fixed- and random-effects matrices, codes and θ layout.
+    Prepared
 
     Raises
     ------
@@ -248,10 +266,31 @@ def build_design(parsed: ParsedFormula, data: pd.DataFrame) -> Design:
     if len(frame) == 0:
         raise ModelError(f"formula {parsed.text!r}: no rows left after dropping missing values")
     frame = frame.reset_index(drop=True)
-
     codes = {t.group: _group_codes(frame, t.group) for t in parsed.random}
     structure = classify_structure(parsed, {g: c[0] for g, c in codes.items()})
+    return Prepared(parsed, frame, n_dropped, codes, structure)
 
+
+def build_design(prep: Prepared) -> Design:
+    """Build the arrays for a native fit.
+
+    Parameters
+    ----------
+    prep : Prepared
+        Output of :func:`prepare` with ``structure.kind == "native"``.
+
+    Returns
+    -------
+    Design
+        Response, fixed- and random-effects matrices, codes and θ layout.
+
+    Raises
+    ------
+    ModelError
+        If a model matrix cannot be built.
+    """
+    parsed, frame, codes, structure = prep.parsed, prep.frame, prep.codes, prep.structure
+    n_dropped = prep.n_dropped
     if parsed.response in frame.columns:
         y = frame[parsed.response].to_numpy(dtype=float)
     else:

@@ -44,6 +44,62 @@ __all__ = ["Evaluation", "ProfiledDeviance"]
 _LOG_2PI = float(np.log(2 * np.pi))
 
 
+def spd_inverse_logdet(A: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse and log-determinant of a stack of small SPD matrices.
+
+    Parameters
+    ----------
+    A : ndarray, shape (K, q*q)
+        Row-major flattened matrices.
+    q : int
+        Matrix order.
+
+    Returns
+    -------
+    inv : ndarray, shape (K, q*q)
+    logdet : ndarray, shape (K,)
+
+    Notes
+    -----
+    The Cholesky factorisation and triangular inverse are unrolled over the q x q entries,
+    each step one vectorised operation over all K matrices: for q <= 4 this is several times
+    faster than numpy's batched LAPACK calls, whose per-call overhead dominates for small
+    matrices.
+    """
+    a = [[A[:, i * q + j] for j in range(q)] for i in range(q)]
+    L: list[list[np.ndarray]] = [[None] * q for _ in range(q)]  # type: ignore[list-item]
+    for j in range(q):
+        s = a[j][j].copy()
+        for k in range(j):
+            s -= L[j][k] * L[j][k]
+        L[j][j] = np.sqrt(s)
+        for i in range(j + 1, q):
+            t = a[i][j].copy()
+            for k in range(j):
+                t -= L[i][k] * L[j][k]
+            L[i][j] = t / L[j][j]
+    logdet = 2.0 * np.log(L[0][0])
+    for j in range(1, q):
+        logdet += 2.0 * np.log(L[j][j])
+    Li: list[list[np.ndarray]] = [[None] * q for _ in range(q)]  # type: ignore[list-item]
+    for i in range(q):
+        Li[i][i] = 1.0 / L[i][i]
+        for j in range(i - 1, -1, -1):
+            t = L[i][j] * Li[j][j]
+            for k in range(j + 1, i):
+                t += L[i][k] * Li[k][j]
+            Li[i][j] = -t * Li[i][i]
+    out = np.empty_like(A)
+    for r in range(q):
+        for c in range(r, q):
+            v = Li[c][r] * Li[c][c]
+            for k in range(c + 1, q):
+                v += Li[k][r] * Li[k][c]
+            out[:, r * q + c] = v
+            out[:, c * q + r] = v
+    return out, logdet
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """One evaluation of the criterion at θ (and everything derived on the way)."""
@@ -82,6 +138,8 @@ class ProfiledDeviance:
         self.stats = stats
         self.theta_pos = theta_pos
         self.has_outer = has_outer
+        self._T_flat = stats.T.reshape(stats.K, -1)
+        self._eye_flat = np.eye(stats.q).ravel()
         self._rows = np.array([r for r, _ in theta_pos], dtype=np.intp)
         self._cols = np.array([c for _, c in theta_pos], dtype=np.intp)
         self.n_evals = 0
@@ -97,6 +155,20 @@ class ProfiledDeviance:
         lam = np.zeros((q, q))
         lam[self._rows, self._cols] = theta[: len(self.theta_pos)]
         return lam
+
+    def _pattern_M(self, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """M_k = Λ A_k⁻¹ Λ' and log|A_k| for every pattern, A_k = Λ'T_kΛ + I.
+
+        With row-major flattening, Λ'TΛ and ΛBΛ' are linear maps by kron(Λ, Λ), so both are
+        one (K x q²) @ (q² x q²) product; A_k is SPD with eigenvalues >= 1, so the unrolled
+        Cholesky never fails.
+        """
+        q = self.stats.q
+        kl = np.kron(lam, lam)
+        A = self._T_flat @ kl + self._eye_flat
+        Ainv, logdet = spd_inverse_logdet(A, q)
+        M = (Ainv @ kl.T).reshape(-1, q, q)
+        return M, logdet
 
     def start(self) -> np.ndarray:
         """lme4's default start: 1 on Λ's diagonal (and the outer sd), 0 elsewhere."""
@@ -130,12 +202,8 @@ class ProfiledDeviance:
         q, p, n = st.q, st.p, st.n
         lam = self.lam(theta)
         eye_q = np.eye(q)
-        # Per pattern: A = Λ'TΛ + I is SPD with eigenvalues >= 1, so Cholesky never fails.
-        A = lam.T[None] @ st.T @ lam[None] + eye_q
-        L = np.linalg.cholesky(A)
-        logdet_V = 2.0 * float(st.n_pat @ np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1))
-        Ainv = np.linalg.inv(A)
-        M = lam[None] @ Ainv @ lam.T[None]
+        M, logdets = self._pattern_M(lam)
+        logdet_V = float(st.n_pat @ logdets)
         B = st.XX - st.contract_M(M)  # X~'V_P^{-1}X~ per outer level
 
         if self.has_outer:
@@ -238,9 +306,7 @@ class ProfiledDeviance:
         """
         st = self.stats
         p, m = st.p, st.m
-        lam = self.lam(ev.theta)
-        A = lam.T[None] @ st.T @ lam[None] + np.eye(st.q)
-        M = lam[None] @ np.linalg.inv(A) @ lam.T[None]
+        M, _ = self._pattern_M(self.lam(ev.theta))
         v_e = np.zeros(m)
         v_e[:p] = -ev.beta
         v_e[st.i_y] = 1.0

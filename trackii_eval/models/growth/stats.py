@@ -84,10 +84,12 @@ class SufficientStats:
         q, m = self.q, self.m
         if self.mode == "cell":
             assert self.S is not None and self.pattern_of_cell is not None
+            if self.D == 1:
+                # Cells are the patterns: one matrix-vector product over all of them.
+                flat = self.S.reshape(-1, m * m)
+                return (M.reshape(-1) @ flat).reshape(1, m, m)
             Mc = M[self.pattern_of_cell].reshape(-1, 1, q * q)
             per_cell = np.matmul(Mc, self.S)[:, 0, :]
-            if self.D == 1:
-                return per_cell.sum(axis=0).reshape(1, m, m)
             assert self.cell_to_outer is not None
             return np.asarray(self.cell_to_outer @ per_cell).reshape(self.D, m, m)
         Mg = M[self.pattern_of_group]
@@ -109,7 +111,7 @@ class SufficientStats:
         if self.mode == "cell":
             assert self.S is not None and self.cell_to_pattern is not None
             if self.D == 1:
-                per_cell = self.S @ Phi[0].reshape(m * m)
+                return (self.S @ Phi[0].reshape(m * m)).reshape(self.K, q, q)
             else:
                 assert self.outer_of_cell is not None
                 Phic = Phi.reshape(self.D, m * m)[self.outer_of_cell]

@@ -1,0 +1,139 @@
+"""SPSS .sav/.zsav reader.
+
+pyreadstat is called with ``user_missing=True`` so user-defined missing values (say -99
+"Refused") arrive as their codes instead of as NaN; this module then moves each one out of the
+data and into `RawTable.missing_codes`, labelled. Reading them as NaN would merge "refused"
+with "skipped", and reading them as numbers would put -99 into a mean.
+
+Row numbers are case numbers, 1..n, as SPSS's Data View shows them.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trackii_eval.ingest.readers.base import ParsedTable, frame_from_rows, ingest_error
+from trackii_eval.ingest.readers.base import python_scalar as _scalar
+
+__all__ = ["format_missing_value", "read_spss"]
+
+
+def format_missing_value(value: object) -> str:
+    """Render a missing value for a ``missing:<value>`` code.
+
+    Parameters
+    ----------
+    value : object
+        The user-missing value.
+
+    Returns
+    -------
+    str
+        Integral floats without ``.0`` (``-99``), other values as ``str``.
+    """
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _is_declared_missing(value: object, ranges: list[dict[str, Any]]) -> bool:
+    for spec in ranges:
+        lo, hi = spec.get("lo"), spec.get("hi")
+        if isinstance(value, str) or isinstance(lo, str):
+            # String variables can only declare discrete missing values.
+            if value == lo or value == hi:
+                return True
+            continue
+        if isinstance(value, int | float) and lo is not None and hi is not None:
+            if lo <= value <= hi:
+                return True
+    return False
+
+
+def _label_for(value: object, labels: dict[Any, str]) -> str | None:
+    label = labels.get(value)
+    if label is None and isinstance(value, str):
+        # SPSS pads short string values; labels may be stored padded or not.
+        label = labels.get(value.rstrip()) or labels.get(value.strip())
+    return label.strip() if isinstance(label, str) and label.strip() else None
+
+
+def read_spss(raw: bytes, path: Path, *, encoding: str | None) -> ParsedTable:
+    """Read an SPSS system file, separating user-missing values from the data.
+
+    Parameters
+    ----------
+    raw : bytes
+        File content (read once, so the hash matches what was parsed).
+    path : Path
+        The file, for error messages.
+    encoding : str, optional
+        Overrides the encoding recorded in the file (for old files that record it wrongly).
+
+    Returns
+    -------
+    ParsedTable
+        Numbers as ``float``, strings as ``str``, dates as pyreadstat returns them; a
+        user-missing cell is ``None`` in the data and its value label (or ``missing:<value>``)
+        in the missing codes.
+
+    Raises
+    ------
+    IngestError
+        If pyreadstat cannot read the file.
+    """
+    import pyreadstat  # deferred: only SPSS/Stata users pay for loading readstat
+
+    try:
+        frame, meta = pyreadstat.read_sav(
+            io.BytesIO(raw),
+            user_missing=True,
+            apply_value_formats=False,
+            encoding=encoding,
+        )
+    except Exception as exc:
+        # ReadstatError, PyreadstatError, LookupError for a bad encoding, UnicodeDecodeError:
+        # to the user all mean "this is not a readable .sav".
+        raise ingest_error(
+            path,
+            f"cannot be read as an SPSS .sav file ({type(exc).__name__})",
+            "Save it again from SPSS (File > Save As > .sav), or pass encoding= if the text "
+            "is garbled.",
+        ) from exc
+
+    columns = [str(c) for c in frame.columns]
+    value_labels: dict[str, dict[Any, str]] = {
+        str(k): dict(v) for k, v in (meta.variable_value_labels or {}).items()
+    }
+    missing_ranges: dict[str, list[dict[str, Any]]] = dict(meta.missing_ranges or {})
+    n = len(frame)
+    values = np.empty((n, len(columns)), dtype=object)
+    codes = np.full((n, len(columns)), None, dtype=object)
+    for j, name in enumerate(columns):
+        ranges = missing_ranges.get(name, [])
+        labels = value_labels.get(name, {})
+        for i, raw_value in enumerate(frame[name].tolist()):
+            value = _scalar(raw_value)
+            if value is not None and ranges and _is_declared_missing(value, ranges):
+                codes[i, j] = _label_for(value, labels) or f"missing:{format_missing_value(value)}"
+                value = None
+            values[i, j] = value
+    data = frame_from_rows(columns, values.tolist())
+    missing = frame_from_rows(columns, codes.tolist())
+    return ParsedTable(
+        data=data,
+        missing_codes=missing,
+        row_numbers=np.arange(1, n + 1, dtype=np.int64),
+        source_columns={c: c for c in columns},
+        column_labels={
+            str(k): str(v).strip()
+            for k, v in (meta.column_names_to_labels or {}).items()
+            if v is not None and str(v).strip()
+        },
+        value_labels=value_labels,
+    )

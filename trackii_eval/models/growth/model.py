@@ -1,0 +1,446 @@
+"""``GrowthModel``: a formula bound to data, precomputed once, fitted and refitted cheaply.
+
+References
+----------
+Bates, D., Mächler, M., Bolker, B. and Walker, S. (2015). Fitting linear mixed-effects models
+using lme4. Journal of Statistical Software 67(1), 1-48.
+
+Kuznetsova, A., Brockhoff, P. B. and Christensen, R. H. B. (2017). lmerTest package: tests in
+linear mixed effects models. Journal of Statistical Software 82(13), 1-26.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from trackii_eval.errors import ConvergenceWarning, ModelError, UnsupportedModelError
+from trackii_eval.models.growth.design import (
+    Design,
+    Prepared,
+    build_design,
+    drop_rank_deficient,
+    prepare,
+)
+from trackii_eval.models.growth.deviance import Evaluation, ProfiledDeviance
+from trackii_eval.models.growth.formula import parse_formula
+from trackii_eval.models.growth.optimize import (
+    GRAD_TOL,
+    SINGULAR_TOL,
+    OptimizerInfo,
+    minimise_theta,
+    projected_gradient,
+)
+from trackii_eval.models.growth.results import GrowthFit, VarComp
+from trackii_eval.models.growth.satterthwaite import SatterthwaiteParts, satterthwaite_parts
+from trackii_eval.models.growth.stats import SufficientStats, compute_stats
+
+__all__ = ["GrowthModel"]
+
+
+class GrowthModel:
+    """A growth model bound to a data set.
+
+    Construction parses the formula (formulaic, once), drops incomplete rows, and computes the
+    per-participant sufficient statistics; :meth:`fit` then only optimises over θ, and
+    :meth:`refit` swaps in a new response at the cost of a few weighted sums.
+
+    Parameters
+    ----------
+    formula : str
+        lme4-style formula, e.g. ``"score ~ time * arm + (time | participant)"``.
+    data : pandas.DataFrame
+        Long-format panel.
+    mode : {"auto", "cell", "group"}
+        Layout of the sufficient statistics (see :mod:`.stats`); results do not depend on it.
+
+    Raises
+    ------
+    UnsupportedModelError
+        If the random structure is not in the native family (use :func:`growth`, which falls
+        back to statsmodels where it can).
+
+    References
+    ----------
+    Bates, D., Mächler, M., Bolker, B. and Walker, S. (2015). Fitting linear mixed-effects
+    models using lme4. Journal of Statistical Software 67(1), 1-48.
+    """
+
+    def __init__(self, formula: str, data: pd.DataFrame, *, mode: str = "auto") -> None:
+        prep = prepare(parse_formula(formula), data)
+        if prep.structure.kind != "native":
+            raise UnsupportedModelError(
+                f"formula {formula!r}: {prep.structure.reason} is outside the native engine's "
+                "family; growth() fits such models with statsmodels"
+            )
+        self._setup(prep, mode)
+
+    @classmethod
+    def from_prepared(cls, prep: Prepared, mode: str = "auto") -> GrowthModel:
+        """Build from an already prepared data set (used by :func:`growth`)."""
+        obj = cls.__new__(cls)
+        obj._setup(prep, mode)
+        return obj
+
+    def _setup(self, prep: Prepared, mode: str) -> None:
+        design = build_design(prep)
+        notes: list[str] = []
+        X, names, dropped = drop_rank_deficient(design.X, design.x_names)
+        if dropped:
+            notes.append(
+                f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
+                f"column(s): {', '.join(dropped)}"
+            )
+        self.design: Design = design
+        self.X = X
+        self.x_names = names
+        self.dropped_columns = tuple(dropped)
+        self._kept = [design.x_names.index(nm) for nm in names]
+        self.notes = notes
+        if design.n_dropped:
+            # Informational, not a warning: reported in summary() and to_dict().
+            pass
+        self.stats: SufficientStats = compute_stats(
+            design.y,
+            X,
+            design.Z,
+            design.group,
+            len(design.group_levels),
+            design.outer_of_group,
+            mode=mode,
+        )
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def formula(self) -> str:
+        """The formula text."""
+        return self.design.parsed.text
+
+    @property
+    def nobs(self) -> int:
+        """Observations used."""
+        return int(self.design.y.size)
+
+    @property
+    def y(self) -> np.ndarray:
+        """The response on the analysis rows (read-only view)."""
+        v = self.design.y.view()
+        v.setflags(write=False)
+        return v
+
+    # ----------------------------------------------------------------- fitting
+    def fit(self, reml: bool = True, start: np.ndarray | None = None) -> GrowthFit:
+        """Fit by REML (default) or ML.
+
+        Parameters
+        ----------
+        reml : bool
+            REML criterion (True) or ML deviance.
+        start : ndarray, optional
+            Starting θ (default lme4's: 1 on Λ's diagonal, 0 elsewhere).
+
+        Returns
+        -------
+        GrowthFit
+        """
+        return self._fit_stats(self.stats, self.design.y, reml, start)
+
+    def refit(self, y: np.ndarray, reml: bool = True, start: np.ndarray | None = None) -> GrowthFit:
+        """Fit the same design to a new response (like lme4's ``refit(m, newresp)``).
+
+        Parameters
+        ----------
+        y : ndarray, shape (nobs,)
+            New response, one value per analysis row (rows kept after dropping missing values,
+            in data order). Must be finite.
+        reml : bool
+            REML or ML.
+        start : ndarray, optional
+            Starting θ.
+
+        Returns
+        -------
+        GrowthFit
+        """
+        y = np.asarray(y, dtype=float).ravel()
+        if y.shape != self.design.y.shape:
+            raise ModelError(
+                f"refit needs {self.nobs} responses (one per analysis row), got {y.size}"
+            )
+        if not np.isfinite(y).all():
+            raise ModelError("refit responses must be finite; a missing value changes the design")
+        stats = self.stats.with_response(y, self.X, self.design.Z, self.design.group)
+        return self._fit_stats(stats, y, reml, start)
+
+    def optimise(
+        self, stats: SufficientStats, reml: bool, start: np.ndarray | None = None
+    ) -> tuple[ProfiledDeviance, Evaluation, OptimizerInfo]:
+        """Optimise θ for the given statistics; return criterion, final evaluation and info."""
+        fdev = ProfiledDeviance(stats, self.design.theta_pos, self.design.has_outer)
+        th0 = fdev.start() if start is None else np.asarray(start, dtype=float)
+        lower = self.design.lower_bounds
+
+        def fun(th: np.ndarray) -> tuple[float, np.ndarray]:
+            ev = fdev(th, reml, gradient=True)
+            assert ev.gradient is not None
+            return ev.deviance, ev.gradient
+
+        theta, info = minimise_theta(fun, th0, lower, sign_flip=self.normalise_signs)
+        ev = fdev(theta, reml)
+        return fdev, ev, info
+
+    def evaluate(self, theta: np.ndarray, reml: bool = True) -> GrowthFit:
+        """Results at a given θ without optimising (e.g. to reproduce another program's fit).
+
+        Parameters
+        ----------
+        theta : ndarray
+            Covariance parameters in lme4's order.
+        reml : bool
+            REML criterion or ML deviance.
+
+        Returns
+        -------
+        GrowthFit
+            ``optimizer.name`` is ``"none (theta given)"``; ``converged`` reports whether the
+            projected gradient at θ passes the usual check.
+        """
+        theta = np.asarray(theta, dtype=float).ravel()
+        fdev = ProfiledDeviance(self.stats, self.design.theta_pos, self.design.has_outer)
+        if theta.size != fdev.n_theta:
+            raise ModelError(f"theta needs {fdev.n_theta} values, got {theta.size}")
+        ev = fdev(theta, reml, gradient=True)
+        assert ev.gradient is not None
+        pg = projected_gradient(theta, ev.gradient, self.design.lower_bounds)
+        gnorm = float(np.max(np.abs(pg), initial=0.0))
+        info = OptimizerInfo(
+            name="none (theta given)",
+            n_evals=1,
+            gradient_norm=gnorm,
+            final_gradient=tuple(float(v) for v in pg),
+            start_theta=tuple(float(v) for v in theta),
+            final_theta=tuple(float(v) for v in theta),
+            message="theta given by the caller",
+            engine="trackii",
+            converged=gnorm <= GRAD_TOL,
+        )
+        return self._make_fit(fdev, ev, info, reml, self.design.y, warn=False)
+
+    def normalise_signs(self, theta: np.ndarray) -> np.ndarray:
+        """Equivalent θ with Λ's diagonal >= 0: flip the sign of whole columns (ΛΛ' unchanged)."""
+        th = np.array(theta, dtype=float)
+        pos = self.design.theta_pos
+        for c in {c for _, c in pos}:
+            idx = [k for k, (r, cc) in enumerate(pos) if cc == c]
+            diag = [k for k in idx if pos[k][0] == c]
+            if diag and th[diag[0]] < 0:
+                th[idx] = -th[idx]
+        if self.design.has_outer:
+            th[-1] = abs(th[-1])
+        return th
+
+    def _fit_stats(
+        self, stats: SufficientStats, y: np.ndarray, reml: bool, start: np.ndarray | None
+    ) -> GrowthFit:
+        fdev, ev, info = self.optimise(stats, reml, start)
+        return self._make_fit(fdev, ev, info, reml, y)
+
+    def _make_fit(
+        self,
+        fdev: ProfiledDeviance,
+        ev: Evaluation,
+        info: OptimizerInfo,
+        reml: bool,
+        y: np.ndarray,
+        warn: bool = True,
+    ) -> GrowthFit:
+        d, st = self.design, fdev.stats
+        n, p = st.n, st.p
+        df_res = n - p if reml else n
+        sigma = float(np.sqrt(ev.r2 / df_res))
+        theta = ev.theta
+        npar = p + theta.size + 1
+        dev = ev.deviance
+        diag = np.array([r == c for r, c in d.theta_pos] + ([True] if d.has_outer else []))
+        singular = bool(np.any(theta[diag] < SINGULAR_TOL))
+        notes = list(self.notes)
+        if not info.converged and warn:
+            msg = (
+                f"model failed to converge: max|gradient| = {info.gradient_norm:.3g} after "
+                f"{info.n_evals} evaluations ({info.name}: {info.message})"
+            )
+            notes.append(msg)
+            warnings.warn(msg, ConvergenceWarning, stacklevel=3)
+        if singular:
+            notes.append(
+                "boundary (singular) fit: a variance is estimated as zero or a correlation as "
+                "+/-1 (theta diagonal < 1e-4); consider simplifying the random effects"
+            )
+        counts = [(d.group_name, len(d.group_levels))]
+        if d.has_outer:
+            assert d.outer_levels is not None and d.outer_name is not None
+            counts.append((d.outer_name, len(d.outer_levels)))
+        return GrowthFit(
+            formula=self.formula,
+            reml=reml,
+            engine="trackii",
+            nobs=n,
+            n_dropped=d.n_dropped,
+            fixed_names=tuple(self.x_names),
+            beta=ev.beta,
+            vcov_beta=sigma**2 * ev.C,
+            theta=theta,
+            sigma=sigma,
+            deviance=dev,
+            loglik=-0.5 * dev,
+            aic=dev + 2 * npar,
+            bic=dev + np.log(n) * npar,
+            converged=info.converged,
+            singular=singular,
+            optimizer=info,
+            varcomps=tuple(self._varcomps(fdev, theta, sigma)),
+            group_counts=tuple(counts),
+            dropped_columns=self.dropped_columns,
+            _warnings=tuple(notes),
+            _backend=NativeBackend(self, fdev, ev, y),
+        )
+
+    def _varcomps(self, fdev: ProfiledDeviance, theta: np.ndarray, sigma: float) -> list[VarComp]:
+        d = self.design
+        lam = fdev.lam(theta)
+        cov = sigma**2 * (lam @ lam.T)
+        sd = np.sqrt(np.diag(cov))
+        out = [
+            VarComp(d.group_name, nm, None, float(cov[i, i]), float(sd[i]), np.nan)
+            for i, nm in enumerate(d.z_names)
+        ]
+        # Covariance rows only inside a correlated term, as lme4's VarCorr.
+        pairs = sorted({(c, r) for r, c in d.theta_pos if r != c})
+        for a, b in pairs:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                corr = cov[a, b] / (sd[a] * sd[b]) if sd[a] > 0 and sd[b] > 0 else np.nan
+            out.append(
+                VarComp(
+                    d.group_name, d.z_names[a], d.z_names[b], float(cov[a, b]), np.nan, float(corr)
+                )
+            )
+        if d.has_outer:
+            assert d.outer_name is not None
+            lo = float(theta[-1])
+            out.append(
+                VarComp(d.outer_name, "Intercept", None, (sigma * lo) ** 2, abs(sigma * lo), np.nan)
+            )
+        out.append(VarComp("Residual", None, None, sigma**2, sigma, np.nan))
+        return out
+
+    # ----------------------------------------------------------------- new data
+    def fixed_matrix(self, newdata: pd.DataFrame) -> np.ndarray:
+        """Fixed-effects model matrix for new data, coded as in the fit."""
+        try:
+            mm = self.design.fixed_spec.get_model_matrix(
+                newdata, output="numpy", na_action="ignore"
+            )
+        except Exception as exc:  # formulaic raises many types; say which step failed
+            raise ModelError(f"cannot build the fixed-effects matrix for new data: {exc}") from exc
+        return np.asarray(mm, dtype=float)[:, self._kept]
+
+    def random_matrix(self, newdata: pd.DataFrame) -> np.ndarray:
+        """Participant random-effects model matrix for new data."""
+        parts = []
+        for spec in self.design.z_specs:
+            try:
+                mm = spec.get_model_matrix(newdata, output="numpy", na_action="ignore")
+            except Exception as exc:  # formulaic raises many types
+                raise ModelError(
+                    f"cannot build the random-effects matrix for new data: {exc}"
+                ) from exc
+            parts.append(np.asarray(mm, dtype=float))
+        return np.hstack(parts)
+
+
+def _level_index(levels: pd.Index, newdata: pd.DataFrame, cols: tuple[str, ...]) -> np.ndarray:
+    missing = [c for c in cols if c not in newdata.columns]
+    if missing:
+        return np.full(len(newdata), -1)
+    if len(cols) == 1:
+        return np.asarray(levels.get_indexer(newdata[cols[0]]))
+    return np.asarray(levels.get_indexer(pd.MultiIndex.from_frame(newdata[list(cols)])))
+
+
+class NativeBackend:
+    """What a native fit needs after fitting: the model, its criterion and final evaluation."""
+
+    def __init__(
+        self, model: GrowthModel, fdev: ProfiledDeviance, ev: Evaluation, y: np.ndarray
+    ) -> None:
+        self.model = model
+        self.fdev = fdev
+        self.ev = ev
+        self.y = y
+
+    def satterthwaite(self, fit: GrowthFit) -> SatterthwaiteParts:
+        """Satterthwaite ingredients at the fitted θ, σ."""
+        return satterthwaite_parts(self.fdev, np.array(fit.theta), fit.sigma, fit.reml)
+
+    def blups(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """Participant BLUPs (G, q) and outer intercepts (D,) or None."""
+        return self.fdev.blups(self.ev)
+
+    def ranef(self, fit: GrowthFit, group: str | None) -> pd.DataFrame:
+        """BLUPs as a DataFrame for the participant or the outer factor."""
+        d = self.model.design
+        b, outer = self.blups()
+        if group is None or group == d.group_name:
+            return pd.DataFrame(b, index=d.group_levels.copy(), columns=list(d.z_names))
+        if d.has_outer and group == d.outer_name:
+            assert d.outer_levels is not None and outer is not None
+            return pd.DataFrame({"Intercept": outer}, index=d.outer_levels.copy())
+        known = [g for g in (d.group_name, d.outer_name) if g]
+        raise ModelError(f"no random effects for {group!r}; grouping factors are {known}")
+
+    def fixed_matrix(self, newdata: pd.DataFrame) -> np.ndarray:
+        """Fixed-effects matrix for new data."""
+        return self.model.fixed_matrix(newdata)
+
+    def random_part(self, fit: GrowthFit, newdata: pd.DataFrame) -> np.ndarray:
+        """Z b for the known participants (and dialogues) of new data; 0 for unknown ones."""
+        d = self.model.design
+        b, outer = self.blups()
+        Z = self.model.random_matrix(newdata)
+        idx = _level_index(d.group_levels, newdata, d.structure.inner[0].group)
+        out = np.zeros(len(newdata))
+        known = idx >= 0
+        out[known] = np.einsum("ij,ij->i", Z[known], b[idx[known]])
+        if d.has_outer and outer is not None:
+            assert d.outer_levels is not None and d.structure.outer is not None
+            oidx = _level_index(d.outer_levels, newdata, d.structure.outer.group)
+            ok = oidx >= 0
+            out[ok] += outer[oidx[ok]]
+        return out
+
+    def refit_ml(self, fit: GrowthFit) -> GrowthFit:
+        """The same model and data refitted by maximum likelihood (for likelihood-ratio tests)."""
+        if not fit.reml:
+            return fit
+        return self.model._fit_stats(self.fdev.stats, self.y, False, np.array(fit.theta))
+
+    def signature(self) -> dict[str, Any]:
+        """What two fits must share for a likelihood-ratio test."""
+        return {"y": self.y, "fixed": tuple(self.model.x_names)}
+
+    def confint_profile(self, fit: GrowthFit, level: float, **_: Any) -> pd.DataFrame:
+        """Profile-likelihood intervals (see :mod:`.profile`)."""
+        from trackii_eval.models.growth.profile import profile_confint
+
+        return profile_confint(self, fit, level)
+
+    def confint_boot(
+        self, fit: GrowthFit, level: float, n_boot: int = 500, seed: int | None = None, **_: Any
+    ) -> pd.DataFrame:
+        """Parametric-bootstrap percentile intervals (see :mod:`.bootstrap`)."""
+        from trackii_eval.models.growth.bootstrap import bootstrap_confint
+
+        return bootstrap_confint(self, fit, level, n_boot, seed)
