@@ -192,6 +192,8 @@ class Wave(_Frozen):
     date: dt.date
     file: str
     format: FileFormat | None = None
+    sheet: str | int | None = None
+    header_row: int | None = Field(default=None, ge=1)
     window: tuple[dt.date, dt.date] | None = None
 
 

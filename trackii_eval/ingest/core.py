@@ -102,7 +102,7 @@ def ingest_study(study: Study, key: PseudonymKey, *, replace: bool = False) -> I
             )
     for wave in config.waves:
         path = study.root / wave.file
-        raw = read_table(path, format=wave.format)
+        raw = read_table(path, format=wave.format, sheet=wave.sheet, header_row=wave.header_row)
         previous = store.query(
             "SELECT sha256 FROM files WHERE wave = ? AND active", [wave.index]
         )

@@ -99,7 +99,7 @@ __all__ = [
 
 ElementKind = Literal["letters", "digits", "any"]
 X = {"shadow": True, "contest": True, "far_new": False, "shadowed": True, "tau": 1e9,
-     "tau_exact": 1e9}
+     "tau_exact": 1e9, "exact_far": False}
 
 #: Why a record was left for the evaluator (the ``reason`` column of ``ambiguous``).
 AMBIGUITY_REASONS: dict[str, str] = {
@@ -959,23 +959,30 @@ def link_records(
     block_persons: dict[tuple, int] = defaultdict(int)
     block_wave: dict[tuple, int] = defaultdict(int)
 
-    def chance(r: int, skip: int | None) -> float:
-        """Expected number of other persons of the block agreeing with record ``r`` by chance.
+    def chance(r: int, skip: int | None, p: int) -> float:
+        """Expected number of persons other than ``p`` agreeing with record ``r`` by chance.
 
-        On every element but ``skip`` exactly, and on ``skip`` within one slip (but not
-        equal); the value-specific frequencies make agreement on rare values strong evidence
-        and agreement on common values weak evidence (Winkler 1989; Fellegi and Sunter 1969).
+        Agreement means: every element but ``skip`` equal, and ``skip`` within one slip but
+        not equal. Value-specific frequencies (over the block's records so far, leaving out
+        ``r`` and ``p``'s own records) make agreement on rare values strong evidence and on
+        common values weak evidence, as in frequency-based Fellegi-Sunter matching.
         """
         block, code = blocks[r], codes[r]
-        total = block_records[block]
-        e = float(max(block_persons[block], block_wave[block]))
+        own = persons.counts[p]
+        n_p = sum(own[0].values())
+        total = block_records[block] - 1 - n_p
+        if total <= 0:
+            return 0.0
+        e = float(max(block_persons[block] - 1, block_wave[block] - 1, 0))
         for j, v in enumerate(code):
             counts = value_counts[(block, j)]
             if j == skip:
                 close = closeness[j]
-                e *= sum(k for u, k in counts.items() if u != v and close(u, v)) / total
+                k = sum(c - own[j].get(u, 0) for u, c in counts.items()
+                        if u != v and close(u, v))
             else:
-                e *= counts.get(v, 0) / total
+                k = counts.get(v, 0) - 1 - own[j].get(v, 0)
+            e *= max(k, 0) / total
         return e
 
     wave_shadowed: set[int] = set()
@@ -1079,8 +1086,9 @@ def link_records(
         while changed:
             changed = False
             for p, r in list(pairs.items()):
+                ring = {**rings[r][1], **rings[r][2]} if X["exact_far"] else rings[r][1]
                 rivals = {
-                    q: v for q, v in rings[r][1].items()
+                    q: v for q, v in ring.items()
                     if q not in explained or (q in pairs and p in rings[pairs[q]][1])
                 }
                 if rivals:
@@ -1089,7 +1097,7 @@ def link_records(
                     explained.discard(p)
                     changed = True
         for p, r in list(pairs.items()):
-            if chance(r, None) > X["tau_exact"]:
+            if chance(r, None, p) > X["tau_exact"]:
                 amb(r, "common_code", rings[r][0])
                 del pairs[p]
                 explained.discard(p)
@@ -1132,7 +1140,7 @@ def link_records(
                 continue
             r = rs[0]
             el, rec = rings[r][1][p]
-            if chance(r, el) > X["tau"]:
+            if chance(r, el, p) > X["tau"]:
                 amb(r, "common_code", {}, {p: (el, rec)})
                 continue
             # el is None for an exact match on a code the person used once and then outvoted.

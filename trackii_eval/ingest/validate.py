@@ -37,6 +37,7 @@ RULES = {
     "unknown_side": "side not one of the dialogue's sides",
     "outside_scale": "value outside the item's scale",
     "not_a_number": "text where a number belongs",
+    "not_a_date": "not a date",
     "unknown_item": "column is not an item of the instrument",
 }
 
@@ -118,7 +119,8 @@ def validate_wave(
         known.add(cols.submitted_at)
     identifier_cols = set(instrument.identifiers) | set(raw.identifier_columns)
     ignored = set(instrument.ignore_columns) | set(raw.metadata_columns) | identifier_cols
-    header_row = int(raw.row_numbers[0]) - 1 if raw.n_rows else 1
+    # column names sit on the first row of every format unless the study says otherwise
+    header_row = wave.header_row or 1
     item_columns: dict[str, str] = {}
     for column in data.columns:
         if column in column_map:
@@ -168,10 +170,15 @@ def validate_wave(
                     f"sides of {dialogue}: {', '.join(dialogues[dialogue].sides)}")
             row_bad = True
         submitted = _submitted_at(rec, meta, cols.submitted_at)
+        if submitted is _UNPARSEABLE:
+            problem(row_no, cols.submitted_at or "submitted_at",
+                    str(rec.get(cols.submitted_at))[:30],
+                    "not_a_date", "cell", "the response date is kept as unknown")
+            submitted = None
         if window is not None and submitted is not None and not pd.isna(submitted):
             if not (pd.Timestamp(window[0]) <= submitted < pd.Timestamp(window[1])
                     + pd.Timedelta(days=1)):
-                problem(row_no, cols.submitted_at or "submitted_at", str(submitted.date()),
+                problem(row_no, cols.submitted_at or "submitted_at", str(submitted)[:10],
                         "outside_wave_window", "row", f"window {window[0]} to {window[1]}")
                 row_bad = True
         if not row_bad and raw_id in seen_ids:
@@ -287,8 +294,14 @@ def _submitted_at(
         return None
     try:
         ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        return None
+    except (ValueError, TypeError, OverflowError):
+        return _UNPARSEABLE
+    if pd.isna(ts) or not 1900 <= ts.year <= 2200:
+        return _UNPARSEABLE
     if ts.tzinfo is not None:
         ts = ts.tz_convert(None)
     return ts
+
+
+# a sentinel: the row has a date, but it is not one we can read
+_UNPARSEABLE: Any = pd.Timestamp("1677-09-22")

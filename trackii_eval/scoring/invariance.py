@@ -446,8 +446,7 @@ def _rmsea_ci(chisq: float, df: int, n: int, level: float) -> tuple[float, float
         while stats.ncx2.cdf(chisq, df, hi) > prob:
             hi *= 2.0
         return float(
-            optimize.brentq(lambda lam: stats.ncx2.cdf(chisq, df, lam) - prob, 0.0, hi,
-                            xtol=1e-12)
+            optimize.brentq(lambda lam: stats.ncx2.cdf(chisq, df, lam) - prob, 0.0, hi, xtol=1e-12)
         )
 
     low = math.sqrt(ncp_at(upper_q) / (n * df))
@@ -530,6 +529,17 @@ class InvarianceResult:
         observed standard deviations; a drifting intercept shows up as a large value here.
     delta_cfi_cutoff : float
         The cutoff the decisions used.
+
+    Notes
+    -----
+    In R: ``semTools::compareFit(configural, metric, scalar)`` on the lavaan fits gives the
+    same table of fit measures and differences.
+
+    References
+    ----------
+    .. [1] Putnick, D. L., & Bornstein, M. H. (2016). Measurement invariance conventions and
+       reporting: The state of the art and future directions for psychological research.
+       Developmental Review, 41, 71-90.
     """
 
     table: pd.DataFrame
@@ -549,9 +559,17 @@ class InvarianceResult:
         -------
         str
             Several lines of text, for a log or a report appendix.
+
+        Notes
+        -----
+        In R: ``summary(semTools::compareFit(configural, metric, scalar))``.
+
+        References
+        ----------
+        .. [1] Widaman, K. F., Ferrer, E., & Conger, R. D. (2010). Factorial invariance within
+           longitudinal structural equation models. Child Development Perspectives, 4(1), 10-18.
         """
-        cols = ["model", "chisq", "df", "p", "cfi", "tli", "rmsea", "srmr", "delta_cfi",
-                "decision"]
+        cols = ["model", "chisq", "df", "p", "cfi", "tli", "rmsea", "srmr", "delta_cfi", "decision"]
         shown = self.table[cols].copy()
         for c in ("chisq",):
             shown[c] = shown[c].map(lambda v: f"{v:.2f}")
@@ -765,7 +783,7 @@ def measurement_invariance(
         value_col=value_col,
     )
     wave_names = [str(w) for w in wave_list]
-    x = wide.to_numpy(dtype=float)
+    x = wide.to_numpy(dtype=float, na_value=np.nan)
     n, n_obs = x.shape
     if n_dropped:
         warnings.warn(
@@ -803,8 +821,7 @@ def measurement_invariance(
         fit = _fit_ml(spec, s, mean, _pack(spec, start_m))
         if not fit.converged:
             warnings.warn(
-                f"invariance: the {level} model did not converge", ConvergenceWarning,
-                stacklevel=2
+                f"invariance: the {level} model did not converge", ConvergenceWarning, stacklevel=2
             )
         m = _matrices(spec, fit.theta)
         if np.any(np.diag(m.theta) < 0) or np.any(np.linalg.eigvalsh(m.phi) < 0):
@@ -829,9 +846,7 @@ def measurement_invariance(
     table["delta_df"] = table["df"].diff()
     table["delta_p"] = [
         math.nan if i == 0 or not d_df > 0 else float(stats.chi2.sf(max(d_chi, 0.0), d_df))
-        for i, (d_chi, d_df) in enumerate(
-            zip(table["delta_chisq"], table["delta_df"], strict=True)
-        )
+        for i, (d_chi, d_df) in enumerate(zip(table["delta_chisq"], table["delta_df"], strict=True))
     ]
     table["delta_cfi"] = table["cfi"].diff()
     table["delta_rmsea"] = table["rmsea"].diff()

@@ -256,21 +256,36 @@ def _smc(r: np.ndarray) -> np.ndarray:
 
 
 def _fit_one_factor_ml(r: np.ndarray) -> np.ndarray | None:
-    """Loadings of a one-factor ML fit to a correlation matrix, uniquenesses in [0.005, 1]."""
+    """Loadings of a one-factor ML fit to a correlation matrix, uniquenesses in [0.005, 1].
+
+    The bounded ML problem can have several local minima when an item is near a Heywood case
+    (small samples, one dominant item), so the search starts from the usual ``1 - SMC`` and
+    from each item at the lower bound, and keeps the lowest discrepancy: that is the ML
+    estimate, wherever a single search happens to stop.
+    """
     k = r.shape[0]
-    start = np.clip(1.0 - _smc(r), _PSI_MIN, _PSI_MAX)
-    res = optimize.minimize(
-        _ml_objective,
-        start,
-        args=(r,),
-        jac=True,
-        method="L-BFGS-B",
-        bounds=[(_PSI_MIN, _PSI_MAX)] * k,
-        options={"ftol": 1e-13, "gtol": 1e-9, "maxiter": 2000},
-    )
-    if not np.isfinite(res.fun):
+    base = np.clip(1.0 - _smc(r), _PSI_MIN, _PSI_MAX)
+    starts = [base, np.full(k, 0.5)]
+    for j in range(k):
+        heywood = base.copy()
+        heywood[j] = _PSI_MIN
+        starts.append(heywood)
+    best: optimize.OptimizeResult | None = None
+    for start in starts:
+        res = optimize.minimize(
+            _ml_objective,
+            start,
+            args=(r,),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(_PSI_MIN, _PSI_MAX)] * k,
+            options={"ftol": 1e-13, "gtol": 1e-9, "maxiter": 2000},
+        )
+        if np.isfinite(res.fun) and (best is None or res.fun < best.fun - 1e-12):
+            best = res
+    if best is None:
         return None
-    psi = res.x
+    psi = best.x
     s = 1.0 / np.sqrt(psi)
     theta, vec = np.linalg.eigh(r * np.outer(s, s))
     lam = np.sqrt(psi) * vec[:, -1] * math.sqrt(max(theta[-1] - 1.0, 0.0))
@@ -393,8 +408,10 @@ def _omega_point(r: np.ndarray, method: str, flip: bool) -> _OmegaResult:
         return out
     if method == "ml" and np.linalg.eigvalsh(r)[0] <= 0:
         # The ML discrepancy needs log|R|; minres does not, and goes ahead.
-        out.notes.append("omega not computed: the pairwise correlation matrix is not positive "
-                         "definite (omega_method='minres' does not need it to be)")
+        out.notes.append(
+            "omega not computed: the pairwise correlation matrix is not positive "
+            "definite (omega_method='minres' does not need it to be)"
+        )
         return out
     lam = _fit_one_factor_ml(r) if method == "ml" else _fit_one_factor_minres(r)
     if lam is None:
@@ -405,8 +422,7 @@ def _omega_point(r: np.ndarray, method: str, flip: bool) -> _OmegaResult:
     if np.any(lam < 0):
         how = "reversed for omega, as psych::omega does" if flip else "not reversed"
         out.notes.append(
-            "some items load negatively on the common factor (not reverse-keyed?); "
-            f"{how}"
+            f"some items load negatively on the common factor (not reverse-keyed?); {how}"
         )
     return out
 
@@ -474,29 +490,27 @@ def _screen(block: pd.DataFrame, *, grouped: bool) -> _ScaleData:
     if empty and not grouped:
         # In a by-group, an all-missing column is an item of another scale; alone it is news.
         msg = f"items never answered were left out: {', '.join(empty)}"
-        warnings.warn(msg, ReliabilityWarning, stacklevel=4)
+        warnings.warn(msg, ReliabilityWarning, stacklevel=3)
         notes.append(msg)
     keep = [c for c in block.columns if str(c) not in empty]
-    x = block[keep].to_numpy(dtype=float)
+    x = block[keep].to_numpy(dtype=float, na_value=np.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         sd = np.nanstd(x, axis=0, ddof=1) if x.shape[0] > 1 else np.full(x.shape[1], np.nan)
     constant = [str(c) for c, s in zip(keep, sd, strict=True) if not (s > 0)]
     if constant:
-        msg = (
-            f"items without variance were left out, as psych::alpha does: {', '.join(constant)}"
-        )
-        warnings.warn(msg, ReliabilityWarning, stacklevel=4)
+        msg = f"items without variance were left out, as psych::alpha does: {', '.join(constant)}"
+        warnings.warn(msg, ReliabilityWarning, stacklevel=3)
         notes.append(msg)
     used = [c for c in keep if str(c) not in constant]
-    xs = block[used].to_numpy(dtype=float)
+    xs = block[used].to_numpy(dtype=float, na_value=np.nan)
     n_empty = int(np.all(np.isnan(xs), axis=1).sum()) if used else block.shape[0]
     if n_empty and used:
         msg = (
             f"{n_empty} row(s) answered none of the items; they are counted in n (Feldt bounds, "
             "standard error) as psych::alpha counts them"
         )
-        warnings.warn(msg, ReliabilityWarning, stacklevel=4)
+        warnings.warn(msg, ReliabilityWarning, stacklevel=3)
         notes.append(msg)
     return _ScaleData(
         x=xs, names=[str(c) for c in used], n_rows=block.shape[0], constant=constant, notes=notes
@@ -573,9 +587,7 @@ def _scale_row(
         reps = _bootstrap_omega(x, om.loadings, omega_method, n_boot, rng, omega_flip)
         good = reps[np.isfinite(reps)]
         if good.size < max(10, int(0.9 * n_boot)):
-            msg = (
-                f"only {good.size} of {n_boot} bootstrap replicates gave an omega; no interval"
-            )
+            msg = f"only {good.size} of {n_boot} bootstrap replicates gave an omega; no interval"
             warnings.warn(msg, ReliabilityWarning, stacklevel=3)
             notes.append(msg)
         else:
@@ -613,9 +625,13 @@ def _item_block(items: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     cols = [c for c in items.columns if c not in by]
     if not cols:
         raise ScoringError("items: no item columns besides the by columns")
-    bad = [str(c) for c in cols if not (
-        pd.api.types.is_numeric_dtype(items[c]) and not pd.api.types.is_bool_dtype(items[c])
-    )]
+    bad = [
+        str(c)
+        for c in cols
+        if not (
+            pd.api.types.is_numeric_dtype(items[c]) and not pd.api.types.is_bool_dtype(items[c])
+        )
+    ]
     if bad:
         raise ScoringError(
             f"items: column(s) {bad} are not numeric; keyed item responses must be numbers "
@@ -635,9 +651,7 @@ def _check_options(ci: float, omega_ci: str, n_boot: int, omega_method: str) -> 
         raise ScoringError(f"n_boot must be at least 100 for a percentile interval, got {n_boot}")
 
 
-def _groups(
-    items: pd.DataFrame, by: list[str]
-) -> list[tuple[tuple[Hashable, ...], pd.DataFrame]]:
+def _groups(items: pd.DataFrame, by: list[str]) -> list[tuple[tuple[Hashable, ...], pd.DataFrame]]:
     if not by:
         return [((), items)]
     nan_keys = items[by].isna().any(axis=1)
@@ -645,12 +659,10 @@ def _groups(
         warnings.warn(
             f"{int(nan_keys.sum())} row(s) with a missing value in a by column were left out",
             ReliabilityWarning,
-            stacklevel=4,
+            stacklevel=3,
         )
     grouped = items.loc[~nan_keys].groupby(by, sort=True, observed=True, dropna=True)
-    return [
-        (key if isinstance(key, tuple) else (key,), frame) for key, frame in grouped
-    ]
+    return [(key if isinstance(key, tuple) else (key,), frame) for key, frame in grouped]
 
 
 def _group_rng(seed: int | None, key: tuple[Hashable, ...]) -> np.random.Generator:
@@ -816,9 +828,7 @@ def _flags(table: pd.DataFrame, threshold: float | None) -> pd.Series:
     return low.astype(bool)
 
 
-def _floor_ceiling_bound(
-    bound: float | Mapping[str, float] | None, item: str
-) -> float | None:
+def _floor_ceiling_bound(bound: float | Mapping[str, float] | None, item: str) -> float | None:
     if bound is None:
         return None
     if isinstance(bound, Mapping):
@@ -924,7 +934,7 @@ def _item_rows(
     out: list[dict[str, object]] = []
     for col in block.columns:
         name = str(col)
-        v = block[col].to_numpy(dtype=float)
+        v = block[col].to_numpy(dtype=float, na_value=np.nan)
         v = v[~np.isnan(v)]
         lo_i, hi_i = _floor_ceiling_bound(lo, name), _floor_ceiling_bound(hi, name)
         if v.size and lo_i is not None and v.min() < lo_i:
@@ -1064,8 +1074,7 @@ def reliability_long(
     """
     by_cols = _as_list(by)
     ids = _as_list(id_cols)
-    wide = _long_to_wide(responses, id_cols=ids, by=by_cols, item_col=item_col,
-                         value_col=value_col)
+    wide = _long_to_wide(responses, id_cols=ids, by=by_cols, item_col=item_col, value_col=value_col)
     return reliability(
         wide,
         by=by_cols,
@@ -1121,6 +1130,5 @@ def item_statistics_long(
     """
     by_cols = _as_list(by)
     ids = _as_list(id_cols)
-    wide = _long_to_wide(responses, id_cols=ids, by=by_cols, item_col=item_col,
-                         value_col=value_col)
+    wide = _long_to_wide(responses, id_cols=ids, by=by_cols, item_col=item_col, value_col=value_col)
     return item_statistics(wide, by=by_cols, scale_min=scale_min, scale_max=scale_max)

@@ -83,6 +83,7 @@ class Design:
     n_dropped: int
     fixed_spec: Any
     z_specs: list[Any]
+    z_from_x: list[int] | None = None  # Z = X[:, z_from_x] when every random term is in X
     dropped_columns: list[str] = field(default_factory=list)
 
     @property
@@ -197,24 +198,58 @@ def _theta_positions(terms: tuple[RandomTerm, ...], widths: list[int]) -> list[t
     return pos
 
 
+_FORMULA_CACHE: dict[str, Any] = {}
+
+
+def _formula(expr: str) -> Any:
+    # formulaic parses a right-hand side in ~0.5 ms; a model is built from a handful of them,
+    # each needed twice (required columns, then the matrix), so parse each text once.
+    f = _FORMULA_CACHE.get(expr)
+    if f is None:
+        try:
+            f = Formula(expr)
+        except Exception as exc:  # formulaic raises many types; name the formula part
+            raise ModelError(f"cannot parse {expr!r}: {exc}") from exc
+        if len(_FORMULA_CACHE) > 256:
+            _FORMULA_CACHE.clear()
+        _FORMULA_CACHE[expr] = f
+    return f
+
+
 def _numpy_matrix(expr: str, data: pd.DataFrame, what: str) -> tuple[np.ndarray, Any, list[str]]:
     try:
-        mm = model_matrix(expr, data, na_action="ignore", output="numpy")
+        mm = model_matrix(_formula(expr), data, na_action="ignore", output="numpy")
     except Exception as exc:  # formulaic raises many types; name the formula part for the user
         raise ModelError(f"cannot build the {what} from {expr!r}: {exc}") from exc
     spec = mm.model_spec
     return np.asarray(mm, dtype=float), spec, list(spec.column_names)
 
 
+def _columns_in_x(expr: str, x_names: list[str]) -> list[int] | None:
+    """Indices of X's columns that make up a random term's Z, or None if not all are there.
+
+    Only terms whose column name is the term itself qualify (the intercept and numeric
+    variables or transforms); a categorical term's columns carry level suffixes and go through
+    formulaic.
+    """
+    names = []
+    for term in _formula(expr):
+        name = str(term)
+        names.append("Intercept" if name == "1" else name)
+    if not all(nm in x_names for nm in names):
+        return None
+    return [x_names.index(nm) for nm in names]
+
+
 def used_columns(parsed: ParsedFormula, data: pd.DataFrame) -> list[str]:
     """Columns of ``data`` the formula reads (response, predictors, grouping factors)."""
     needed: set[str] = set()
     for rhs in [parsed.fixed, *(t.expr for t in parsed.random)]:
-        needed |= set(Formula(rhs).required_variables)
+        needed |= set(_formula(rhs).required_variables)
     if parsed.response in data.columns:
         needed.add(parsed.response)
     else:
-        needed |= set(Formula(parsed.response).required_variables)
+        needed |= set(_formula(parsed.response).required_variables)
     for t in parsed.random:
         needed |= set(t.group)
     missing = sorted(c for c in needed if c not in data.columns)
@@ -297,12 +332,27 @@ def build_design(prep: Prepared) -> Design:
         y = _numpy_matrix(f"0 + {parsed.response}", frame, "response")[0][:, 0]
     X, fixed_spec, x_names = _numpy_matrix(parsed.fixed, frame, "fixed-effects matrix")
     z_parts, z_specs, z_names, widths = [], [], [], []
+    z_from_x: list[int] | None = []
     for term in structure.inner:
-        Zt, spec, names = _numpy_matrix(term.expr, frame, "random-effects matrix")
-        z_parts.append(Zt)
-        z_specs.append(spec)
+        idx = _columns_in_x(term.expr, x_names)
+        if idx is not None and z_from_x is not None:
+            # Numeric terms already in the fixed part: reuse X's columns, skip formulaic.
+            z_from_x.extend(idx)
+            z_parts.append(X[:, idx])
+            z_specs.append(None)
+            names = [x_names[i] for i in idx]
+        else:
+            z_from_x = None
+            Zt, spec, names = _numpy_matrix(term.expr, frame, "random-effects matrix")
+            z_parts.append(Zt)
+            z_specs.append(spec)
         z_names.extend(names)
-        widths.append(Zt.shape[1])
+        widths.append(z_parts[-1].shape[1])
+    if z_from_x is None:
+        # Mixed fast and slow terms: build the specs of the fast ones too, for predict().
+        for k, term in enumerate(structure.inner):
+            if z_specs[k] is None:
+                z_specs[k] = _numpy_matrix(term.expr, frame.iloc[:1], "random-effects matrix")[1]
     Z = np.hstack(z_parts) if len(z_parts) > 1 else z_parts[0]
     if len(set(z_names)) != len(z_names):
         raise UnsupportedModelError(
@@ -352,6 +402,7 @@ def build_design(prep: Prepared) -> Design:
         n_dropped=n_dropped,
         fixed_spec=fixed_spec,
         z_specs=z_specs,
+        z_from_x=z_from_x,
     )
 
 

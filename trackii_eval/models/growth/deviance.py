@@ -35,6 +35,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg.lapack import dpotrf as _potrf
+from scipy.linalg.lapack import dpotri as _potri
 
 from trackii_eval.errors import ModelError
 from trackii_eval.models.growth.stats import SufficientStats
@@ -140,6 +142,9 @@ class ProfiledDeviance:
         self.has_outer = has_outer
         self._T_flat = stats.T.reshape(stats.K, -1)
         self._eye_flat = np.eye(stats.q).ravel()
+        self._eye_q = np.eye(stats.q)
+        self._iu = np.triu_indices(stats.p, 1)
+        self._nT = (stats.n_pat @ self._T_flat).reshape(stats.q, stats.q)
         self._rows = np.array([r for r, _ in theta_pos], dtype=np.intp)
         self._cols = np.array([c for _, c in theta_pos], dtype=np.intp)
         self.n_evals = 0
@@ -164,7 +169,7 @@ class ProfiledDeviance:
         Cholesky never fails.
         """
         q = self.stats.q
-        kl = np.kron(lam, lam)
+        kl = (lam[:, None, :, None] * lam[None, :, None, :]).reshape(q * q, q * q)  # kron
         A = self._T_flat @ kl + self._eye_flat
         Ainv, logdet = spd_inverse_logdet(A, q)
         M = (Ainv @ kl.T).reshape(-1, q, q)
@@ -201,7 +206,6 @@ class ProfiledDeviance:
         theta = np.asarray(theta, dtype=float)
         q, p, n = st.q, st.p, st.n
         lam = self.lam(theta)
-        eye_q = np.eye(q)
         M, logdets = self._pattern_M(lam)
         logdet_V = float(st.n_pat @ logdets)
         B = st.XX - st.contract_M(M)  # X~'V_P^{-1}X~ per outer level
@@ -220,21 +224,21 @@ class ProfiledDeviance:
         xvx = Bfull[:p, :p]
         xvy = Bfull[:p, st.i_y]
         yvy = Bfull[st.i_y, st.i_y]
-        try:
-            Lx = np.linalg.cholesky(xvx)
-        except np.linalg.LinAlgError as exc:
+        # Direct LAPACK calls: numpy.linalg's per-call overhead dominates for a p x p matrix.
+        Lx, info = _potrf(xvx, lower=1, clean=1)
+        if info != 0:
             raise ModelError(
                 "X'V^{-1}X is not positive definite: the fixed-effects design is rank deficient "
                 "or badly scaled"
-            ) from exc
-        C = np.linalg.inv(xvx)
-        C = 0.5 * (C + C.T)
+            )
+        C, _ = _potri(Lx, lower=1)
+        C[self._iu] = C.T[self._iu]  # potri fills the lower triangle only
         beta = C @ xvy
         r2 = float(yvy - xvy @ beta)
         if not r2 > 0:
             # Rounding can make a perfect fit's r² slightly negative; keep the log defined.
             r2 = np.finfo(float).tiny
-        logdet_X = 2.0 * float(np.log(np.diag(Lx)).sum())
+        logdet_X = 2.0 * float(np.log(Lx.diagonal()).sum())
         df_res = n - p if reml else n
         if sigma is None:
             dev = logdet_V + df_res * (1.0 + np.log(2.0 * np.pi * r2 / df_res))
@@ -266,17 +270,16 @@ class ProfiledDeviance:
                     Pd[:, i1, :] = -kappa[:, None] * wx
                     Phi += Pd @ C[None] @ Pd.transpose(0, 2, 1)
             else:
-                Phi = weight * np.outer(v_e, v_e)[None]
+                Phi = (weight * v_e[:, None]) * v_e[None, :]
                 if reml:
-                    Phi = Phi.copy()
-                    Phi[0, :p, :p] += C
+                    Phi[:p, :p] += C
+                Phi = Phi[None]
             R = st.contract_Phi(Phi)
-            TM = st.T @ M
-            ImTM = eye_q - TM
-            Wk = st.T - TM @ st.T
-            Q = np.einsum("k,kab->ab", st.n_pat, Wk) - (ImTM @ R @ ImTM.transpose(0, 2, 1)).sum(
-                axis=0
-            )
+            # Q = sum_k n_k (T - TMT)_k - sum_k (I - TM)_k R_k (I - TM)_k'
+            TM = np.matmul(st.T, M)
+            ImTM = self._eye_q - TM
+            Q = self._nT - (st.n_pat @ np.matmul(TM, st.T).reshape(-1, q * q)).reshape(q, q)
+            Q -= np.matmul(np.matmul(ImTM, R), ImTM.transpose(0, 2, 1)).sum(axis=0)
             QL = 2.0 * (Q @ lam)
             g = QL[self._rows, self._cols]
             if self.has_outer:

@@ -349,6 +349,11 @@ class GrowthModel:
 
     def random_matrix(self, newdata: pd.DataFrame) -> np.ndarray:
         """Participant random-effects model matrix for new data."""
+        if self.design.z_from_x is not None:
+            full = self.design.fixed_spec.get_model_matrix(
+                newdata, output="numpy", na_action="ignore"
+            )
+            return np.asarray(full, dtype=float)[:, self.design.z_from_x]
         parts = []
         for spec in self.design.z_specs:
             try:

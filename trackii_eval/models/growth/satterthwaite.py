@@ -8,8 +8,8 @@ and J_k = ∂ vcov(β) / ∂ varpar_k. For a contrast L,
     df = 2 (L V L')² / (g' A g),   g_k = L J_k L'.
 
 We take H as the Richardson-extrapolated Jacobian of our *analytic* gradient of d(θ, σ), and J by
-Richardson-extrapolated central differences (lmerTest uses numDeriv; both are accurate far
-beyond the agreement we test).
+the same central differences of σ²C(θ) (lmerTest uses numDeriv on the deviance itself; both are
+accurate far beyond the agreement we test).
 
 References
 ----------
@@ -33,7 +33,6 @@ from trackii_eval.models.growth.deviance import ProfiledDeviance
 __all__ = ["SatterthwaiteParts", "richardson_jacobian", "satterthwaite_parts"]
 
 _EIG_TOL = 1e-8  # lmerTest's tolerance for the Hessian's eigenvalues
-_ZERO_TOL = float(np.sqrt(np.finfo(float).eps / 7e-7))  # numDeriv's zero.tol
 
 
 @dataclass(frozen=True)
@@ -66,14 +65,19 @@ class SatterthwaiteParts:
 
 
 def richardson_jacobian(
-    f: Callable[[np.ndarray], np.ndarray], x: np.ndarray, r: int = 4, d: float = 1e-4
+    f: Callable[[np.ndarray], np.ndarray],
+    x: np.ndarray,
+    r: int = 4,
+    d: float = 1e-4,
+    floor: float = 1e-2,
 ) -> np.ndarray:
     """Jacobian of f at x by central differences with Richardson extrapolation.
 
-    Steps h_j = d |x_j| (+ d when |x_j| < 1.78e-5, numDeriv's ``zero.tol``), halved r-1 times,
-    and the r estimates combined to cancel error terms of order h², h⁴, ... (the same scheme as
-    numDeriv's default). The absolute floor matters at a boundary θ ≈ 0, where a purely
-    relative step would drown in rounding error.
+    Steps h_j = d max(|x_j|, floor), halved r-1 times, and the r estimates combined to cancel
+    error terms of order h², h⁴, ... (numDeriv's scheme). Unlike numDeriv's default (h = d |x_j|
+    unless |x_j| < 1.8e-5) the step never shrinks below d·floor: for a θ of order 1e-4 a purely
+    relative step is ~1e-8 and the difference drowns in rounding error, which makes lmerTest's
+    df for such fits wobble in the third digit.
 
     Returns
     -------
@@ -83,7 +87,7 @@ def richardson_jacobian(
     f0 = np.asarray(f(x), dtype=float).ravel()
     out = np.empty((f0.size, x.size))
     for j in range(x.size):
-        h = d * abs(x[j]) + (d if abs(x[j]) < _ZERO_TOL else 0.0)
+        h = d * max(abs(x[j]), floor)
         est = []
         for _ in range(r):
             e = np.zeros_like(x)
@@ -129,21 +133,23 @@ def satterthwaite_parts(
     k = theta.size
     df_res = st.n - st.p if reml else st.n
 
-    def grad_vp(vp: np.ndarray) -> np.ndarray:
+    p = st.p
+
+    def grad_and_vcov(vp: np.ndarray) -> np.ndarray:
+        # One evaluation gives both the θ-gradient of d(θ, σ) and vcov(β) = σ² C(θ), so the
+        # Hessian and the Jacobian of vcov(β) come from the same finite differences.
         s = float(vp[-1])
         ev = fdev(vp[:k], reml, gradient=True, sigma=s)
         assert ev.gradient is not None
         # ∂/∂σ of r²/σ² + df_res log(2πσ²).
         gs = -2.0 * ev.r2 / s**3 + 2.0 * df_res / s
-        return np.concatenate([ev.gradient, [gs]])
-
-    def vcov_vp(vp: np.ndarray) -> np.ndarray:
-        ev = fdev(vp[:k], reml)
-        return float(vp[-1]) ** 2 * ev.C
+        return np.concatenate([ev.gradient, [gs], (s * s * ev.C).ravel()])
 
     vp0 = np.concatenate([theta, [sigma]])
-    H = richardson_jacobian(grad_vp, vp0)
+    jac = richardson_jacobian(grad_and_vcov, vp0, r=2)
+    H = jac[: k + 1]
     H = 0.5 * (H + H.T)
+    J = jac[k + 1 :].T.reshape(k + 1, p, p)
     evals, evecs = np.linalg.eigh(H)
     notes = []
     if np.any(evals < -_EIG_TOL):
@@ -161,6 +167,5 @@ def satterthwaite_parts(
         )
     pos = evals > _EIG_TOL
     A = 2.0 * (evecs[:, pos] / evals[pos]) @ evecs[:, pos].T
-    p = st.p
-    J = richardson_jacobian(vcov_vp, vp0).T.reshape(k + 1, p, p)
-    return SatterthwaiteParts(vcov_beta=vcov_vp(vp0), vcov_varpar=A, jacobian=J, notes=tuple(notes))
+    vcov0 = sigma**2 * fdev(theta, reml).C
+    return SatterthwaiteParts(vcov_beta=vcov0, vcov_varpar=A, jacobian=J, notes=tuple(notes))
