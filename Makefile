@@ -21,8 +21,9 @@ demo: $(STAMP)
 	$(BIN)/trackii-eval run surveys/demo --out build/demo --key-file $(KEY)
 	@echo "Open build/demo/report.html"
 
+# one BLAS thread per test worker: the suite's matrices are small and threads only contend
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 tests
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

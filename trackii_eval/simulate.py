@@ -119,10 +119,14 @@ def _items_from_latent(
 ) -> dict[str, np.ndarray]:
     """Noisy item readings of a 0-100 latent score, on each item's own scale."""
     out = {}
-    for item in instrument.constructs[construct].items:
+    items = instrument.constructs[construct].items
+    # loadings vary by item but average exactly 1, so the keyed item mean tracks the latent
+    # score one to one and the simulated effects are effects on the POMP score scale
+    loadings = rng.uniform(0.85, 1.15, size=len(items))
+    loadings = loadings / loadings.mean()
+    for item, loading in zip(items, loadings, strict=True):
         scale = instrument.scales[item.scale]
         width = scale.max - scale.min
-        loading = rng.uniform(0.85, 1.15)
         pomp = 50.0 + loading * (latent - 50.0)
         if width > 20:  # thermometer-like: 0-100 points
             noise = truth.item_noise_thermometer
@@ -199,7 +203,8 @@ def simulate_study(
 
     # response pattern: everyone answers baseline; monotone dropout depending on baseline
     # perceptions (MAR given the baseline), plus occasional missed waves
-    z = (perc_b0 - perc_b0.mean()) / perc_b0.std()
+    # attrition depends on the *observed* baseline attitude (missing at random given it)
+    z = (perc[:, 0] - perc[:, 0].mean()) / perc[:, 0].std()
     present = np.ones((n, len(times)), dtype=bool)
     active = np.ones(n, dtype=bool)
     for w in range(1, len(times)):

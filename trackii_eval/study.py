@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from .config import Instrument, StudyConfig, load_instrument, load_study_config
 from .errors import StoreError
@@ -118,7 +119,9 @@ class Study:
 
         responses = self._responses()
         scores = score_responses(responses, self.instrument, self.config)
-        rel = reliability_by_wave(responses, self.instrument)
+        # many small matrices: BLAS threads only fight each other here
+        with threadpool_limits(limits=1, user_api="blas"):
+            rel = reliability_by_wave(responses, self.instrument)
         network = self._network()
         with self.store.transaction():
             self.store.replace_table("scores", scores)
@@ -172,7 +175,8 @@ class Study:
         """Fit the analysis plan's models to the scores and store their results."""
         from .analysis import default_plan, fit_plan
 
-        return fit_plan(self, plan or default_plan(self.config))
+        with threadpool_limits(limits=1, user_api="blas"):
+            return fit_plan(self, plan or default_plan(self.config))
 
     def report(self, path: str | Path | None = None, **kwargs: Any) -> Path:
         """Render the self-contained HTML impact report from stored results."""

@@ -8,35 +8,49 @@ the code as a list of named elements with their lengths (:class:`CodeSpec`).
 
 Such codes are mistyped and misremembered. Published SGIC studies report 2-3 % false matches
 with naive exact matching and only 50-75 % of people matched after a year [1]_ [2]_ [3]_. This
-module does better by combining four rules, each chosen to avoid *wrong* links first and missed
-links second, because a wrong link silently corrupts every longitudinal estimate while a missed
-link only loses a data point:
+module does better by combining the rules below, each chosen to avoid *wrong* links first and
+missed links second: a wrong link silently corrupts every longitudinal estimate (and merges two
+people's answers), while a missed link only loses a data point or costs the evaluator a look.
 
-1. **Normalisation** (:meth:`CodeSpec.parse`): Unicode NFKC, invisible characters removed,
-   accents removed, case folded, separators dropped; a digit element typed with fewer digits
-   between separators is zero-padded (``ma-5-je-87``); OCR/typing confusions are fixed *only
-   where the element kind makes them unambiguous*: ``o``/``O`` -> ``0`` and ``i``/``I``/``l``
-   -> ``1`` in digit elements, ``0`` -> ``o`` in letter elements (``1`` in a letter element
-   could be ``i`` or ``l``, so it is left alone).
+1. **Normalisation** (:meth:`CodeSpec.parse`): Unicode NFKD with accents and invisible
+   characters removed, case folded, separators dropped; a digit element typed with fewer
+   digits between separators is zero-padded (``ma-5-je-87``); OCR/typing confusions are fixed
+   *only where the element kind makes them unambiguous*: ``o`` -> ``0`` and ``i``/``l`` ->
+   ``1`` in digit elements, ``0`` -> ``o`` in letter elements (``1`` in a letter element could
+   be ``i`` or ``l``, so it is left alone). Codes that cannot be split into the declared
+   elements are never matched (reason ``malformed_code``).
 2. **Blocking** by side and dialogue: the same code in another side or dialogue (or a dialogue
    record vs a comparison-group record without dialogue) is never a match, exact or fuzzy.
-3. **Exact before fuzzy**: a record is linked to an earlier person whose code (any code seen
-   for that person so far) equals its own; failing that, to a person whose code differs in
-   exactly ONE element while all other elements agree exactly (a mistyped month, a different
-   spelling of the birthplace). By default the differing element must be within one edit
-   (one substitution, insertion, deletion or adjacent transposition; Damerau [4]_) of the
-   person's value (``max_element_edits=1``); ``None`` allows any value in that one element.
-4. **Never guess**: a record becomes *ambiguous* and is listed for the evaluator, instead of
-   being linked, if two or more persons are equally good candidates (linking would merge them
-   or pick one at random), if its only exact candidate has another person within one element
-   (a single typo could have turned one into the other; ``guard_near_neighbours``), or if two
-   records of the same wave claim the same person (a person answers a wave once). Codes that
-   cannot be split into the declared elements are ambiguous too (reason ``malformed_code``).
+3. **Exact before fuzzy.** A record is linked *exactly* to the one earlier person who gave the
+   same code. Failing that, it is linked *fuzzily* to the one earlier person whose code agrees
+   on all elements but one, the remaining element being one *slip* away: for letter (and
+   "any") elements one substitution, insertion, deletion or adjacent transposition [4]_; for
+   digit elements the number off by one (``09``/``10``), one digit replaced by its neighbour
+   on the number row, or two digits swapped (plain edit distance would make every month from
+   01 to 09 "one typo" from every other). ``max_element_edits=None`` accepts any value in that
+   element; ``0`` turns fuzzy matching off.
+4. **A person's own slips are weak evidence.** Per person and element, the values given so
+   far are counted; a code outvoted on some element (a one-off slip) still matches exactly
+   but only as a fuzzy-grade candidate, and fuzzy matches are made only against the person's
+   prevailing codes.
+5. **Never guess.** A record is *ambiguous*, listed for the evaluator and not linked, when:
+   two or more persons are equally good candidates (``tied_candidates``; linking would merge
+   them or pick one at random); its exact match has another person one slip away who has not
+   answered this wave, or the two could be swapped (``near_neighbour``); its fuzzy match has
+   another person differing in one element by more than a slip (``near_neighbour``); another
+   record of the same wave claims the same person (``same_wave_conflict``: a person answers
+   a wave once); its only candidate was also a candidate of a still unresolved record
+   (``contested_person``); or it agrees with its candidate only on values so common in the
+   block that another person would agree by chance (``common_code``: the expected number of
+   such persons, from value-specific frequencies as in frequency-based Fellegi-Sunter
+   matching [5]_ [6]_, exceeds ``max_chance_agreement``). An unresolved record with the same
+   code as a new record also makes it ambiguous: it may be a person of its own.
 
 Waves are processed in ascending order; a record is matched against the persons formed by all
 earlier waves (so a person who skipped a wave is still found), never against records of its own
-wave. Candidate search uses hash indexes on the exact code and on the code with one element
-masked, per side+dialogue block, so linking is O(n * number of elements), not O(n**2).
+wave, and nothing from a later wave is used, so adding a wave never changes earlier links.
+Candidate search uses hash indexes on the exact code and on the code with one element masked,
+per side+dialogue block, so linking is O(n * number of elements), not O(n**2) [7]_.
 
 Evaluator decisions (:func:`read_decisions`) override the algorithm: ``new`` makes a record a
 new person; a record ID links the record to that record's person. Decisions are applied first
@@ -60,13 +74,20 @@ References
    Psychological Measurement 80(1), 163-185. https://doi.org/10.1177/0013164419843576
 .. [4] Damerau, F. J. (1964). A technique for computer detection and correction of spelling
    errors. Communications of the ACM 7(3), 171-176. https://doi.org/10.1145/363958.363994
-.. [5] Christen, P. (2012). Data Matching: Concepts and Techniques for Record Linkage, Entity
+.. [5] Fellegi, I. P. and Sunter, A. B. (1969). A theory for record linkage. Journal of the
+   American Statistical Association 64(328), 1183-1210. https://doi.org/10.2307/2286061
+.. [6] Winkler, W. E. (1989). Frequency-based matching in Fellegi-Sunter model of record
+   linkage. Proceedings of the Section on Survey Research Methods, American Statistical
+   Association, 778-783.
+.. [7] Christen, P. (2012). Data Matching: Concepts and Techniques for Record Linkage, Entity
    Resolution, and Duplicate Detection. Springer (blocking, ch. 4; clerical review, ch. 7).
    https://doi.org/10.1007/978-3-642-31164-2
 """
 
 from __future__ import annotations
 
+import gc
+import itertools
 import json
 import os
 import re
@@ -98,8 +119,6 @@ __all__ = [
 ]
 
 ElementKind = Literal["letters", "digits", "any"]
-X = {"shadow": True, "contest": True, "far_new": False, "shadowed": True, "tau": 1e9,
-     "tau_exact": 1e9, "exact_far": False}
 
 #: Why a record was left for the evaluator (the ``reason`` column of ``ambiguous``).
 AMBIGUITY_REASONS: dict[str, str] = {
@@ -112,6 +131,8 @@ AMBIGUITY_REASONS: dict[str, str] = {
     "answers a wave once)",
     "common_code": "the code agrees with the candidate only on values so common in this "
     "side/dialogue that another person could share them by chance",
+    "possible_match": "no person is one slip away, but a person differs in one element by "
+    "more (listed because review_possible_matches=True)",
     "contested_person": "the only candidate person is also a candidate of an unresolved record "
     "of an earlier wave",
 }
@@ -127,6 +148,7 @@ _LIST_SEP = " ; "
 # Confusions fixed only where the element's kind makes the intended character certain.
 _TO_DIGIT = str.maketrans({"o": "0", "i": "1", "l": "1"})
 _TO_LETTER = str.maketrans({"0": "o"})
+_NON_WORD = re.compile(r"[\W_]+")
 
 
 # ----------------------------------------------------------------------------- code spec
@@ -193,6 +215,12 @@ class CodeSpec:
             for e in elements
         )
         object.__setattr__(self, "_flexible", re.compile(pattern))
+        ends = list(itertools.accumulate(e.length for e in elements))
+        object.__setattr__(self, "_slices", list(zip([0, *ends[:-1]], ends, strict=True)))
+        object.__setattr__(self, "_tables", [
+            _TO_DIGIT if e.kind == "digits" else _TO_LETTER if e.kind == "letters" else None
+            for e in elements
+        ])
 
     @classmethod
     def from_config(
@@ -266,37 +294,37 @@ class CodeSpec:
         """
         if not isinstance(raw, str):
             return None
-        text = unicodedata.normalize("NFKD", raw)
-        text = "".join(
-            ch for ch in text if unicodedata.category(ch) not in ("Mn", "Cf")
-        ).casefold()
-        parts = [p for p in re.split(r"[\W_]+", text) if p]
+        if raw.isascii():
+            text = raw.lower()  # the common case; casefold and NFKD change nothing here
+        else:
+            text = unicodedata.normalize("NFKD", raw)
+            text = "".join(
+                ch for ch in text if unicodedata.category(ch) not in ("Mn", "Cf")
+            ).casefold()
+        elements = self.elements
+        parts = [text] if text.isalnum() else [p for p in _NON_WORD.split(text) if p]
         values: list[str] | None = None
-        if len(parts) == len(self.elements) > 1:
+        if len(parts) == len(elements) > 1:
             padded = [
                 p.zfill(e.length) if e.kind == "digits" and p.isdigit() else p
-                for p, e in zip(parts, self.elements, strict=True)
+                for p, e in zip(parts, elements, strict=True)
             ]
-            if all(len(p) == e.length for p, e in zip(padded, self.elements, strict=True)):
+            if all(len(p) == e.length for p, e in zip(padded, elements, strict=True)):
                 values = padded
-        joined = "".join(parts)
+        joined = parts[0] if len(parts) == 1 else "".join(parts)
         if values is None and len(joined) == self.total_length:
-            values, pos = [], 0
-            for e in self.elements:
-                values.append(joined[pos : pos + e.length])
-                pos += e.length
+            values = [joined[a:b] for a, b in self._slices]  # type: ignore[attr-defined]
         if values is None:
             m = self._flexible.fullmatch(joined)  # type: ignore[attr-defined]
             if m is None:
                 return None
             values = [
                 g.zfill(e.length) if e.kind == "digits" else g
-                for g, e in zip(m.groups(), self.elements, strict=True)
+                for g, e in zip(m.groups(), elements, strict=True)
             ]
         return tuple(
-            v.translate(_TO_DIGIT) if e.kind == "digits"
-            else v.translate(_TO_LETTER) if e.kind == "letters" else v
-            for v, e in zip(values, self.elements, strict=True)
+            v.translate(t) if t is not None else v
+            for v, t in zip(values, self._tables, strict=True)  # type: ignore[attr-defined]
         )
 
 
@@ -474,17 +502,22 @@ class LinkageResult:
         """
         rows = []
         for a in self.ambiguous.itertuples(index=False):
-            elements = [e for e in a.differing_elements if e]
+            # One entry per candidate, in the same order in every list column. Element NAMES
+            # only: a value would be part of someone's code.
+            differing = [
+                "(unresolved record)" if k is None else "(none: same code)" if e is None else e
+                for e, k in zip(a.differing_elements, a.candidate_persons, strict=True)
+            ]
             rows.append({
                 "record_id": a.record_id,
                 "wave": a.wave,
                 "reason": a.reason,
                 "explanation": AMBIGUITY_REASONS[a.reason],
-                "differing_element": _LIST_SEP.join(
-                    e if e else "(none: exact)" for e in a.differing_elements
-                ) if elements else "",
+                "differing_element": _LIST_SEP.join(differing),
                 "candidates": _LIST_SEP.join(a.candidates),
-                "candidate_persons": _LIST_SEP.join(pseudonymize(k) for k in a.candidate_persons),
+                "candidate_persons": _LIST_SEP.join(
+                    "(none yet)" if k is None else pseudonymize(k) for k in a.candidate_persons
+                ),
                 "decision": "",
             })
         by_record = self.links.set_index("record_id")
@@ -654,46 +687,69 @@ def read_decisions(path: str | os.PathLike[str]) -> pd.DataFrame:
 class _Persons:
     """Persons formed so far, with hash indexes for exact and one-element-masked codes.
 
-    Per person and element, the number of records giving each value is kept: a code whose
-    values are all the most frequent (ties included) is *supported*; a code outvoted on some
-    element is a one-off slip of that person and is only weak evidence for linking.
+    Index keys are strings built once per distinct (block, code), so Python caches their
+    hashes. Per person and element, the number of records giving each value is kept: a code
+    whose values are all the most frequent (ties included) is *supported*; a code outvoted on
+    some element is a one-off slip of that person and only weak evidence for linking.
     """
 
     def __init__(self, n_elements: int) -> None:
         self.n_elements = n_elements
         self.key: list[str] = []
-        # (block, code) -> {person: latest record index with that code}
-        self.exact: dict[tuple, dict[int, int]] = defaultdict(dict)
-        # (block, element, masked code) -> {person: {element value: latest record index}}
-        self.masked: dict[tuple, dict[int, dict[str, int]]] = defaultdict(
-            lambda: defaultdict(dict)
-        )
+        # exact key -> {person: earliest record index with that code}
+        self.exact: dict[str, dict[int, int]] = defaultdict(dict)
+        # masked key -> {(person, value of the masked element): earliest record index}
+        self.masked: dict[str, dict[tuple[int, str], int]] = defaultdict(dict)
         self.counts: list[list[dict[str, int]]] = []
+        self.codes: list[dict[str, tuple[str, ...]]] = []  # exact key -> code, per person
+        self.supp: list[set[str]] = []  # exact keys of the person's supported codes
+        self.n_records: list[int] = []
         self.key_count: dict[str, int] = defaultdict(int)
 
-    def new(self, base: str) -> int:
-        self.key_count[base] += 1
-        self.key.append(json.dumps([*json.loads(base), self.key_count[base]],
-                                   ensure_ascii=False, separators=(",", ":")))
-        self.counts.append([defaultdict(int) for _ in range(self.n_elements)])
+    def new(self, base: tuple[str, ...]) -> int:
+        # JSON array text: unambiguous whatever the side, dialogue or code contain.
+        head = "[" + ",".join(_json_str(x) for x in base)
+        self.key_count[head] += 1
+        self.key.append(f"{head},{self.key_count[head]}]")
+        self.counts.append([{} for _ in range(self.n_elements)])
+        self.codes.append({})
+        self.supp.append(set())
+        self.n_records.append(0)
         return len(self.key) - 1
 
-    def supported(self, person: int, code: tuple[str, ...]) -> bool:
-        counts = self.counts[person]
-        return all(
-            counts[j].get(v, 0) == max(counts[j].values()) for j, v in enumerate(code)
-        )
-
-    def add_code(self, person: int, block: tuple, code: tuple[str, ...] | None, rec: int) -> None:
-        if code is None:
+    def add_code(self, person: int, code: tuple[str, ...] | None, keys: _Keys | None,
+                 rec: int) -> None:
+        if code is None or keys is None:
             return
-        self.exact[(block, code)][person] = rec
+        self.n_records[person] += 1
+        counts = self.counts[person]
         for j, v in enumerate(code):
-            self.counts[person][j][v] += 1
-        if self.n_elements > 1:
-            for i in range(self.n_elements):
-                masked = (*code[:i], None, *code[i + 1 :])
-                self.masked[(block, i, masked)][person][code[i]] = rec
+            counts[j][v] = counts[j].get(v, 0) + 1
+        known = self.codes[person]
+        if keys.exact not in known:
+            # Index a code the first time the person gives it (most people repeat theirs);
+            # the record kept is the earliest with that code.
+            known[keys.exact] = code
+            self.exact[keys.exact][person] = rec
+            for i, mkey in enumerate(keys.masked):
+                self.masked[mkey][(person, code[i])] = rec
+        if len(known) == 1:
+            self.supp[person] = {keys.exact}
+        else:
+            top = [max(c.values()) for c in counts]
+            self.supp[person] = {
+                k for k, c in known.items()
+                if all(counts[j][v] == top[j] for j, v in enumerate(c))
+            }
+
+
+_json_str = json.encoder.encode_basestring  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class _Keys:
+    exact: str
+    masked: tuple[str, ...]
 
 
 def _validate_records(records: pd.DataFrame) -> pd.DataFrame:
@@ -702,44 +758,46 @@ def _validate_records(records: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise IngestError(f"linkage input: missing column(s) {', '.join(missing)}")
     frame = records.reset_index(drop=True)
-    rid = frame["record_id"]
+    rid = frame["record_id"].tolist()
     bad = [i for i, v in enumerate(rid) if not isinstance(v, str) or not v.strip()]
     if bad:
         raise IngestError(
-            f"linkage input: column record_id is empty or not text in row(s) "
-            f"{', '.join(str(i) for i in bad[:10])}"
+            "linkage input: column record_id is empty or not text in row(s) "
+            + ", ".join(str(i) for i in bad[:10])
         )
-    dup = rid[rid.duplicated(keep=False)]
-    if len(dup):
+    if len(set(rid)) != len(rid):
+        seen: set[str] = set()
+        dup = sorted({v for v in rid if v in seen or seen.add(v)})  # type: ignore[func-returns-value]
         raise IngestError(
-            "linkage input: column record_id must be unique; repeated: "
-            + ", ".join(sorted(set(dup))[:10])
+            "linkage input: column record_id must be unique; repeated: " + ", ".join(dup[:10])
         )
-    waves = pd.to_numeric(frame["wave"], errors="coerce")
-    bad_wave = frame["record_id"][waves.isna() | (waves != np.floor(waves))]
-    if len(bad_wave):
+    waves = pd.to_numeric(frame["wave"], errors="coerce").to_numpy(dtype=float)
+    bad_wave = [r for r, w in zip(rid, waves, strict=True) if not np.isfinite(w) or w != int(w)]
+    if bad_wave:
         raise IngestError(
             "linkage input: column wave must be an integer; bad for record(s) "
-            + ", ".join(bad_wave.astype(str).tolist()[:10])
+            + ", ".join(bad_wave[:10])
         )
-    sides = frame["side"]
-    bad_side = frame["record_id"][[not isinstance(s, str) or not s.strip() for s in sides]]
-    if len(bad_side):
+    sides = frame["side"].tolist()
+    bad_side = [
+        r for r, x in zip(rid, sides, strict=True) if not isinstance(x, str) or not x.strip()
+    ]
+    if bad_side:
         raise IngestError(
-            "linkage input: column side is empty for record(s) "
-            + ", ".join(bad_side.astype(str).tolist()[:10])
+            "linkage input: column side is empty for record(s) " + ", ".join(bad_side[:10])
         )
-    out = pd.DataFrame({
-        "record_id": rid.astype(str).to_numpy(dtype=object),
-        "wave": waves.astype(np.int64).to_numpy(),
+    dialogues = frame["dialogue"].tolist() if "dialogue" in frame.columns else [None] * len(rid)
+    # Few distinct sides and dialogues: normalise each once.
+    norm = {v: normalise_id(v) for v in {*sides, *(d for d in dialogues if isinstance(d, str))}}
+    return pd.DataFrame({
+        "record_id": np.array(rid, dtype=object),
+        "wave": waves.astype(np.int64),
         "code": frame["code"].to_numpy(dtype=object),
-        "side": [normalise_id(s) for s in sides],
-        "dialogue": [
-            normalise_id(d) if isinstance(d, str) else ""
-            for d in (frame["dialogue"] if "dialogue" in frame.columns else [None] * len(frame))
-        ],
+        "side": np.array([norm[x] for x in sides], dtype=object),
+        "dialogue": np.array(
+            [norm[d] if isinstance(d, str) else "" for d in dialogues], dtype=object
+        ),
     })
-    return out
 
 
 def _prepare_decisions(
@@ -818,6 +876,8 @@ def link_records(
     decisions: pd.DataFrame | None = None,
     max_element_edits: int | None = 1,
     guard_near_neighbours: bool = True,
+    max_chance_agreement: float = 0.05,
+    review_possible_matches: bool = False,
 ) -> LinkageResult:
     """Link records of the same person across waves.
 
@@ -836,11 +896,20 @@ def link_records(
         Evaluator decisions as returned by :func:`read_decisions`.
     max_element_edits
         For a fuzzy match, how far the one differing element may be from the person's value:
-        ``1`` (default) allows one substitution, insertion, deletion or adjacent
-        transposition; ``None`` allows any value; ``0`` disables fuzzy matching.
+        ``1`` (default) one slip as defined in the module docstring (per element kind);
+        ``None`` any value; ``0`` no fuzzy matching at all.
     guard_near_neighbours
-        Leave a record ambiguous when it matches one person exactly but another person is
-        within one element of it (see the module docstring).
+        Leave a record ambiguous when another person who has not answered this wave could be
+        its author through a single slip (see the module docstring). Turning this off links
+        more records and makes wrong links more likely.
+    max_chance_agreement
+        Largest acceptable expected number of *other* persons of the block who would agree
+        with the record as well as its candidate does, by chance (from value frequencies over
+        the block's records so far). ``inf`` turns the check off.
+    review_possible_matches
+        Also list, as ``possible_match``, records that would become new persons although a
+        person differs from them in one element by more than a slip (more review work,
+        fewer missed links and no phantom persons from a badly mistyped element).
 
     Returns
     -------
@@ -864,22 +933,68 @@ def link_records(
     """
     if spec is not None and not isinstance(spec, CodeSpec):
         spec = CodeSpec.from_config(spec)
+    if max_element_edits not in (0, 1, None):
+        raise IngestError("max_element_edits must be 0, 1 or None")
+    # Linking allocates hundreds of thousands of small dicts and tuples, none in reference
+    # cycles; the cyclic garbage collector would rescan them over and over (a third of the
+    # run time at 100k records) for nothing.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _link(records, spec, decisions, max_element_edits, guard_near_neighbours,
+                     max_chance_agreement, review_possible_matches)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _link(
+    records: pd.DataFrame, spec: CodeSpec | None, decisions: pd.DataFrame | None,
+    max_element_edits: int | None, guard_near_neighbours: bool, max_chance_agreement: float,
+    review_possible_matches: bool,
+) -> LinkageResult:
     frame = _validate_records(records)
     n = len(frame)
     rids: list[str] = frame["record_id"].tolist()
     waves = frame["wave"].to_numpy()
     sides: list[str] = frame["side"].tolist()
+    raw_codes: list[object] = frame["code"].tolist()
     blocks = list(zip(sides, frame["dialogue"].tolist(), strict=True))
+    block_id: dict[tuple[str, str], int] = {}
+    bids = [block_id.setdefault(b, len(block_id)) for b in blocks]
+    # Parse each distinct raw code once: most people give the same code at every wave.
+    parsed: dict[object, tuple[str, ...] | None] = {}
     if spec is None:
-        codes = [
-            (normalise_id(c),) if isinstance(c, str) and normalise_id(c) else None
-            for c in frame["code"]
-        ]
         n_el, names, fuzzy_on = 1, (), False
+
+        def parse(c: object) -> tuple[str, ...] | None:
+            return (normalise_id(c),) if isinstance(c, str) and normalise_id(c) else None
     else:
-        codes = [spec.parse(c) for c in frame["code"]]
         n_el, names = len(spec.elements), tuple(spec.names)
         fuzzy_on = max_element_edits != 0
+        parse = spec.parse
+    codes = [
+        parsed[c] if c in parsed else parsed.setdefault(c, parse(c))
+        if isinstance(c, str) else None
+        for c in raw_codes
+    ]
+    # Index keys, shared by every record with the same block and code.
+    key_cache: dict[tuple[int, tuple[str, ...]], _Keys] = {}
+
+    def make_keys(bid: int, code: tuple[str, ...]) -> _Keys:
+        head = f"{bid}\x1f"
+        masked = tuple(
+            f"{head}{i}\x1f" + "\x1e".join((*code[:i], "", *code[i + 1 :]))
+            for i in range(n_el)
+        ) if n_el > 1 else ()
+        return _Keys(head + "\x1e".join(code), masked)
+
+    keys: list[_Keys | None] = [
+        None if code is None
+        else key_cache[(bid, code)] if (bid, code) in key_cache
+        else key_cache.setdefault((bid, code), make_keys(bid, code))
+        for bid, code in zip(bids, codes, strict=True)
+    ]
     # How close the one differing element must be for a fuzzy candidate, per element kind.
     closeness: list[Callable[[str, str], bool]] = [
         (lambda a, b: True) if max_element_edits is None
@@ -897,14 +1012,17 @@ def link_records(
     decided = np.zeros(n, dtype=bool)
     ambiguous: list[dict[str, Any]] = []
 
-    def base_key(r: int) -> str:
-        code = codes[r]
-        canonical = "".join(code) if code is not None else "?" + normalise_id(
-            frame["code"].iat[r]) if isinstance(frame["code"].iat[r], str) else "?"
-        return json.dumps([*blocks[r], canonical], ensure_ascii=False, separators=(",", ":"))
+    def base_key(r: int) -> tuple[str, str, str]:
+        code, raw = codes[r], raw_codes[r]
+        if code is not None:
+            canonical = "".join(code)
+        else:  # a malformed code made a person by decision; "?" keeps it apart
+            canonical = "?" + (normalise_id(raw) if isinstance(raw, str) else "")
+        return (*blocks[r], canonical)
 
-    def candidates(r: int) -> tuple[dict[int, int], dict[int, tuple[int | None, int]],
-                                    dict[int, tuple[int, int]]]:
+    Ring = dict[int, tuple[int | None, int]]
+
+    def candidates(r: int) -> tuple[dict[int, int], Ring, Ring]:
         """Earlier persons near record ``r``, in three rings.
 
         ``exact``: person -> record, the code equals one of the person's supported codes.
@@ -913,51 +1031,48 @@ def link_records(
         are fuzzy link candidates. ``far``: person -> (element, record), any other person
         within one element, whatever the difference; never linked, only rivals.
         """
-        code, block = codes[r], blocks[r]
+        code, k = codes[r], keys[r]
         exact: dict[int, int] = {}
-        near: dict[int, tuple[int | None, int]] = {}
-        far: dict[int, tuple[int, int]] = {}
-        for p, rec in persons.exact.get((block, code), {}).items():
-            if persons.supported(p, code):
+        near: Ring = {}
+        far: Ring = {}
+        supp = persons.supp
+        for p, rec in persons.exact.get(k.exact, {}).items():
+            if k.exact in supp[p]:
                 exact[p] = rec
             elif fuzzy_on:
                 near[p] = (None, rec)
             else:
-                far[p] = (0, rec)
-        if n_el == 1:
-            return exact, near, far
-        for i in range(n_el):
-            masked = (*code[:i], None, *code[i + 1 :])
-            hit = persons.masked.get((block, i, masked))
+                far[p] = (None, rec)
+        for i, mkey in enumerate(k.masked):
+            hit = persons.masked.get(mkey)
             if not hit:
                 continue
-            close = closeness[i]
-            for p, values in hit.items():
-                if p in exact or p in near:
+            close, mine = closeness[i], code[i]
+            for (p, value), rec in hit.items():
+                if value == mine or p in exact or p in near:
                     continue
-                for value, rec in values.items():
-                    if value == code[i]:
-                        continue
-                    if fuzzy_on and close(value, code[i]) and persons.supported(
-                        p, (*code[:i], value, *code[i + 1 :])
-                    ):
-                        near[p] = (i, rec)
-                        far.pop(p, None)
-                        break
+                # keys[rec].exact is the person's code that has this value.
+                if fuzzy_on and close(value, mine) and keys[rec].exact in supp[p]:
+                    near[p] = (i, rec)
+                    far.pop(p, None)
+                else:
                     far.setdefault(p, (i, rec))
         return exact, near, far
 
-    # Unresolved records of earlier waves: they may be persons of their own, so a record with
-    # the same code is never linked past them ("shadows"), and the persons they could be are
+    # Unresolved records of earlier waves may be persons of their own: a record with the same
+    # code is never linked past them ("shadows"), and the persons they could be are
     # "shadowed": never the target of a fuzzy link until the evaluator has decided.
-    shadow_exact: dict[tuple, list[int]] = defaultdict(list)
+    shadow_exact: dict[str, list[int]] = defaultdict(list)
     shadowed: set[int] = set()
+    wave_ambiguous: list[int] = []
+    wave_shadowed: set[int] = set()
     # Value frequencies per block and element over the records of waves up to the current
     # one (never later waves, so adding a wave does not change how earlier waves linked).
-    value_counts: dict[tuple, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    block_records: dict[tuple, int] = defaultdict(int)
-    block_persons: dict[tuple, int] = defaultdict(int)
-    block_wave: dict[tuple, int] = defaultdict(int)
+    value_counts: dict[tuple[int, int], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    block_records: dict[int, int] = defaultdict(int)
+    block_persons: dict[int, int] = defaultdict(int)
+    block_wave: dict[int, int] = defaultdict(int)
+    close_mass: dict[tuple[int, int, str], int] = {}
 
     def chance(r: int, skip: int | None, p: int) -> float:
         """Expected number of persons other than ``p`` agreeing with record ``r`` by chance.
@@ -967,77 +1082,62 @@ def link_records(
         ``r`` and ``p``'s own records) make agreement on rare values strong evidence and on
         common values weak evidence, as in frequency-based Fellegi-Sunter matching.
         """
-        block, code = blocks[r], codes[r]
+        bid, code = bids[r], codes[r]
         own = persons.counts[p]
-        n_p = sum(own[0].values())
-        total = block_records[block] - 1 - n_p
+        total = block_records[bid] - 1 - persons.n_records[p]
         if total <= 0:
             return 0.0
-        e = float(max(block_persons[block] - 1, block_wave[block] - 1, 0))
+        e = float(max(block_persons[bid] - 1, block_wave[bid] - 1, 0))
         for j, v in enumerate(code):
-            counts = value_counts[(block, j)]
+            counts = value_counts[(bid, j)]
             if j == skip:
                 close = closeness[j]
-                k = sum(c - own[j].get(u, 0) for u, c in counts.items()
-                        if u != v and close(u, v))
+                ck = (bid, j, v)
+                if ck not in close_mass:
+                    close_mass[ck] = sum(
+                        c for u, c in counts.items() if u != v and close(u, v)
+                    )
+                k = close_mass[ck] - sum(
+                    c for u, c in own[j].items() if u != v and close(u, v)
+                )
             else:
                 k = counts.get(v, 0) - 1 - own[j].get(v, 0)
             e *= max(k, 0) / total
         return e
 
-    wave_shadowed: set[int] = set()
-
     def amb(r: int, reason: str, ex: Mapping[int, int] | None = None,
-            fz: Mapping[int, tuple[int | None, int]] | None = None,
-            shadows: Sequence[int] = ()) -> None:
+            fz: Ring | None = None, shadows: Sequence[int] = ()) -> None:
         ambiguous.append(_amb(r, reason, ex or {}, fz or {}, rids, waves, persons, names,
                               shadows))
+        wave_ambiguous.append(r)
         wave_shadowed.update(ex or {})
         wave_shadowed.update(fz or {})
-        if codes[r] is not None:
-            shadow_exact[(blocks[r], codes[r])].append(r)
 
-    wave_values = sorted(set(waves.tolist()))
     wave_members: dict[int, list[int]] = defaultdict(list)
     for r in sorted(range(n), key=lambda i: (waves[i], rids[i])):
         wave_members[int(waves[r])].append(r)
 
-    for w in wave_values:
+    for w in sorted(wave_members):
         members = wave_members[w]
         block_wave.clear()
+        close_mass.clear()
         for r in members:
             if codes[r] is not None:
-                block_records[blocks[r]] += 1
-                block_wave[blocks[r]] += 1
+                block_records[bids[r]] += 1
+                block_wave[bids[r]] += 1
                 for j, v in enumerate(codes[r]):
-                    value_counts[(blocks[r], j)][v] += 1
+                    value_counts[(bids[r], j)][v] += 1
         reserved: dict[int, int] = {}  # person -> record holding it by decision
         new_records: list[int] = []
         accepted: list[tuple[int, int]] = []
+
         # 1. Decisions first: they are the evaluator's word and reserve their persons.
         for r in members:
             if r in forced_new:
                 decided[r] = True
                 new_records.append(r)
             elif r in forced_links:
-                targets = set()
-                for earlier, source in forced_links[r]:
-                    p = person_of[earlier]
-                    if p < 0:
-                        raise IngestError(
-                            f"{source}: column decision: record '{rids[earlier]}' is itself "
-                            "unresolved (ambiguous) in this run; decide it too, then re-run"
-                        )
-                    targets.add((int(p), earlier, source))
-                persons_hit = {t[0] for t in targets}
-                if len(persons_hit) > 1:
-                    srcs = sorted({t[2] for t in targets})
-                    raise IngestError(
-                        f"{', '.join(srcs)}: column decision links record '{rids[r]}' to "
-                        "records of different persons; link those earlier records to each "
-                        "other first"
-                    )
-                p, earlier, source = next(iter(targets))
+                p, earlier, source = _decided_person(r, forced_links[r], person_of, rids)
                 if p in reserved:
                     raise IngestError(
                         f"{source}: column decision links '{rids[r]}' to the person that "
@@ -1048,8 +1148,9 @@ def link_records(
                 decided[r] = True
                 method[r], matched_rec[r] = "decision", rids[earlier]
                 accepted.append((r, p))
-        # 2. Automatic matching against persons from earlier waves, in two passes.
-        rings: dict[int, tuple[dict, dict, dict]] = {}
+
+        # 2. Candidates of every other record among the persons of earlier waves.
+        rings: dict[int, tuple[dict[int, int], Ring, Ring]] = {}
         exact_claims: dict[int, list[int]] = defaultdict(list)
         for r in members:
             if decided[r]:
@@ -1057,22 +1158,25 @@ def link_records(
             if codes[r] is None:
                 amb(r, "malformed_code")
                 continue
-            rings[r] = exact, near, far = candidates(r)
-            shadows = shadow_exact.get((blocks[r], codes[r]), ()) if X["shadow"] else ()
+            rings[r] = exact, near, _ = candidates(r)
+            shadows = shadow_exact.get(keys[r].exact, ())
             if shadows and (exact or near):
                 amb(r, "tied_candidates", exact, near, shadows)
-                del rings[r]
             elif len(exact) > 1:
                 amb(r, "tied_candidates", exact)
             elif len(exact) == 1:
                 exact_claims[next(iter(exact))].append(r)
-        # 2a. Exact pairs: a record with one exact candidate person that no other record of
-        # this wave claims exactly. A person held by a decision or claimed twice is contested.
+
+        # 3. Exact pairs: one exact candidate person, claimed exactly by no other record of
+        # this wave and not held by a decision, on a code not so common that another person
+        # could share it by chance.
         pairs: dict[int, int] = {}
         for p, rs in exact_claims.items():
             if p in reserved or len(rs) > 1:
                 for r in rs:
                     amb(r, "same_wave_conflict", rings[r][0])
+            elif chance(rs[0], None, p) > max_chance_agreement:
+                amb(rs[0], "common_code", rings[rs[0]][0])
             else:
                 pairs[p] = rs[0]
         # A person who answered this wave (exact pair or decision) is "explained": no other
@@ -1086,9 +1190,8 @@ def link_records(
         while changed:
             changed = False
             for p, r in list(pairs.items()):
-                ring = {**rings[r][1], **rings[r][2]} if X["exact_far"] else rings[r][1]
                 rivals = {
-                    q: v for q, v in ring.items()
+                    q: v for q, v in rings[r][1].items()
                     if q not in explained or (q in pairs and p in rings[pairs[q]][1])
                 }
                 if rivals:
@@ -1096,40 +1199,37 @@ def link_records(
                     del pairs[p]
                     explained.discard(p)
                     changed = True
-        for p, r in list(pairs.items()):
-            if chance(r, None, p) > X["tau_exact"]:
-                amb(r, "common_code", rings[r][0])
-                del pairs[p]
-                explained.discard(p)
         for p, r in pairs.items():
             method[r], matched_rec[r] = "exact", rids[rings[r][0][p]]
             accepted.append((r, p))
-        # 2b. Fuzzy: records without an exact candidate, against unexplained persons. Any
-        # other unexplained person within one element (whatever the difference) is a rival.
-        fuzzy_claims: dict[int, list[int]] = defaultdict(list)
-        done = {r for r, _ in accepted}
+
+        # 4. Fuzzy: records without an exact candidate, against unexplained persons.
+        settled = set(wave_ambiguous) | {r for r, _ in accepted}
+        paired = set(pairs.values())
         exactly_claimed = {
-            q for r, (exact, _, _) in rings.items() if r not in done for q in exact
-        } if X["contest"] else set()
+            q for r, (exact, _, _) in rings.items() if r not in paired for q in exact
+        }
+        fuzzy_claims: dict[int, list[int]] = defaultdict(list)
         for r, (exact, near, far) in rings.items():
-            if exact:
+            if exact or r in settled:
                 continue
             cands = {q: v for q, v in near.items() if q not in explained}
             rivals = {q: v for q, v in far.items() if q not in explained}
             if not cands:
-                # Nobody unexplained is close: a new person (also when the close persons
-                # already answered this wave).
-                if rivals and X["far_new"]:
-                    amb(r, "near_neighbour", {}, rivals)
+                # Nobody unexplained is one slip away: a new person (also when the close
+                # persons already answered this wave).
+                if rivals and review_possible_matches:
+                    amb(r, "possible_match", {}, rivals)
                 else:
                     new_records.append(r)
             elif len(cands) > 1:
                 amb(r, "tied_candidates", {}, cands)
             elif rivals and guard_near_neighbours:
+                # Another person is within one element too, by a bigger difference.
                 amb(r, "near_neighbour", {}, {**cands, **rivals})
-            elif set(cands) & exactly_claimed:
+            elif cands.keys() & exactly_claimed:
                 amb(r, "same_wave_conflict", {}, cands)
-            elif X["shadowed"] and set(cands) & shadowed:
+            elif cands.keys() & shadowed:
                 amb(r, "contested_person", {}, cands)
             else:
                 fuzzy_claims[next(iter(cands))].append(r)
@@ -1140,7 +1240,7 @@ def link_records(
                 continue
             r = rs[0]
             el, rec = rings[r][1][p]
-            if chance(r, el, p) > X["tau"]:
+            if chance(r, el, p) > max_chance_agreement:
                 amb(r, "common_code", {}, {p: (el, rec)})
                 continue
             # el is None for an exact match on a code the person used once and then outvoted.
@@ -1148,20 +1248,49 @@ def link_records(
             matched_el[r] = names[el] if el is not None else None
             matched_rec[r] = rids[rec]
             accepted.append((r, p))
-        # 4. Commit: new persons in record-ID order (stable ordinals), then index the codes.
+
+        # 5. Commit: new persons in record-ID order (stable ordinals), then index the codes.
+        # Nothing of this wave was visible to its own records, so the order within a wave
+        # never matters.
         for r in sorted(new_records, key=lambda i: rids[i]):
             p = persons.new(base_key(r))
-            block_persons[blocks[r]] += 1
+            block_persons[bids[r]] += 1
             method[r] = "new"
             accepted.append((r, p))
         for r, p in accepted:
             person_of[r] = p
-            persons.add_code(p, blocks[r], codes[r], r)
+            persons.add_code(p, codes[r], keys[r], r)
+        for r in wave_ambiguous:
+            if keys[r] is not None:
+                shadow_exact[keys[r].exact].append(r)
         shadowed |= wave_shadowed
+        wave_ambiguous.clear()
         wave_shadowed.clear()
 
     return _assemble(frame, rids, waves, person_of, persons, method, matched_el, matched_rec,
                      decided, ambiguous, applied, names)
+
+
+def _decided_person(
+    r: int, links: list[tuple[int, str]], person_of: np.ndarray, rids: list[str]
+) -> tuple[int, int, str]:
+    """The person the evaluator linked record ``r`` to (all its links must agree)."""
+    targets = []
+    for earlier, source in links:
+        p = int(person_of[earlier])
+        if p < 0:
+            raise IngestError(
+                f"{source}: column decision: record '{rids[earlier]}' is itself unresolved "
+                "(ambiguous) in this run; decide it too, then re-run"
+            )
+        targets.append((p, earlier, source))
+    if len({t[0] for t in targets}) > 1:
+        raise IngestError(
+            f"{', '.join(sorted({t[2] for t in targets}))}: column decision links record "
+            f"'{rids[r]}' to records of different persons; link those earlier records to "
+            "each other first"
+        )
+    return targets[0]
 
 
 def _amb(

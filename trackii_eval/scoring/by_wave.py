@@ -29,11 +29,10 @@ def reliability_by_wave(responses: pd.DataFrame, instrument: Instrument) -> pd.D
         wide = wide.dropna(axis=1, how="all").dropna(axis=0, how="all")
         if wide.shape[1] < 2 or wide.shape[0] < 3:
             continue
-        res = reliability(wide)
+        res = reliability(wide, threshold=con.reliability_threshold, seed=int(wave))
         res.insert(0, "wave", int(wave))
         res.insert(0, "construct", construct)
         res["threshold"] = con.reliability_threshold
-        res["flag"] = res["alpha"] < con.reliability_threshold
         rows.append(res)
     if not rows:
         return pd.DataFrame(columns=["construct", "wave", "n", "k", "alpha", "flag"])

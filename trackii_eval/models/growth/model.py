@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from trackii_eval.errors import ConvergenceWarning, ModelError, UnsupportedModelError
+from trackii_eval.models.growth._threads import single_threaded_blas
 from trackii_eval.models.growth.design import (
     Design,
     Prepared,
@@ -188,8 +189,9 @@ class GrowthModel:
             assert ev.gradient is not None
             return ev.deviance, ev.gradient
 
-        theta, info = minimise_theta(fun, th0, lower, sign_flip=self.normalise_signs)
-        ev = fdev(theta, reml)
+        with single_threaded_blas():
+            theta, info = minimise_theta(fun, th0, lower, sign_flip=self.normalise_signs)
+            ev = fdev(theta, reml)
         return fdev, ev, info
 
     def evaluate(self, theta: np.ndarray, reml: bool = True) -> GrowthFit:
@@ -388,7 +390,8 @@ class NativeBackend:
 
     def satterthwaite(self, fit: GrowthFit) -> SatterthwaiteParts:
         """Satterthwaite ingredients at the fitted θ, σ."""
-        return satterthwaite_parts(self.fdev, np.array(fit.theta), fit.sigma, fit.reml)
+        with single_threaded_blas():
+            return satterthwaite_parts(self.fdev, np.array(fit.theta), fit.sigma, fit.reml)
 
     def blups(self) -> tuple[np.ndarray, np.ndarray | None]:
         """Participant BLUPs (G, q) and outer intercepts (D,) or None."""
@@ -440,7 +443,8 @@ class NativeBackend:
         """Profile-likelihood intervals (see :mod:`.profile`)."""
         from trackii_eval.models.growth.profile import profile_confint
 
-        return profile_confint(self, fit, level)
+        with single_threaded_blas():
+            return profile_confint(self, fit, level)
 
     def confint_boot(
         self, fit: GrowthFit, level: float, n_boot: int = 500, seed: int | None = None, **_: Any
@@ -448,4 +452,5 @@ class NativeBackend:
         """Parametric-bootstrap percentile intervals (see :mod:`.bootstrap`)."""
         from trackii_eval.models.growth.bootstrap import bootstrap_confint
 
-        return bootstrap_confint(self, fit, level, n_boot, seed)
+        with single_threaded_blas():
+            return bootstrap_confint(self, fit, level, n_boot, seed)

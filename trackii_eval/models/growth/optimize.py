@@ -239,10 +239,17 @@ def minimise_theta(
         res = minimize(counted, theta, jac=True, method="L-BFGS-B", options=opts)
         if np.isfinite(res.fun):
             theta = sign_flip(np.asarray(res.x, dtype=float))
-    names.append("L-BFGS-B")
-    res = minimize(counted, theta, jac=True, method="L-BFGS-B", bounds=bounds, options=opts)
-    theta, message = np.asarray(res.x, dtype=float), str(res.message)
-    val, grad = counted(theta)
+    interior = sign_flip is not None and bool(np.all(theta > lower + SINGULAR_TOL))
+    if interior and np.isfinite(res.fun):
+        # The unbounded optimum is inside the feasible set: the bounds are inactive there,
+        # so a bounded polish would only repeat it.
+        message = str(res.message)
+        val, grad = counted(theta)
+    else:
+        names.append("L-BFGS-B")
+        res = minimize(counted, theta, jac=True, method="L-BFGS-B", bounds=bounds, options=opts)
+        theta, message = np.asarray(res.x, dtype=float), str(res.message)
+        val, grad = counted(theta)
     theta, val, grad = _escape_boundary(counted, theta, val, grad, lower, bounds, opts)
     theta, val, grad = _snap_to_boundary(counted, theta, val, grad, lower, bounds, opts)
     pg = projected_gradient(theta, grad, lower)

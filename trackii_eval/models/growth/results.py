@@ -40,7 +40,7 @@ from scipy import stats as sps
 from trackii_eval.errors import ModelError
 from trackii_eval.models.growth.optimize import OptimizerInfo
 
-__all__ = ["GrowthFit", "VarComp"]
+__all__ = ["GrowthFit", "VarComp", "parameter_vector"]
 
 
 @dataclass(frozen=True)
@@ -323,12 +323,7 @@ class GrowthFit:
 
     def parameter_estimates(self) -> np.ndarray:
         """Estimates in the order of :meth:`parameter_names`."""
-        vals = []
-        for vc in self.varcomps:
-            if vc.group == "Residual":
-                continue
-            vals.append(vc.std_dev if vc.term2 is None else vc.corr)
-        return np.array([*vals, self.sigma, *self.beta])
+        return parameter_vector(self.varcomps, self.sigma, self.beta)
 
     # ----------------------------------------------------------------- random effects
     def ranef(self, group: str | None = None) -> pd.DataFrame:
@@ -436,6 +431,16 @@ class GrowthFit:
 
     def __str__(self) -> str:
         return self.summary()
+
+
+def parameter_vector(
+    varcomps: tuple[VarComp, ...] | list[VarComp], sigma: float, beta: np.ndarray
+) -> np.ndarray:
+    """Standard deviations and correlations (varcomps order), σ, then β."""
+    vals = [
+        vc.std_dev if vc.term2 is None else vc.corr for vc in varcomps if vc.group != "Residual"
+    ]
+    return np.array([*vals, sigma, *np.asarray(beta)])
 
 
 def _p_and_crit(t: np.ndarray, df: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:

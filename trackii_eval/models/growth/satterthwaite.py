@@ -146,7 +146,7 @@ def satterthwaite_parts(
         return np.concatenate([ev.gradient, [gs], (s * s * ev.C).ravel()])
 
     vp0 = np.concatenate([theta, [sigma]])
-    jac = richardson_jacobian(grad_and_vcov, vp0, r=2)
+    jac = richardson_jacobian(grad_and_vcov, vp0, r=1)
     H = jac[: k + 1]
     H = 0.5 * (H + H.T)
     J = jac[k + 1 :].T.reshape(k + 1, p, p)

@@ -130,6 +130,28 @@ class SufficientStats:
         assert self.group_to_pattern is not None
         return np.asarray(self.group_to_pattern @ R.reshape(self.G, q * q)).reshape(self.K, q, q)
 
+    def transform(self, P: np.ndarray, p_new: int) -> SufficientStats:
+        """Statistics of the augmented columns ``[X, 1, y] @ P`` (same participants, same Z).
+
+        Used for profiling a fixed effect: dropping column k of X and replacing y by
+        ``y - b x_k`` is a linear map of the augmented columns, so no pass over the data is
+        needed. ``P`` (m x m') must keep the layout [X', (1,) y'] with ``p_new`` columns of X'.
+        """
+        m_new = P.shape[1]
+        W = self.W @ P
+        XX = P.T[None] @ self.XX @ P[None]
+        S = None if self.S is None else self.S @ np.kron(P, P)
+        return replace(
+            self,
+            p=p_new,
+            m=m_new,
+            i_one=p_new if self.i_one is not None else None,
+            i_y=m_new - 1,
+            W=W,
+            XX=XX,
+            S=S,
+        )
+
     def with_response(
         self, y: np.ndarray, X: np.ndarray, Z: np.ndarray, group: np.ndarray
     ) -> SufficientStats:
