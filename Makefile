@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	@test -f $(KEY) || $(BIN)/trackii-eval keygen --out $(KEY)
-	$(BIN)/trackii-eval run surveys/demo --out build/demo --key-file $(KEY)
+	$(BIN)/trackii-eval run surveys/demo --out build/demo --key-file $(KEY) --plan analysis/demo.yaml
 	@echo "Open build/demo/report.html"
 
 # one BLAS thread per test worker: the suite's matrices are small and threads only contend

@@ -17,7 +17,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ._yaml import format_loc, line_of, load_yaml
-from .config import StudyConfig
+from .config import Instrument, StudyConfig
 from .errors import ConfigError, ModelError
 
 if TYPE_CHECKING:
@@ -62,8 +62,9 @@ def load_plan(path: str | Path) -> AnalysisPlan:
         raise ConfigError("\n".join(msgs)) from None
 
 
-def default_plan(config: StudyConfig) -> AnalysisPlan:
-    """Growth, durability and event-study models of perceptions and relationships."""
+def default_plan(config: StudyConfig, instrument: Instrument | None = None) -> AnalysisPlan:
+    """Growth, durability and event-study models of perceptions and relationships, and an
+    event study of every behavioural outcome the instrument declares."""
     models = []
     for outcome in ("perceptions", "relationships"):
         models.append(ModelSpec(
@@ -82,6 +83,13 @@ def default_plan(config: StudyConfig) -> AnalysisPlan:
             name=f"{outcome}_event_study", kind="event_study", outcome=outcome,
             label=f"Difference-in-differences by wave ({outcome})",
         ))
+    if instrument is not None:
+        for name, construct in instrument.constructs.items():
+            if construct.kind == "behaviour" and construct.asked_of is None:
+                models.append(ModelSpec(
+                    name=f"{name}_event_study", kind="event_study", outcome=name,
+                    label=f"Difference-in-differences by wave ({construct.label or name})",
+                ))
     return AnalysisPlan(models=models)
 
 

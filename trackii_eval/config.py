@@ -79,6 +79,7 @@ class Construct(_Frozen):
     asked_of: list[str] | None = None
     waves: list[int] | None = None
     kind: Literal["attitude", "behaviour"] = "attitude"
+    scoring: Literal["pomp", "raw"] = "pomp"
 
     @field_validator("items")
     @classmethod
@@ -86,6 +87,17 @@ class Construct(_Frozen):
         if not items:
             raise ValueError("a construct needs at least one item")
         return items
+
+    @model_validator(mode="after")
+    def _raw_scoring(self) -> Construct:
+        if self.scoring == "raw":
+            for item in self.items:
+                if item.reverse:
+                    raise ValueError(
+                        f"item '{item.id}': reverse keying needs POMP scoring; a construct "
+                        "scored on its raw values (counts, amounts, yes/no) cannot reverse items"
+                    )
+        return self
 
 
 class ParticipantColumns(_Frozen):

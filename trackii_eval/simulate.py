@@ -61,6 +61,19 @@ class DemoTruth:
         baseline_mean=30.0, baseline_sd=10.0, comparison_slope=0.0, slope_sd=1.5,
         gain_per_year=16.0, fade_per_year=1.0, residual_sd=6.0,
     )
+    # behavioural outcomes, on a 0-100 latent scale turned into each measure's own units:
+    # counts are Poisson with mean latent/10, yes/no Bernoulli(latent/100), tokens the latent
+    behaviour: dict[str, ConstructTruth] = field(default_factory=lambda: {
+        "cross_contacts": ConstructTruth(
+            baseline_mean=15.0, baseline_sd=6.0, comparison_slope=0.0, slope_sd=1.0,
+            gain_per_year=12.0, fade_per_year=1.0, residual_sd=4.0),
+        "donation_other": ConstructTruth(
+            baseline_mean=22.0, baseline_sd=8.0, comparison_slope=0.0, slope_sd=1.0,
+            gain_per_year=6.0, fade_per_year=1.0, residual_sd=6.0),
+        "joint_activity": ConstructTruth(
+            baseline_mean=15.0, baseline_sd=8.0, comparison_slope=0.0, slope_sd=1.0,
+            gain_per_year=20.0, fade_per_year=3.0, residual_sd=5.0),
+    })
     # mean moderation rating (POMP) per dialogue, in study.yaml order
     moderation_means: tuple[float, ...] = (80.0, 70.0, 58.0)
     ideas_mean: float = 55.0
@@ -142,6 +155,23 @@ def _items_from_latent(
     return out
 
 
+def _behaviour_from_latent(
+    rng: np.random.Generator, latent: np.ndarray, instrument: Instrument, construct: str
+) -> dict[str, np.ndarray]:
+    """Behavioural measures in their own units from a 0-100 latent propensity."""
+    out = {}
+    for item in instrument.constructs[construct].items:
+        scale = instrument.scales[item.scale]
+        if scale.max - scale.min == 1:
+            value = (rng.random(latent.shape) < latent / 100.0).astype(float)
+        elif scale.max > 100:  # a count
+            value = rng.poisson(latent / 10.0).astype(float)
+        else:
+            value = np.rint(latent)
+        out[item.id] = np.clip(value, scale.min, scale.max)
+    return out
+
+
 def _raw_id(rng: np.random.Generator, i: int) -> str:
     letters = "".join(rng.choice(list(string.ascii_uppercase), size=4))
     return f"CNRY-{i:04d}-{letters}"
@@ -218,7 +248,11 @@ def simulate_study(
         present[:, w] = active & (rng.random(n) >= truth.intermittent_miss)
 
     item_values: dict[str, np.ndarray] = {}
-    for cname in instrument.constructs:
+    for cname, construct in instrument.constructs.items():
+        if construct.scoring == "raw" and cname in truth.behaviour:
+            b, _ = _latent(rng, truth.behaviour[cname], n, times, treated, t_end)
+            item_values.update(_behaviour_from_latent(rng, np.clip(b, 0, 100), instrument, cname))
+            continue
         if cname in latent:
             item_values.update(
                 _items_from_latent(rng, np.clip(latent[cname], 0, 100), instrument, cname, truth)
@@ -374,6 +408,15 @@ def _truth_document(
             "relationships": {
                 "gain_per_year_during_program": r.gain_per_year,
                 "fade_per_year_after_program": r.fade_per_year,
+            },
+            "behaviour": {
+                name: {
+                    "gain_per_year_during_program_latent": b.gain_per_year,
+                    "fade_per_year_after_program_latent": b.fade_per_year,
+                    "units": "latent 0-100; counts = Poisson(latent/10), yes/no = "
+                             "Bernoulli(latent/100), tokens = latent",
+                }
+                for name, b in truth.behaviour.items()
             },
             "moderation_mean_by_dialogue": dict(
                 zip([d.id for d in config.dialogues], truth.moderation_means, strict=False)

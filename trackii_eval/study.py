@@ -20,7 +20,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from .config import Instrument, StudyConfig, load_instrument, load_study_config
-from .errors import StoreError
+from .errors import StoreError, TrackIIEvalError
 from .store import Store
 
 if TYPE_CHECKING:
@@ -123,11 +123,49 @@ class Study:
         with threadpool_limits(limits=1, user_api="blas"):
             rel = reliability_by_wave(responses, self.instrument)
         network = self._network()
+        invariance = self._invariance(responses)
         with self.store.transaction():
             self.store.replace_table("scores", scores)
             self.store.replace_table("reliability", rel)
             self.store.replace_table("network", network)
+            self.store.replace_table("invariance", invariance)
         return scores
+
+    def _invariance(self, responses: pd.DataFrame, n_waves: int = 3) -> pd.DataFrame:
+        """Longitudinal measurement invariance of each perception construct.
+
+        Fitted on the first ``n_waves`` waves (baseline and the next ones), where the most
+        participants answered every item; later waves lose too many to attrition for a
+        listwise-complete confirmatory model.
+        """
+        import warnings
+
+        from .scoring.invariance import measurement_invariance
+        from .scoring.scores import keyed_items
+
+        tables = []
+        waves = [w.index for w in self.config.waves][:n_waves]
+        for name, con in self.instrument.constructs.items():
+            if con.output != "perceptions" or con.scoring != "pomp" or len(con.items) < 3:
+                continue
+            keyed = keyed_items(responses[responses["construct"] == name], self.instrument)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    res = measurement_invariance(
+                        keyed, items=[i.id for i in con.items], wave_col="wave",
+                        id_col="participant", waves=waves, item_col="item", value_col="pomp",
+                    )
+                except TrackIIEvalError as exc:
+                    tables.append(pd.DataFrame([{"construct": name, "model": "not fitted",
+                                                 "decision": str(exc)}]))
+                    continue
+            table = res.table.assign(construct=name, n=res.n, n_dropped=res.n_dropped,
+                                     waves=",".join(map(str, waves)), level=res.level,
+                                     notes="; ".join(str(w.message) for w in caught))
+            tables.append(table)
+        return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(
+            columns=["construct", "model", "decision"])
 
     def _network(self) -> pd.DataFrame:
         from .scoring.network import NETWORK_COLUMNS, network_measures
@@ -176,7 +214,7 @@ class Study:
         from .analysis import default_plan, fit_plan
 
         with threadpool_limits(limits=1, user_api="blas"):
-            return fit_plan(self, plan or default_plan(self.config))
+            return fit_plan(self, plan or default_plan(self.config, self.instrument))
 
     def report(self, path: str | Path | None = None, **kwargs: Any) -> Path:
         """Render the self-contained HTML impact report from stored results."""

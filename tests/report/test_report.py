@@ -19,6 +19,8 @@ def test_report_sections_and_self_contained(demo_run) -> None:
     assert not re.search(r'src="(?!data:)', html)  # nothing loaded from elsewhere
     assert "time:arm[T.dialogue]" in html
     assert "Satterthwaite" in html
+    assert "measurement invariance" in html and ">scalar<" in html
+    assert "Relationships across the divide" in html
 
 
 def test_no_identifier_reaches_the_report_or_store(demo_run) -> None:

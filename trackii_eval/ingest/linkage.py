@@ -210,9 +210,14 @@ class CodeSpec:
         if len(set(names)) != len(names):
             raise IngestError(f"code element names must be unique, got {names}")
         object.__setattr__(self, "elements", elements)
+        # A digit element may lack leading zeros ("ma5je87") when letters follow it; a short
+        # last element is more likely cut off than missing a zero, so it must be complete.
         pattern = "".join(
-            rf"(\d{{1,{e.length}}})" if e.kind == "digits" else rf"(\w{{{e.length}}})"
-            for e in elements
+            rf"(\d{{1,{e.length}}})" if e.kind == "digits" and i < len(elements) - 1
+            else rf"(\d{{{e.length}}})" if e.kind == "digits"
+            else rf"([^\W\d_]{{{e.length}}})" if e.kind == "letters"
+            else rf"(\w{{{e.length}}})"
+            for i, e in enumerate(elements)
         )
         object.__setattr__(self, "_flexible", re.compile(pattern))
         ends = list(itertools.accumulate(e.length for e in elements))
@@ -1181,19 +1186,16 @@ def _link(
                 pairs[p] = rs[0]
         # A person who answered this wave (exact pair or decision) is "explained": no other
         # record of the wave can be them. An exact pair stands only if every other person one
-        # slip away from the record is explained, and explained by a record that is not one
-        # slip away from this pair's person (else the two records may be swapped: two people
-        # sharing most of a code, each mistyping into the other's). Dropping a pair
-        # un-explains its person, so iterate to a fixed point.
+        # slip away from the record is explained; otherwise the record may be that person's
+        # mistyped answer. (Two neighbours who each answer with their own code are not
+        # suspected of being swapped: that needs two slips, each onto the other's code.)
+        # Dropping a pair un-explains its person, so iterate to a fixed point.
         explained = set(pairs) | set(reserved)
         changed = guard_near_neighbours
         while changed:
             changed = False
             for p, r in list(pairs.items()):
-                rivals = {
-                    q: v for q, v in rings[r][1].items()
-                    if q not in explained or (q in pairs and p in rings[pairs[q]][1])
-                }
+                rivals = {q: v for q, v in rings[r][1].items() if q not in explained}
                 if rivals:
                     amb(r, "near_neighbour", rings[r][0], rivals)
                     del pairs[p]

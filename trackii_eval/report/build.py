@@ -138,6 +138,22 @@ def _ideas(study: Study) -> list[dict[str, Any]]:
     return rows
 
 
+def _invariance_rows(study: Study) -> list[dict[str, Any]]:
+    if not study.store.has_table("invariance"):
+        return []
+    inv = study.store.query("SELECT * FROM invariance")
+    rows = []
+    for r in inv.to_dict(orient="records"):
+        rows.append({
+            "construct": r.get("construct"), "model": r.get("model"),
+            "chisq": _fmt(r.get("chisq")), "df": r.get("df"), "cfi": _fmt(r.get("cfi"), 3),
+            "rmsea": _fmt(r.get("rmsea"), 3), "srmr": _fmt(r.get("srmr"), 3),
+            "delta_cfi": _fmt(r.get("delta_cfi"), 3), "decision": r.get("decision"),
+            "n": r.get("n"), "waves": r.get("waves"),
+        })
+    return rows
+
+
 def _network_rows(study: Study, k: int) -> list[dict[str, Any]]:
     if not study.store.has_table("network"):
         return []
@@ -224,6 +240,11 @@ def _methods(study: Study, results: dict[str, dict[str, Any]], n_people: int, n_
                 "errors clustered by participant (linearmodels PanelOLS)."
             )
     out.append(
+        "Reliability per construct and wave: Cronbach's alpha with the Feldt interval "
+        "(pairwise-complete covariances, as psych::alpha) and McDonald's omega total from a "
+        "one-factor maximum-likelihood model with a 200-resample percentile bootstrap interval."
+    )
+    out.append(
         f"Disclosure control: counts below {cfg.privacy.min_cell_size} are shown as "
         f"&lt;{cfg.privacy.min_cell_size} and means over fewer people are suppressed. "
         f"{n_people} participants and {n_obs} participant-waves were analysed."
@@ -268,7 +289,8 @@ def render_report(study: Study, path: str | Path) -> Path:
             "title": con.label or construct,
             "png": trajectory_figure(
                 observed, predicted, title=f"{con.label or construct} by arm",
-                ylabel=f"{construct} (POMP 0-100)", program_end=program_end, events=events,
+                ylabel=f"{construct} ({'POMP 0-100' if con.scoring == 'pomp' else 'own units'})",
+                program_end=program_end, events=events,
             ),
             "model": model_name,
         })
@@ -295,6 +317,7 @@ def render_report(study: Study, path: str | Path) -> Path:
         effects=_effect_rows(results), responses=_response_table(study, k),
         attrition=_attrition(scores, study, k), moderation=_moderation(scores, study, k),
         ideas=_ideas(study), network=_network_rows(study, k),
+        invariance=_invariance_rows(study),
         reliability=_reliability_rows(reliability, k),
         files=files.to_dict(orient="records"), problems=problems.to_dict(orient="records"),
         methods=_methods(study, results, n_people, n_obs), warnings=warnings_list, k=k,

@@ -10,12 +10,15 @@ from .scores import keyed_items
 __all__ = ["reliability_by_wave"]
 
 
-def reliability_by_wave(responses: pd.DataFrame, instrument: Instrument) -> pd.DataFrame:
+def reliability_by_wave(
+    responses: pd.DataFrame, instrument: Instrument, *, n_boot: int = 200
+) -> pd.DataFrame:
     """Cronbach's alpha and McDonald's omega per construct and wave, on keyed items.
 
     Items are keyed (reverse items flipped) and put on the POMP scale first, so a reverse-keyed
     item does not lower alpha. Constructs with fewer than two items are skipped. Each row carries
-    ``flag`` when alpha is below the construct's ``reliability_threshold``.
+    ``flag`` when alpha or omega is below the construct's ``reliability_threshold``. Omega's
+    interval is a percentile bootstrap with ``n_boot`` resamples per construct and wave.
     """
     from .reliability import reliability
 
@@ -23,13 +26,14 @@ def reliability_by_wave(responses: pd.DataFrame, instrument: Instrument) -> pd.D
     rows = []
     for (construct, wave), group in keyed.groupby(["construct", "wave"], sort=True):
         con = instrument.constructs[construct]
-        if len(con.items) < 2:
+        if len(con.items) < 2 or con.scoring == "raw":
             continue
         wide = group.pivot_table(index="participant", columns="item", values="pomp")
         wide = wide.dropna(axis=1, how="all").dropna(axis=0, how="all")
         if wide.shape[1] < 2 or wide.shape[0] < 3:
             continue
-        res = reliability(wide, threshold=con.reliability_threshold, seed=int(wave))
+        res = reliability(wide, threshold=con.reliability_threshold, seed=int(wave),
+                          n_boot=n_boot)
         res.insert(0, "wave", int(wave))
         res.insert(0, "construct", construct)
         res["threshold"] = con.reliability_threshold

@@ -56,8 +56,9 @@ def score_responses(
     -------
     pandas.DataFrame
         One row per participant, wave and construct, columns :data:`SCORE_COLUMNS`; ``score``
-        is POMP 0-100, ``status`` is ``"scored"`` or ``"too_few_items"``, ``change`` is the
-        difference from the participant's own baseline (first wave) score.
+        is POMP 0-100 (or the raw unit for constructs scored ``raw``), ``status`` is
+        ``"scored"`` or ``"too_few_items"``, ``change`` is the difference from the
+        participant's own baseline (first wave) score.
     """
     # Items that were not asked (absent) do not count; a declared missing code counts as asked.
     asked = responses[responses["missing_code"].fillna("") != "not asked"]
@@ -71,6 +72,11 @@ def score_responses(
             keep &= ~in_construct | asked["wave"].isin(con.waves).to_numpy()
     asked = asked[keep]
     keyed = keyed_items(asked, instrument)
+    # behavioural measures (counts, amounts, yes/no) keep their own units
+    raw_scored = keyed["construct"].map(
+        {c: k.scoring == "raw" for c, k in instrument.constructs.items()}
+    ).astype(bool)
+    keyed["pomp"] = keyed["pomp"].where(~raw_scored, keyed["value"].astype(float))
     keyed["wpomp"] = keyed["pomp"] * keyed["weight"]
     keyed["wanswered"] = keyed["weight"].where(keyed["pomp"].notna(), 0.0)
     keys = ["participant", "wave", "time", "arm", "side", "dialogue", "construct"]
