@@ -16,7 +16,8 @@ Run: ``python -m benchmarks.growth``. Configuration by environment variables:
 * ``TRACKII_BENCH_SKIP_R=1``: do not run R/lme4;
 * ``TRACKII_BENCH_LME4_MAX``: largest size given to lme4 (default 500000);
 * ``TRACKII_BENCH_STATSMODELS_MAX``: largest size given to statsmodels (default 5000; 0 skips);
-* ``TRACKII_BENCH_REPEATS``: repeats for sizes up to 50,000 (default 3; larger sizes run once).
+* ``TRACKII_BENCH_REPEATS``: repeats for sizes up to 5,000 (default 5; 3 up to 50,000, larger
+  sizes run once).
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ def main() -> None:
     skip_r = os.environ.get("TRACKII_BENCH_SKIP_R", "") == "1"
     lme4_max = _env_int("TRACKII_BENCH_LME4_MAX", 500_000)
     sm_max = _env_int("TRACKII_BENCH_STATSMODELS_MAX", 5_000)
-    repeats = _env_int("TRACKII_BENCH_REPEATS", 3)
+    repeats = _env_int("TRACKII_BENCH_REPEATS", 5)
     have_r = shutil.which("Rscript") is not None and not skip_r
     print(f"growth benchmark: {FORMULA}, 8 waves, 15% missing, REML")
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start")
@@ -147,7 +148,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
             df = simulate_panel(n, 8, missing=0.15, seed=2024 + n)
-            reps = repeats if n <= 50_000 else 1
+            # Same repeat count for both engines; best-of-k tames a busy machine's noise.
+            reps = repeats if n <= 5_000 else (3 if n <= 50_000 else 1)
             ours, fit = _time_ours(df, reps)
             lme = _time_lme4(df, reps, Path(tmp)) if have_r and n <= lme4_max else None
             sm_t = _time_statsmodels(df) if n <= sm_max else None

@@ -216,6 +216,34 @@ class ContextEvent(_Frozen):
     label: str
 
 
+class CodeElementSpec(_Frozen):
+    """One element of a self-generated identification code (its value is never shown)."""
+
+    name: str
+    length: int = Field(ge=1)
+    kind: Literal["letters", "digits", "any"] = "any"
+
+
+class Linkage(_Frozen):
+    """How the same person is found across waves.
+
+    ``id``: by the participant code column, exactly. ``sgic``: by a self-generated
+    identification code in ``column``, exact matches first, then codes within one slip of one
+    element, never guessing ambiguous cases; the evaluator's decisions file resolves those.
+    """
+
+    method: Literal["id", "sgic"] = "id"
+    column: str | None = None
+    elements: list[CodeElementSpec] = Field(default_factory=list)
+    decisions: str = "linkage_decisions.csv"
+
+    @model_validator(mode="after")
+    def _sgic_needs_code(self) -> Linkage:
+        if self.method == "sgic" and (not self.column or not self.elements):
+            raise ValueError("linkage by sgic needs the code's column and its elements")
+        return self
+
+
 class Privacy(_Frozen):
     """Disclosure control settings for everything published."""
 
@@ -235,6 +263,7 @@ class StudyConfig(_Frozen):
     program_end_wave: int | None = None
     ideas: str | None = None
     roster: str | None = None
+    linkage: Linkage = Linkage()
     context_events: list[ContextEvent] = Field(default_factory=list)
     privacy: Privacy = Privacy()
 

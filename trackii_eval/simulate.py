@@ -86,6 +86,7 @@ class DemoTruth:
     item_missing: float = 0.03
     item_noise_likert: float = 0.7
     item_noise_thermometer: float = 7.0
+    sgic_typo_rate: float = 0.06
     tie_same_side: float = 0.08
     tie_cross_baseline: float = 0.01
     tie_cross_program: float = 0.06
@@ -172,6 +173,36 @@ def _behaviour_from_latent(
     return out
 
 
+_MOTHERS = ["MA", "FA", "AM", "SA", "LE", "NA", "RU", "HA", "ZE", "EL", "DI", "MI", "KA", "YA"]
+_PLACES = ["KA", "BE", "TI", "AL", "NO", "SU", "RA", "DO", "MO", "GA"]
+
+
+def _sgic(rng: np.random.Generator) -> str:
+    """A self-generated code: mother's name (2 letters), birth month, birthplace, birth year."""
+    return (f"{rng.choice(_MOTHERS)}{rng.integers(1, 13):02d}{rng.choice(_PLACES)}"
+            f"{rng.integers(50, 100):02d}")
+
+
+def _sgic_as_typed(rng: np.random.Generator, code: str, typo_rate: float) -> tuple[str, bool]:
+    """The code as a participant types it: sometimes one slip, sometimes other formatting."""
+    chars = list(code)
+    typo = rng.random() < typo_rate
+    if typo:
+        kind = rng.integers(0, 3)
+        if kind == 0:  # birth month off by one
+            month = int(code[2:4])
+            month = month + 1 if month < 12 else month - 1
+            chars[2:4] = list(f"{month:02d}")
+        elif kind == 1:  # two letters of the birthplace swapped
+            chars[4], chars[5] = chars[5], chars[4]
+        else:  # a neighbouring key in the mother's name
+            chars[1] = {"A": "S", "E": "R", "I": "O", "U": "Y"}.get(chars[1], "E")
+    text = "".join(chars)
+    if rng.random() < 0.3:
+        text = text.lower() if rng.random() < 0.5 else f"{text[:2]}-{text[2:4]}-{text[4:]}"
+    return text, typo
+
+
 def _raw_id(rng: np.random.Generator, i: int) -> str:
     letters = "".join(rng.choice(list(string.ascii_uppercase), size=4))
     return f"CNRY-{i:04d}-{letters}"
@@ -219,6 +250,7 @@ def simulate_study(
     people = pd.DataFrame(rows, columns=["arm", "dialogue", "side", "dialogue_index"])
     n = len(people)
     people["raw_id"] = [_raw_id(rng, i + 1) for i in range(n)]
+    people["sgic"] = [_sgic(rng) for _ in range(n)]
     treated = (people["arm"] == treated_arm).to_numpy(dtype=float)
 
     perc, perc_b0 = _latent(rng, truth.perceptions, n, times, treated, t_end)
@@ -266,6 +298,9 @@ def simulate_study(
         frame: dict[str, Any] = {}
         frame["ResponseId"] = [f"R_{rng.integers(16**8):08x}" for _ in idx]
         frame[cols.id] = people["raw_id"].to_numpy()[idx]
+        if config.linkage.method == "sgic" and config.linkage.column:
+            typed = [_sgic_as_typed(rng, people["sgic"][i], truth.sgic_typo_rate) for i in idx]
+            frame[config.linkage.column] = [t[0] for t in typed]
         frame["name"] = [f"CANARY Name {people['raw_id'][i][-4:]}" for i in idx]
         frame["email"] = [f"canary.{people['raw_id'][i][-4:].lower()}@example.invalid" for i in idx]
         frame["phone"] = [f"+999 555 01{i:04d}" for i in idx]

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..errors import IngestError
 from .readers import read_table
+from .sgic import apply_links, link_study
 from .validate import PROBLEM_COLUMNS, mask, validate_wave
 
 if TYPE_CHECKING:
@@ -45,6 +46,8 @@ class IngestSummary:
     files: list[FileOutcome]
     problems: pd.DataFrame
     key_fingerprint: str
+    linkage: pd.DataFrame | None = None
+    linkage_review_file: Path | None = None
 
     @property
     def table(self) -> pd.DataFrame:
@@ -67,6 +70,11 @@ class IngestSummary:
             lines.append(f"{f.file:32} {f.wave:>4} {f.status:>10} {f.rows_read:>6} "
                          f"{f.rows_stored:>6} {f.rows_quarantined:>11}")
         lines.append(f"{len(self.problems)} problem(s); key fingerprint {self.key_fingerprint}")
+        if self.linkage is not None:
+            lines.append("linkage by self-generated code, per wave:")
+            lines.append(self.linkage.to_string(index=False))
+            if self.linkage_review_file is not None:
+                lines.append(f"ambiguous links to decide: {self.linkage_review_file}")
         return "\n".join(lines)
 
 
@@ -100,9 +108,18 @@ def ingest_study(study: Study, key: PseudonymKey, *, replace: bool = False) -> I
                 "time = excluded.time",
                 [w.index, w.label, w.phase, w.date, times[w.index]],
             )
+    linkage = link_study(study, key) if config.linkage.method == "sgic" else None
+    # a changed link (a new decision, a new wave's records) rewrites every wave's pseudonyms
+    relink = linkage is not None and store.get_meta("linkage_fingerprint") not in (
+        None, linkage.fingerprint)
     for wave in config.waves:
         path = study.root / wave.file
-        raw = read_table(path, format=wave.format, sheet=wave.sheet, header_row=wave.header_row)
+        raw = linkage.raws[wave.index] if linkage else read_table(
+            path, format=wave.format, sheet=wave.sheet, header_row=wave.header_row)
+        if relink:
+            with store.transaction():
+                for table in ("responses", "submissions", "quarantine", "files"):
+                    store.execute(f"DELETE FROM {table} WHERE sha256 = ?", [raw.sha256])
         previous = store.query(
             "SELECT sha256 FROM files WHERE wave = ? AND active", [wave.index]
         )
@@ -121,11 +138,13 @@ def ingest_study(study: Study, key: PseudonymKey, *, replace: bool = False) -> I
                 "of this file (content changed); re-run with --replace to replace it (the old "
                 "version stays in the store and can be restored)"
             )
-        validated = validate_wave(raw, wave, config, instrument, display_name=wave.file)
-        ids = pd.Series(
-            pd.concat([validated.submissions["raw_id"], validated.attributes["raw_id"]]).unique()
-        )
-        pseudo = dict(zip(ids, key.pseudonymize_many(ids), strict=True))
+        if linkage is not None:
+            validated, pseudo = apply_links(linkage, wave.index, wave.file)
+        else:
+            validated = validate_wave(raw, wave, config, instrument, display_name=wave.file)
+            ids = pd.Series(pd.concat(
+                [validated.submissions["raw_id"], validated.attributes["raw_id"]]).unique())
+            pseudo = dict(zip(ids, key.pseudonymize_many(ids), strict=True))
         sha = raw.sha256
         with store.transaction():
             if len(previous):
@@ -151,13 +170,20 @@ def ingest_study(study: Study, key: PseudonymKey, *, replace: bool = False) -> I
             len(validated.problems),
         ))
         all_problems.append(validated.problems)
+    if linkage is not None:
+        with store.transaction():
+            store.set_meta("linkage_fingerprint", linkage.fingerprint)
+            store.replace_table("linkage", linkage.summary())
     if config.ideas:
         _ingest_ideas(study, study.root / config.ideas)
     if config.roster:
-        all_problems.append(_ingest_roster(study, key, config.roster))
+        code_map = None if linkage is None else linkage.code_pseudonyms
+        all_problems.append(_ingest_roster(study, key, config.roster, code_map))
     problems = (pd.concat(all_problems, ignore_index=True) if all_problems
                 else pd.DataFrame(columns=PROBLEM_COLUMNS))
-    return IngestSummary(outcomes, problems, key.fingerprint)
+    return IngestSummary(outcomes, problems, key.fingerprint,
+                         None if linkage is None else linkage.summary(),
+                         None if linkage is None else linkage.review_file)
 
 
 def _write_wave(store: object, validated: object, pseudo: dict[str, str], wave: int, sha: str
@@ -180,7 +206,8 @@ def _write_wave(store: object, validated: object, pseudo: dict[str, str], wave: 
     store.append("participants", new[["participant", "arm", "side", "dialogue", "first_wave"]])
 
 
-def _ingest_roster(study: Study, key: PseudonymKey, name: str) -> pd.DataFrame:
+def _ingest_roster(study: Study, key: PseudonymKey, name: str,
+                   code_map: dict[str, str] | None = None) -> pd.DataFrame:
     """Store who named whom as a contact, pseudonymized on both ends.
 
     Rows naming someone who is not a participant of the study, a wave the study does not
@@ -198,7 +225,10 @@ def _ingest_roster(study: Study, key: PseudonymKey, name: str) -> pd.DataFrame:
     data = raw.data
     codes = pd.concat([data[id_col], data["contact_code"]]).dropna().astype(str).str.strip()
     unique = pd.Series(codes.unique())
-    pseudo = dict(zip(unique, key.pseudonymize_many(unique), strict=True))
+    if code_map is None:
+        pseudo = dict(zip(unique, key.pseudonymize_many(unique), strict=True))
+    else:  # a study linked by self-generated code: assigned codes were mapped at linkage
+        pseudo = {c: code_map[c] for c in unique if c in code_map}
     who = data[id_col].map(lambda c: None if c is None else pseudo.get(str(c).strip()))
     whom = data["contact_code"].map(lambda c: None if c is None else pseudo.get(str(c).strip()))
     wave = pd.to_numeric(data["wave"], errors="coerce")

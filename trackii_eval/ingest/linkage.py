@@ -53,13 +53,19 @@ Candidate search uses hash indexes on the exact code and on the code with one el
 per side+dialogue block, so linking is O(n * number of elements), not O(n**2) [7]_.
 
 Evaluator decisions (:func:`read_decisions`) override the algorithm: ``new`` makes a record a
-new person; a record ID links the record to that record's person. Decisions are applied first
-in each wave, so re-running with the same decisions file gives the same persons.
+new person; a record ID links the record to that record's person (whichever of the two is
+later follows the earlier one). Decisions are applied first in each wave and reserve their
+person, so re-running with the same decisions file gives the same persons. Linking a record to
+a record of another side, or to one of its own wave, is refused.
 
-Person keys are ``json.dumps([side, dialogue, canonical_code, ordinal])`` with the normalised
-code of the person's earliest record; they contain raw code material and must be HMAC-ed
-(:meth:`trackii_eval.ingest.pseudonym.PseudonymKey.pseudonymize`) before anything is shown or
-stored. :meth:`LinkageResult.with_pseudonyms` and :meth:`LinkageResult.to_review_file` do that.
+A person's key is the JSON array text ``[side, dialogue, canonical_code, ordinal]``: the
+normalised side and dialogue (blocks), the normalised code of the person's earliest record
+(``"?"`` + the raw code's normalisation if a decision made a person of a malformed code), and
+an ordinal that tells apart two people of one block who gave the same code (ordered by wave,
+then record ID, so it never changes when waves are added). Keys contain code material and must
+be HMAC-ed (:meth:`trackii_eval.ingest.pseudonym.PseudonymKey.pseudonymize`, e.g. with
+``namespace="linkage-person"``) before anything is shown or stored;
+:meth:`LinkageResult.with_pseudonyms` and :meth:`LinkageResult.to_review_file` do that.
 
 References
 ----------
@@ -109,6 +115,7 @@ from .pseudonym import normalise_id
 __all__ = [
     "AMBIGUITY_REASONS",
     "EXAMPLE_SGIC",
+    "REVIEW_COLUMNS",
     "CodeElement",
     "CodeSpec",
     "LinkageResult",
@@ -123,10 +130,10 @@ ElementKind = Literal["letters", "digits", "any"]
 #: Why a record was left for the evaluator (the ``reason`` column of ``ambiguous``).
 AMBIGUITY_REASONS: dict[str, str] = {
     "malformed_code": "the code cannot be split into the declared elements",
-    "tied_candidates": "two or more earlier persons match equally well; linking would merge "
-    "them or pick one at random",
-    "near_neighbour": "the code matches one person exactly, but another person is within one "
-    "element; a single typo could turn one into the other",
+    "tied_candidates": "two or more earlier persons (or a still unresolved record with the "
+    "same code) match equally well; linking would merge them or pick one at random",
+    "near_neighbour": "another person who has not answered this wave is within one element "
+    "of the code, so the record may be that person's mistyped answer",
     "same_wave_conflict": "another record of the same wave claims the same person (a person "
     "answers a wave once)",
     "common_code": "the code agrees with the candidate only on values so common in this "
@@ -137,6 +144,7 @@ AMBIGUITY_REASONS: dict[str, str] = {
     "of an earlier wave",
 }
 
+#: Columns of the evaluator's review file (:meth:`LinkageResult.to_review_file`).
 REVIEW_COLUMNS = [
     "record_id", "wave", "reason", "explanation", "differing_element", "candidates",
     "candidate_persons", "decision",
@@ -411,18 +419,21 @@ class LinkageResult:
     links
         One row per non-ambiguous record: ``record_id``, ``wave``, ``person``, ``method``
         (exact, fuzzy, decision, new), ``matched_element`` (the element that differed, for
-        fuzzy links), ``matched_record`` (the earlier record whose code matched) and
-        ``decided`` (an evaluator decision made it so).
+        fuzzy links), ``matched_record`` (the earliest record of the person with the code
+        that matched, or the record named by a decision) and ``decided`` (an evaluator
+        decision made it so).
     ambiguous
         One row per record left for the evaluator: ``record_id``, ``wave``, ``reason`` (a key
         of :data:`AMBIGUITY_REASONS`), ``candidates`` (tuple of record IDs, one per candidate
-        person), ``candidate_persons`` (their person keys), ``differing_elements`` (tuple of
-        element names, ``None`` where the code agrees exactly).
+        person), ``candidate_persons`` (their person keys; ``None`` for an unresolved record
+        of an earlier wave), ``differing_elements`` (tuple of element names, ``None`` where
+        the code agrees exactly).
     stats
         Counts: ``n_records``, ``n_persons``, ``n_exact``, ``n_fuzzy``, ``n_decision``,
         ``n_new``, ``n_ambiguous``, ``n_singletons`` (persons with one record),
-        ``n_baseline_persons`` and ``match_rate_by_wave`` (wave -> share of baseline persons
-        linked to a record of that wave).
+        ``n_baseline_persons``, ``n_decided`` (records settled by an evaluator decision, as a
+        link or as a new person) and ``match_rate_by_wave`` (wave -> share of baseline
+        persons linked to a record of that wave).
     per_wave
         The same per wave: records, exact, fuzzy, decision, new, ambiguous, ``linked_share``
         (linked records / records) and ``match_rate`` (relative to baseline persons).
@@ -1094,21 +1105,21 @@ def _link(
             return 0.0
         e = float(max(block_persons[bid] - 1, block_wave[bid] - 1, 0))
         for j, v in enumerate(code):
-            counts = value_counts[(bid, j)]
-            if j == skip:
-                close = closeness[j]
-                ck = (bid, j, v)
-                if ck not in close_mass:
-                    close_mass[ck] = sum(
-                        c for u, c in counts.items() if u != v and close(u, v)
-                    )
-                k = close_mass[ck] - sum(
-                    c for u, c in own[j].items() if u != v and close(u, v)
-                )
-            else:
-                k = counts.get(v, 0) - 1 - own[j].get(v, 0)
-            e *= max(k, 0) / total
-        return e
+            if j != skip:
+                k = value_counts[(bid, j)].get(v, 0) - 1 - own[j].get(v, 0)
+                e *= max(k, 0) / total
+        if skip is None or e <= max_chance_agreement:
+            # The share of values one slip from the record's is at most 1: below the
+            # threshold already, so skip summing it (most blocks are small).
+            return e
+        close, v = closeness[skip], code[skip]
+        ck = (bid, skip, v)
+        if ck not in close_mass:
+            close_mass[ck] = sum(
+                c for u, c in value_counts[(bid, skip)].items() if u != v and close(u, v)
+            )
+        k = close_mass[ck] - sum(c for u, c in own[skip].items() if u != v and close(u, v))
+        return e * max(k, 0) / total
 
     def amb(r: int, reason: str, ex: Mapping[int, int] | None = None,
             fz: Ring | None = None, shadows: Sequence[int] = ()) -> None:
@@ -1372,7 +1383,9 @@ def _assemble(
         "n_ambiguous": len(amb),
         "n_singletons": int(np.sum(np.asarray(sizes) == 1)),
         "n_baseline_persons": len(base_persons),
-        "match_rate_by_wave": dict(zip(per_wave["wave"].tolist(), per_wave["match_rate"],
+        "n_decided": int(decided.sum()),
+        "match_rate_by_wave": dict(zip(per_wave["wave"].tolist(),
+                                       per_wave["match_rate"].astype(float).tolist(),
                                        strict=True)),
     }
     return LinkageResult(person, links, amb, stats, per_wave, applied.reset_index(drop=True),
@@ -1439,7 +1452,7 @@ def score_linkage(records: pd.DataFrame, person: pd.Series, truth: pd.Series) ->
     for w, sub in df.groupby("wave"):
         in_base = sub[sub["true"].isin(base_true)]
         achievable[int(w)] = len(in_base) / len(base_true) if base_true else float("nan")
-        rate[int(w)] = (in_base["record_id"].isin(good).sum() / len(base_true)
+        rate[int(w)] = (float(in_base["record_id"].isin(good).sum() / len(base_true))
                         if base_true else float("nan"))
     return {
         "false_links": false_links,
@@ -1543,34 +1556,40 @@ def simulate_sgic_panel(
 
     n_dialogue = max(1, round(n * (1 - comparison_share) / dialogue_size))
 
-    def new_person() -> dict[str, Any]:
-        s = int(rng.integers(2))
-        in_dialogue = rng.random() >= comparison_share
-        year = int(np.clip(round(rng.normal(1978, 11)), 1940, 2004))
-        return {
-            "side": sides[s],
-            "dialogue": f"D{int(rng.integers(n_dialogue)) + 1}" if in_dialogue else None,
-            "code": [
-                _MOTHER_NAMES[rng.choice(len(_MOTHER_NAMES), p=name_p)],
-                f"{int(rng.integers(1, 13)):02d}",
-                _PLACES[s][rng.choice(len(_PLACES[s]), p=place_p)],
-                f"{year % 100:02d}",
-            ],
-            "s": s,
-        }
+    def new_people(k: int) -> list[dict[str, Any]]:
+        # Drawn in bulk: one generator call per attribute, not per person.
+        side = rng.integers(2, size=k)
+        in_dialogue = rng.random(k) >= comparison_share
+        dialogue = rng.integers(n_dialogue, size=k) + 1
+        name = rng.choice(len(_MOTHER_NAMES), size=k, p=name_p)
+        month = rng.integers(1, 13, size=k)
+        place = rng.choice(len(_PLACES[0]), size=k, p=place_p)
+        year = np.clip(np.round(rng.normal(1978, 11, size=k)), 1940, 2004).astype(int)
+        return [
+            {
+                "side": sides[side[i]],
+                "dialogue": f"D{dialogue[i]}" if in_dialogue[i] else None,
+                "code": [_MOTHER_NAMES[name[i]], f"{month[i]:02d}", _PLACES[side[i]][place[i]],
+                         f"{year[i] % 100:02d}"],
+                "s": int(side[i]),
+            }
+            for i in range(k)
+        ]
 
-    people: list[dict[str, Any]] = [new_person() for _ in range(n)]
+    people = new_people(n)
+    by_block: dict[tuple[str, str | None], list[int]] = defaultdict(list)
+    for i, person in enumerate(people):
+        by_block[(person["side"], person["dialogue"])].append(i)
     # Two people of one block sharing a code by chance (more often than one would think).
     for i in range(n):
         if rng.random() < shared_code_rate:
-            same = [j for j in range(n) if j != i and people[j]["side"] == people[i]["side"]
-                    and people[j]["dialogue"] == people[i]["dialogue"]]
+            same = [j for j in by_block[(people[i]["side"], people[i]["dialogue"])] if j != i]
             if same:
-                people[i]["code"] = list(people[int(rng.choice(same))]["code"])
+                people[i]["code"] = list(people[same[int(rng.integers(len(same)))]]["code"])
     present = [set(range(n))]
     for _ in range(1, waves):
         joiners = [len(people) + k for k in range(int(rng.binomial(n, late_joiners)))]
-        people.extend(new_person() for _ in joiners)
+        people.extend(new_people(len(joiners)))
         stay = {i for i in range(len(people) - len(joiners)) if rng.random() >= attrition}
         present.append(stay | set(joiners))
 

@@ -87,7 +87,8 @@ def _as_number(value: Any) -> float | None:
 
 
 def validate_wave(
-    raw: RawTable, wave: Wave, config: StudyConfig, instrument: Instrument, *, display_name: str
+    raw: RawTable, wave: Wave, config: StudyConfig, instrument: Instrument, *, display_name: str,
+    id_column: str | None = None,
 ) -> ValidatedWave:
     """Check a wave file cell by cell against the study and the instrument.
 
@@ -99,8 +100,13 @@ def validate_wave(
         What the file must conform to.
     display_name
         How messages name the file (relative to the study folder).
+    id_column
+        The column that identifies participants, if not the instrument's participant id (a
+        self-generated code); the participant id column is then an identifier, never stored.
     """
     cols = instrument.participant
+    if id_column is not None and id_column != cols.id:
+        cols = cols.model_copy(update={"id": id_column})
     items = instrument.items
     column_map = instrument.column_map(wave.index)
     data = raw.data
@@ -118,6 +124,7 @@ def validate_wave(
     if cols.submitted_at:
         known.add(cols.submitted_at)
     identifier_cols = set(instrument.identifiers) | set(raw.identifier_columns)
+    identifier_cols.add(instrument.participant.id)
     ignored = set(instrument.ignore_columns) | set(raw.metadata_columns) | identifier_cols
     # column names sit on the first row of every format unless the study says otherwise
     header_row = wave.header_row or 1

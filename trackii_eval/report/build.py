@@ -318,6 +318,8 @@ def render_report(study: Study, path: str | Path) -> Path:
         attrition=_attrition(scores, study, k), moderation=_moderation(scores, study, k),
         ideas=_ideas(study), network=_network_rows(study, k),
         invariance=_invariance_rows(study),
+        linkage=(study.store.query("SELECT * FROM linkage ORDER BY wave").to_dict(
+            orient="records") if study.store.has_table("linkage") else []),
         reliability=_reliability_rows(reliability, k),
         files=files.to_dict(orient="records"), problems=problems.to_dict(orient="records"),
         methods=_methods(study, results, n_people, n_obs), warnings=warnings_list, k=k,

@@ -101,9 +101,8 @@ class GrowthModel:
         self.dropped_columns = tuple(dropped)
         self._kept = [design.x_names.index(nm) for nm in names]
         self.notes = notes
-        if design.n_dropped:
-            # Informational, not a warning: reported in summary() and to_dict().
-            pass
+        # Rows dropped for missing values are informational, not a warning: fit.n_dropped,
+        # summary() and to_dict() report them.
         self.stats: SufficientStats = compute_stats(
             design.y,
             X,
@@ -147,7 +146,9 @@ class GrowthModel:
         -------
         GrowthFit
         """
-        return self._fit_stats(self.stats, self.design.y, reml, start)
+        fit = self._fit_stats(self.stats, self.design.y, reml, start)
+        self._last_theta = np.array(fit.theta)
+        return fit
 
     def refit(self, y: np.ndarray, reml: bool = True, start: np.ndarray | None = None) -> GrowthFit:
         """Fit the same design to a new response (like lme4's ``refit(m, newresp)``).
@@ -160,7 +161,8 @@ class GrowthModel:
         reml : bool
             REML or ML.
         start : ndarray, optional
-            Starting θ.
+            Starting θ; default the θ of the last :meth:`fit` (lme4's default start if
+            :meth:`fit` has not been called).
 
         Returns
         -------
@@ -174,6 +176,9 @@ class GrowthModel:
         if not np.isfinite(y).all():
             raise ModelError("refit responses must be finite; a missing value changes the design")
         stats = self.stats.with_response(y, self.X, self.design.Z, self.design.group)
+        if start is None:
+            # As lme4's refit(): start from the θ of the last fit() when there is one.
+            start = getattr(self, "_last_theta", None)
         return self._fit_stats(stats, y, reml, start)
 
     def optimise(
