@@ -23,8 +23,8 @@ def test_demo_loads(demo_copy: Path) -> None:
     assert study.config.id == "demo"
     assert len(study.config.dialogues) == 3
     assert study.config.comparison_arm == "comparison"
-    assert set(study.instrument.constructs) == {"perceptions", "relationships", "moderation",
-                                                "ideas"}
+    outputs = {c.output for c in study.instrument.constructs.values()}
+    assert outputs == {"perceptions", "relationships", "moderation", "ideas", "behaviour"}
 
 
 def test_missing_wave_file_names_line_and_key(demo_copy: Path) -> None:

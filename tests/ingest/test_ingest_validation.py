@@ -33,7 +33,7 @@ def test_bad_values_are_quarantined_with_location(demo_copy: Path, key, tmp_path
     def edit(frame: pd.DataFrame) -> pd.DataFrame:
         frame.loc[4, "trust_other_2"] = "9"          # outside the 1-7 scale: file row 6
         frame.loc[7, "threat_1"] = "often"            # text where a number belongs: row 9
-        frame.loc[10, "participant_code"] = ""        # no participant code: row 12
+        frame.loc[10, "sgic"] = ""                    # no participant code: row 12
         frame["favourite_colour"] = "blue"            # not an item of the instrument
         return frame
 
@@ -45,12 +45,15 @@ def test_bad_values_are_quarantined_with_location(demo_copy: Path, key, tmp_path
            "is 1-7 (9)" in lines
     assert any(line.startswith("waves/wave2_post.csv:9:threat_1: text where a number belongs")
                for line in lines)
-    assert "waves/wave2_post.csv:12:participant_code: missing participant code" in lines
+    assert "waves/wave2_post.csv:12:sgic: missing participant code" in lines
     assert any(line.startswith("waves/wave2_post.csv:1:favourite_colour: column is not an item")
                for line in lines)
     wave2 = summary.table.set_index("wave").loc[2]
-    assert wave2["rows_quarantined"] == 1
-    assert wave2["rows_read"] == wave2["rows_stored"] + 1
+    row_problems = summary.problems[(summary.problems["file"] == "waves/wave2_post.csv")
+                                    & (summary.problems["scope"] == "row")]
+    assert 12 in set(row_problems["row"])
+    assert wave2["rows_quarantined"] == row_problems["row"].nunique()
+    assert wave2["rows_read"] == wave2["rows_stored"] + wave2["rows_quarantined"]
     # the out-of-scale cell is missing (code "quarantined"), the rest of its row is stored
     resp = study.store.query(
         "SELECT item, value, missing_code FROM responses WHERE wave = 2 AND row = 6"

@@ -173,8 +173,13 @@ class CodeElement:
     length
         Number of characters.
     kind
-        ``"letters"``, ``"digits"`` or ``"any"``; decides which typing confusions are fixed and
-        whether a short digit element may be zero-padded.
+        ``"letters"``, ``"digits"`` or ``"any"``; decides which typing confusions are fixed,
+        whether a short digit element may be zero-padded, and what counts as one slip.
+
+    References
+    ----------
+    .. [1] Yurek, L. A., Vasey, J. and Sullivan Havens, D. (2008). The use of self-generated
+       identification codes in longitudinal research. Evaluation Review 32(5), 435-452.
     """
 
     name: str
@@ -441,6 +446,11 @@ class LinkageResult:
         The evaluator decisions that were applied (``record_id``, ``decision``, ``source``).
     element_names
         Names of the code elements (empty for participant-ID linkage).
+
+    References
+    ----------
+    .. [1] Christen, P. (2012). Data Matching, ch. 7 (measuring quality, clerical review).
+       Springer. https://doi.org/10.1007/978-3-642-31164-2
     """
 
     person: pd.Series

@@ -300,7 +300,7 @@ def prepare(parsed: ParsedFormula, data: pd.DataFrame) -> Prepared:
         frame = frame.loc[keep]
     if len(frame) == 0:
         raise ModelError(f"formula {parsed.text!r}: no rows left after dropping missing values")
-    frame = frame.reset_index(drop=True)
+    # Rows are used by position from here on; the index labels do not matter.
     codes = {t.group: _group_codes(frame, t.group) for t in parsed.random}
     structure = classify_structure(parsed, {g: c[0] for g, c in codes.items()})
     return Prepared(parsed, frame, n_dropped, codes, structure)

@@ -32,6 +32,7 @@ using lme4. Journal of Statistical Software 67(1), 1-48. doi:10.18637/jss.v067.i
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,9 +74,12 @@ def spd_inverse_logdet(A: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray]:
     if q == 2:
         # Closed form: fewer, larger vectorised operations than the general loop below.
         a00, a01, a11 = A[:, 0], A[:, 1], A[:, 3]
-        det = a00 * a11 - a01 * a01
-        inv = np.stack([a11, -a01, -a01, a00], axis=1) / det[:, None]
-        return inv, np.log(det)
+        rdet = 1.0 / (a00 * a11 - a01 * a01)
+        inv = np.empty_like(A)
+        inv[:, 0] = a11 * rdet
+        inv[:, 1] = inv[:, 2] = -a01 * rdet
+        inv[:, 3] = a00 * rdet
+        return inv, -np.log(rdet)
     a = [[A[:, i * q + j] for j in range(q)] for i in range(q)]
     L: list[list[np.ndarray]] = [[None] * q for _ in range(q)]  # type: ignore[list-item]
     for j in range(q):
@@ -249,10 +253,10 @@ class ProfiledDeviance:
         logdet_X = 2.0 * float(np.log(Lx.diagonal()).sum())
         df_res = n - p if reml else n
         if sigma is None:
-            dev = logdet_V + df_res * (1.0 + np.log(2.0 * np.pi * r2 / df_res))
+            dev = logdet_V + df_res * (1.0 + _LOG_2PI + math.log(r2 / df_res))
         else:
             s2 = sigma * sigma
-            dev = logdet_V + r2 / s2 + df_res * (_LOG_2PI + np.log(s2))
+            dev = logdet_V + r2 / s2 + df_res * (_LOG_2PI + math.log(s2))
         if reml:
             dev += logdet_X
 
