@@ -107,7 +107,8 @@ class ModelResults:
 
 def fit_plan(study: Study, plan: AnalysisPlan) -> ModelResults:
     """Fit every model of ``plan`` to the study's scores and store the results."""
-    from .models import event_study, growth
+    from .models.growth import growth
+    from .models.panel import event_study
 
     data = study.scores()
     results = ModelResults()

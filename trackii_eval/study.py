@@ -116,17 +116,20 @@ class Study:
             The long score table (see :data:`trackii_eval.scoring.SCORE_COLUMNS`).
         """
         from .scoring import reliability_by_wave, score_responses
+        from .scoring.by_wave import item_statistics_by_wave
 
         responses = self._responses()
         scores = score_responses(responses, self.instrument, self.config)
         # many small matrices: BLAS threads only fight each other here
         with threadpool_limits(limits=1, user_api="blas"):
             rel = reliability_by_wave(responses, self.instrument)
+            items = item_statistics_by_wave(responses, self.instrument)
         network = self._network()
         invariance = self._invariance(responses)
         with self.store.transaction():
             self.store.replace_table("scores", scores)
             self.store.replace_table("reliability", rel)
+            self.store.replace_table("item_statistics", items)
             self.store.replace_table("network", network)
             self.store.replace_table("invariance", invariance)
         return scores

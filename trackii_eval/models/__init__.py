@@ -1,6 +1,7 @@
-"""Models of change: mixed-effects growth (own engine) and panel models (linearmodels)."""
+"""Models of change.
 
-from .growth import GrowthFit, growth, lrt
-from .panel import PanelFit, event_study
-
-__all__ = ["GrowthFit", "PanelFit", "event_study", "growth", "lrt"]
+``models.growth``: mixed-effects growth models (own engine, exact as lme4);
+``models.panel``: panel models against the comparison arm (linearmodels). Import the functions
+from their modules, or from the top level (``trackii_eval.growth``, ``trackii_eval.event_study``);
+this package does not re-export them, so that ``trackii_eval.models.growth`` stays the module.
+"""

@@ -106,9 +106,10 @@ def _moderation(scores: pd.DataFrame, study: Study, k: int) -> list[dict[str, An
     rows = []
     for d in study.config.dialogues:
         vals = sub.loc[sub["dialogue"] == d.id, "score"]
+        native = sum(m.native_language for m in d.moderators)
         team = ", ".join(
             f"{m.type}{' (native language)' if m.native_language else ''}" for m in d.moderators
-        )
+        ) + f" — {native} of {len(d.moderators)} native speakers"
         if len(vals) < k:
             rows.append({"dialogue": d.id, "name": d.name, "n": suppress_count(len(vals), k),
                          "mean": "suppressed", "ci": "", "team": team})
@@ -120,13 +121,15 @@ def _moderation(scores: pd.DataFrame, study: Study, k: int) -> list[dict[str, An
     return rows
 
 
-def _ideas(study: Study) -> list[dict[str, Any]]:
+def _ideas(study: Study, scores: pd.DataFrame, k: int) -> list[dict[str, Any]]:
     ideas = study.store.query("SELECT * FROM ideas")
+    ratings = scores[(scores["output"] == "ideas") & scores["score"].notna()]
     rows = []
     for d in study.config.dialogues:
         sub = ideas[ideas["dialogue"] == d.id]
         if sub.empty:
             continue
+        own = ratings.loc[ratings["dialogue"] == d.id, "score"]
         n_ws = max(int(sub["workshop"].nunique()), 1)
         transferred = sub["status"].isin(["transferred", "adopted"]).mean()
         rows.append({
@@ -134,6 +137,28 @@ def _ideas(study: Study) -> list[dict[str, Any]]:
             "cross_side": f"{100 * (sub['proposed_by'] == 'both').mean():.0f}%",
             "transferred": f"{100 * transferred:.0f}%",
             "adopted": f"{100 * (sub['status'] == 'adopted').mean():.0f}%",
+            "self_rating": _fmt(own.mean(), 1) if len(own) >= k else "suppressed",
+        })
+    return rows
+
+
+def _item_flags(study: Study, k: int) -> list[dict[str, Any]]:
+    """Items a reviewer would ask about: weak item-rest correlation, floor or ceiling effects."""
+    if not study.store.has_table("item_statistics"):
+        return []
+    items = study.store.query("SELECT * FROM item_statistics")
+    if items.empty:
+        return []
+    items = items[items["n"] >= k]
+    weak = (items["r_drop"] < 0.3) | (items["floor_share"] > 0.15) | (
+        items["ceiling_share"] > 0.15)
+    rows = []
+    for r in items[weak].sort_values(["construct", "item", "wave"]).to_dict(orient="records"):
+        rows.append({
+            "construct": r["construct"], "item": r["item"], "wave": r["wave"],
+            "r_drop": _fmt(r["r_drop"]), "alpha_if_deleted": _fmt(r["alpha_if_deleted"]),
+            "floor": f"{100 * r['floor_share']:.0f}%",
+            "ceiling": f"{100 * r['ceiling_share']:.0f}%",
         })
     return rows
 
@@ -316,8 +341,8 @@ def render_report(study: Study, path: str | Path) -> Path:
         config_hash=study.config_hash[:12], headline=headline, figures=figures,
         effects=_effect_rows(results), responses=_response_table(study, k),
         attrition=_attrition(scores, study, k), moderation=_moderation(scores, study, k),
-        ideas=_ideas(study), network=_network_rows(study, k),
-        invariance=_invariance_rows(study),
+        ideas=_ideas(study, scores, k), network=_network_rows(study, k),
+        invariance=_invariance_rows(study), item_flags=_item_flags(study, k),
         linkage=(study.store.query("SELECT * FROM linkage ORDER BY wave").to_dict(
             orient="records") if study.store.has_table("linkage") else []),
         reliability=_reliability_rows(reliability, k),

@@ -7,7 +7,23 @@ import pandas as pd
 from ..config import Instrument
 from .scores import keyed_items
 
-__all__ = ["reliability_by_wave"]
+__all__ = ["item_statistics_by_wave", "reliability_by_wave"]
+
+
+def item_statistics_by_wave(responses: pd.DataFrame, instrument: Instrument) -> pd.DataFrame:
+    """Item-rest correlation, alpha if deleted, floor and ceiling shares per item and wave.
+
+    Items are keyed and on the POMP scale (0 floor, 100 ceiling) as in the scores.
+    """
+    from .reliability import item_statistics_long
+
+    keyed = keyed_items(responses, instrument)
+    multi = [c for c, con in instrument.constructs.items()
+             if len(con.items) >= 2 and con.scoring == "pomp"]
+    keyed = keyed[keyed["construct"].isin(multi) & keyed["pomp"].notna()]
+    if keyed.empty:
+        return pd.DataFrame()
+    return item_statistics_long(keyed, value_col="pomp", scale_min=0.0, scale_max=100.0)
 
 
 def reliability_by_wave(
