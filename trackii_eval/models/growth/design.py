@@ -216,7 +216,66 @@ def _formula(expr: str) -> Any:
     return f
 
 
+class _LazySpec:
+    """A formulaic ModelSpec built on first use (only ``predict`` needs one).
+
+    Used with the numeric fast path below, where the matrix is built without formulaic; the
+    spec comes from a one-row sample, which is enough because no variable is categorical.
+    """
+
+    def __init__(self, expr: str, sample: pd.DataFrame) -> None:
+        self._expr, self._sample, self._spec = expr, sample, None
+
+    def _get(self) -> Any:
+        if self._spec is None:
+            self._spec = model_matrix(_formula(self._expr), self._sample, na_action="ignore",
+                                      output="numpy").model_spec
+        return self._spec
+
+    def get_model_matrix(self, *args: Any, **kwargs: Any) -> Any:
+        return self._get().get_model_matrix(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._get(), name)
+
+
+def _fast_numeric(expr: str, data: pd.DataFrame) -> tuple[np.ndarray, Any, list[str]] | None:
+    """Build the matrix directly when every term is a product of plain numeric columns.
+
+    formulaic's materialisation costs a few milliseconds per call whatever the data size,
+    which dominates small fits (and thousands of refits in power analysis). Terms, their order
+    and their names are still formulaic's own (from the parsed formula); anything else
+    (categoricals, transforms, bools) returns None and goes through formulaic.
+    """
+    names, columns = [], []
+    n = len(data)
+    for term in _formula(expr):
+        name = str(term)
+        if name == "1":
+            names.append("Intercept")
+            columns.append(np.ones(n))
+            continue
+        factors = [str(f) for f in term.factors]
+        col = np.ones(n)
+        for fac in factors:
+            if fac not in data.columns:
+                return None
+            series = data[fac]
+            if not (pd.api.types.is_integer_dtype(series.dtype)
+                    or pd.api.types.is_float_dtype(series.dtype)):
+                return None
+            col = col * series.to_numpy(dtype=float)
+        names.append(name)
+        columns.append(col)
+    if not columns:
+        return None
+    return np.column_stack(columns), _LazySpec(expr, data.iloc[:1]), names
+
+
 def _numpy_matrix(expr: str, data: pd.DataFrame, what: str) -> tuple[np.ndarray, Any, list[str]]:
+    fast = _fast_numeric(expr, data)
+    if fast is not None:
+        return fast
     try:
         mm = model_matrix(_formula(expr), data, na_action="ignore", output="numpy")
     except Exception as exc:  # formulaic raises many types; name the formula part for the user
