@@ -86,3 +86,22 @@ def test_construct_without_items(demo_copy: Path) -> None:
         load_instrument(path)
     assert "constructs.ideas.items" in str(exc.value)
     assert "at least one item" in str(exc.value)
+
+
+def test_reverse_key_outside_scale_names_construct_and_item(demo_copy: Path) -> None:
+    path = demo_copy / "instrument.yaml"
+    path.write_text(path.read_text().replace("{id: threat_1, scale: agree7, reverse: true",
+                                             "{id: threat_1, scale: agree7, reverse: 9"))
+    with pytest.raises(ConfigError) as exc:
+        load_instrument(path)
+    msg = str(exc.value)
+    assert "construct 'perceptions', item 'threat_1': reverse key 9" in msg
+    assert "agree7" in msg and "1-7" in msg
+
+
+def test_reverse_key_equal_to_min_plus_max_is_accepted(demo_copy: Path) -> None:
+    path = demo_copy / "instrument.yaml"
+    path.write_text(path.read_text().replace("{id: threat_1, scale: agree7, reverse: true",
+                                             "{id: threat_1, scale: agree7, reverse: 8"))
+    instrument = load_instrument(path)
+    assert instrument.items["threat_1"].reverse == 8

@@ -63,7 +63,8 @@ class Item(_Frozen):
     id: str
     text: str = ""
     scale: str
-    reverse: bool = False
+    # true, or the number reverse scoring subtracts from (scale min + max, e.g. 8 on 1-7)
+    reverse: bool | float = False
     weight: float = Field(default=1.0, gt=0)
     source: str = ""
 
@@ -137,6 +138,14 @@ class Instrument(_Frozen):
                     raise ValueError(
                         f"construct '{cname}', item '{item.id}': scale '{item.scale}' is not "
                         f"declared under scales (declared: {', '.join(sorted(self.scales))})"
+                    )
+                scale = self.scales[item.scale]
+                if not isinstance(item.reverse, bool) and item.reverse != scale.min + scale.max:
+                    raise ValueError(
+                        f"construct '{cname}', item '{item.id}': reverse key {item.reverse:g} "
+                        f"does not fit scale '{item.scale}' ({scale.min:g}-{scale.max:g}); "
+                        f"reverse scoring on it subtracts from {scale.min + scale.max:g}, or "
+                        "write reverse: true"
                     )
         for wave, mapping in self.renames.items():
             for column, item_id in mapping.items():
