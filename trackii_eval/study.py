@@ -126,12 +126,17 @@ class Study:
             items = item_statistics_by_wave(responses, self.instrument)
         network = self._network()
         invariance = self._invariance(responses)
+        from .scoring.ideas import IDEA_COLUMNS, idea_metrics
+
+        ideas = self.store.query("SELECT * FROM ideas")
+        ideas_table = idea_metrics(ideas) if len(ideas) else pd.DataFrame(columns=IDEA_COLUMNS)
         with self.store.transaction():
             self.store.replace_table("scores", scores)
             self.store.replace_table("reliability", rel)
             self.store.replace_table("item_statistics", items)
             self.store.replace_table("network", network)
             self.store.replace_table("invariance", invariance)
+            self.store.replace_table("idea_metrics", ideas_table)
         return scores
 
     def _invariance(self, responses: pd.DataFrame, n_waves: int = 3) -> pd.DataFrame:

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from trackii_eval.config import load_instrument
 from trackii_eval.scoring import score_responses
@@ -14,23 +15,36 @@ from trackii_eval.simulate import DemoTruth
 from ..conftest import DEMO
 
 
-def test_scores_recover_simulated_means(demo_run) -> None:
+@pytest.mark.parametrize("construct", ["perceptions", "relationships"])
+def test_scores_recover_simulated_means(demo_run, construct: str) -> None:
     study, _, _, _ = demo_run
     truth = json.loads((DEMO / "truth.json").read_text())
     scores = study.scores(long=True)
-    perc = scores[(scores["construct"] == "perceptions")]
-    params = DemoTruth().perceptions
+    sub = scores[(scores["construct"] == construct)]
+    params = getattr(DemoTruth(), construct)
     t_end = truth["program_end_time"]
-    for (arm, wave), group in perc.groupby(["arm", "wave"]):
+    for (arm, wave), group in sub.groupby(["arm", "wave"]):
         t = truth["wave_time"][str(wave)]
         expected = params.baseline_mean + params.comparison_slope * t
         if arm == "dialogue":
-            expected += truth["effects"]["perceptions"]["gap_at_each_wave"][str(wave)]
+            expected += params.gain_per_year * min(t, t_end) - params.fade_per_year * max(
+                0.0, t - t_end)
         se = group["score"].std() / np.sqrt(group["score"].count())
         # attrition depends on baseline perceptions, so later waves are selected upwards a bit
         assert abs(group["score"].mean() - expected) < 3.5 * se + (1.5 if wave > 1 else 0), (
             arm, wave, group["score"].mean(), expected)
-    assert t_end > 0
+
+
+def test_moderation_means_per_dialogue(demo_run) -> None:
+    study = demo_run[0]
+    truth = json.loads((DEMO / "truth.json").read_text())["effects"]["moderation_mean_by_dialogue"]
+    scores = study.scores(long=True)
+    mod = scores[scores["construct"] == "moderation"].groupby("dialogue")["score"]
+    for dialogue, expected in truth.items():
+        values = mod.get_group(dialogue)
+        se = values.std() / np.sqrt(values.count())
+        # item clipping at the top of a 5-point scale pulls high ratings down a little
+        assert abs(values.mean() - expected) < 3.5 * se + 2.0, (dialogue, values.mean())
 
 
 def test_keying_and_min_answered() -> None:

@@ -122,21 +122,19 @@ def _moderation(scores: pd.DataFrame, study: Study, k: int) -> list[dict[str, An
 
 
 def _ideas(study: Study, scores: pd.DataFrame, k: int) -> list[dict[str, Any]]:
-    ideas = study.store.query("SELECT * FROM ideas")
+    if not study.store.has_table("idea_metrics"):
+        return []
+    metrics = study.store.query("SELECT * FROM idea_metrics ORDER BY dialogue")
     ratings = scores[(scores["output"] == "ideas") & scores["score"].notna()]
     rows = []
-    for d in study.config.dialogues:
-        sub = ideas[ideas["dialogue"] == d.id]
-        if sub.empty:
-            continue
-        own = ratings.loc[ratings["dialogue"] == d.id, "score"]
-        n_ws = max(int(sub["workshop"].nunique()), 1)
-        transferred = sub["status"].isin(["transferred", "adopted"]).mean()
+    for m in metrics.to_dict(orient="records"):
+        own = ratings.loc[ratings["dialogue"] == m["dialogue"], "score"]
         rows.append({
-            "dialogue": d.id, "n": len(sub), "per_workshop": _fmt(len(sub) / n_ws, 1),
-            "cross_side": f"{100 * (sub['proposed_by'] == 'both').mean():.0f}%",
-            "transferred": f"{100 * transferred:.0f}%",
-            "adopted": f"{100 * (sub['status'] == 'adopted').mean():.0f}%",
+            "dialogue": m["dialogue"], "n": m["n_ideas"],
+            "per_workshop": _fmt(m["ideas_per_workshop"], 1),
+            "cross_side": f"{100 * m['cross_side_share']:.0f}%",
+            "transferred": f"{100 * m['transferred_share']:.0f}%",
+            "adopted": f"{100 * m['adopted_share']:.0f}%",
             "self_rating": _fmt(own.mean(), 1) if len(own) >= k else "suppressed",
         })
     return rows
