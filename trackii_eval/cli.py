@@ -37,6 +37,8 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 
+MAX_PROBLEM_LINES = 50  # a broken export can have thousands; the CSV has them all
+
 EXIT_CODES: dict[type[errors.TrackIIEvalError], int] = {
     errors.ConfigError: 2,
     errors.IngestError: 3,
@@ -107,8 +109,11 @@ def _do_ingest(study: Any, key_file: Path | None, replace: bool, strict: bool) -
     summary = _step("Ingesting wave files", lambda: study.ingest(key, replace=replace))
     out.print(summary.summary(), highlight=False)
     lines = summary.problem_lines()
-    for line in lines:
+    for line in lines[:MAX_PROBLEM_LINES]:
         err.print(f"[yellow]problem:[/] {line}", highlight=False, soft_wrap=True)
+    if len(lines) > MAX_PROBLEM_LINES:
+        err.print(f"... and {len(lines) - MAX_PROBLEM_LINES} more problem(s) in the table below",
+                  highlight=False)
     if len(summary.problems):
         path = study.out / "ingest_problems.csv"
         summary.problems.to_csv(path, index=False)

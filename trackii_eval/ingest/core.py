@@ -268,7 +268,8 @@ def _ingest_roster(study: Study, key: PseudonymKey, name: str,
 
 _ROSTER_RULES = {
     "unknown_wave": "wave is not a wave of the study",
-    "unknown_participant": "code is not a participant of the study",
+    "unknown_participant": "code is not a linked participant of the study (unknown, or its "
+                           "records are still ambiguous: see linkage_review.csv)",
     "not_a_number": "tie strength is not a number",
 }
 
