@@ -104,3 +104,22 @@ def test_window_and_duplicates(demo_copy: Path, key, tmp_path: Path) -> None:
     dup = summary.problems[summary.problems["rule"] == "duplicate_submission"].iloc[0]
     assert "CNRY" not in str(dup["value"]) and "CNRY" not in dup["message"]
     study.close()
+
+
+def test_file_of_the_wrong_wave_is_refused_and_changes_nothing(demo_copy: Path, key,
+                                                               tmp_path: Path) -> None:
+    path = demo_copy / "study.yaml"
+    text = path.read_text()
+    # swap the files of waves 3 and 4 by mistake
+    text = text.replace("waves/wave3_followup1.csv", "TMP").replace(
+        "waves/wave4_followup2.csv", "waves/wave3_followup1.csv").replace(
+        "TMP", "waves/wave4_followup2.csv")
+    path.write_text(text)
+    study = Study.load(demo_copy, out=tmp_path / "out")
+    with pytest.raises(IngestError, match=r"wave4_followup2\.csv: looks like the export of "
+                                          r"wave 4, not wave 3"):
+        study.ingest(key)
+    files = study.store.query("SELECT wave FROM files")
+    assert set(files["wave"]) == {1, 2}  # earlier waves stored, the wrong one not at all
+    assert study.store.query("SELECT count(*) AS n FROM submissions WHERE wave = 3")["n"][0] == 0
+    study.close()

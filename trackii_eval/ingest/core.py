@@ -138,6 +138,7 @@ def ingest_study(study: Study, key: PseudonymKey, *, replace: bool = False) -> I
                 "of this file (content changed); re-run with --replace to replace it (the old "
                 "version stays in the store and can be restored)"
             )
+        _check_wave_dates(raw, wave, config, instrument.participant.submitted_at)
         if linkage is not None:
             validated, pseudo = apply_links(linkage, wave.index, wave.file)
         else:
@@ -184,6 +185,39 @@ def ingest_study(study: Study, key: PseudonymKey, *, replace: bool = False) -> I
     return IngestSummary(outcomes, problems, key.fingerprint,
                          None if linkage is None else linkage.summary(),
                          None if linkage is None else linkage.review_file)
+
+
+def _check_wave_dates(raw: object, wave: object, config: object, column: str | None) -> None:
+    """Refuse a file whose responses were mostly given in another wave's fielding window.
+
+    A file exported for the wrong wave would otherwise be quarantined row by row ("outside the
+    window"); saying which wave it looks like is what the evaluator needs.
+    """
+    dates = raw.row_meta["submitted_at"] if raw.row_meta is not None else None
+    if (dates is None or dates.isna().all()) and column and column in raw.data.columns:
+        dates = pd.to_datetime(raw.data[column], errors="coerce", format="mixed")
+    if dates is None:
+        return
+    dates = pd.to_datetime(dates, errors="coerce").dropna()
+    if len(dates) < 5 or wave.window is None:
+        return
+
+    def share_in(w: object) -> float:
+        lo, hi = pd.Timestamp(w.window[0]), pd.Timestamp(w.window[1]) + pd.Timedelta(days=1)
+        return float(((dates >= lo) & (dates < hi)).mean())
+
+    own = share_in(wave)
+    if own >= 0.5:
+        return
+    others = {w.index: share_in(w) for w in config.waves if w.window is not None
+              and w.index != wave.index}
+    best = max(others, key=others.get) if others else None
+    if best is not None and others[best] > 0.5:
+        raise IngestError(
+            f"{wave.file}: looks like the export of wave {best}, not wave {wave.index}: "
+            f"{100 * others[best]:.0f}% of its responses fall in wave {best}'s window and "
+            f"{100 * own:.0f}% in wave {wave.index}'s; check the file names in study.yaml"
+        )
 
 
 def _write_wave(store: object, validated: object, pseudo: dict[str, str], wave: int, sha: str
