@@ -139,12 +139,13 @@ class Study:
             self.store.replace_table("idea_metrics", ideas_table)
         return scores
 
-    def _invariance(self, responses: pd.DataFrame, n_waves: int = 3) -> pd.DataFrame:
+    def _invariance(self, responses: pd.DataFrame, n_waves: int = 2) -> pd.DataFrame:
         """Longitudinal measurement invariance of each perception construct.
 
-        Fitted on the first ``n_waves`` waves (baseline and the next ones), where the most
-        participants answered every item; later waves lose too many to attrition for a
-        listwise-complete confirmatory model.
+        Fitted on the first ``n_waves`` waves: by default baseline against the first wave after
+        it, the contrast that matters most (did the programme change what the items mean?) and
+        the one with the most participants who answered every item. The model is listwise
+        complete, so each further wave loses people to attrition and item non-response.
         """
         import warnings
 
