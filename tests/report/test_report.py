@@ -37,3 +37,21 @@ def test_no_identifier_reaches_the_report_or_store(demo_run) -> None:
     for value in list(canaries)[:200]:
         for text in outputs:
             assert value not in text
+
+
+def test_small_cells_are_suppressed(demo_run) -> None:
+    from trackii_eval.report import suppress_count
+
+    assert suppress_count(3, 5) == "<5" and suppress_count(0, 5) == "0"
+    assert suppress_count(5, 5) == "5"
+    _, _, _, report = demo_run
+    html = report.read_text()
+    table = html[html.index("baseline people matched"):]
+    table = table[: table.index("</table>")]
+    rows = re.findall(r"<tr>(.*?)</tr>", table, flags=re.S)
+    assert len(rows) == 5
+    for row in rows:
+        counts = re.findall(r"<td>([^<]*)</td>", row)[1:-1]  # not the wave, not the rate
+        for cell in counts:
+            assert cell == "&lt;5" or int(cell) == 0 or int(cell) >= 5, cell
+    assert "&lt;5" in table  # the demo has waves with 1-4 ambiguous or new records

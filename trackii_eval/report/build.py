@@ -140,6 +140,20 @@ def _ideas(study: Study, scores: pd.DataFrame, k: int) -> list[dict[str, Any]]:
     return rows
 
 
+def _linkage_rows(study: Study, k: int) -> list[dict[str, Any]]:
+    """Linkage counts per wave, small cells suppressed (they count people)."""
+    if not study.store.has_table("linkage"):
+        return []
+    rows = []
+    for r in study.store.query("SELECT * FROM linkage ORDER BY wave").to_dict(orient="records"):
+        rows.append({
+            "wave": r["wave"], "match_rate": r["match_rate"],
+            **{c: suppress_count(r[c], k) for c in
+               ("records", "exact", "fuzzy", "decision", "new", "ambiguous")},
+        })
+    return rows
+
+
 def _item_flags(study: Study, k: int) -> list[dict[str, Any]]:
     """Items a reviewer would ask about: weak item-rest correlation, floor or ceiling effects."""
     if not study.store.has_table("item_statistics"):
@@ -341,10 +355,11 @@ def render_report(study: Study, path: str | Path) -> Path:
         attrition=_attrition(scores, study, k), moderation=_moderation(scores, study, k),
         ideas=_ideas(study, scores, k), network=_network_rows(study, k),
         invariance=_invariance_rows(study), item_flags=_item_flags(study, k),
-        linkage=(study.store.query("SELECT * FROM linkage ORDER BY wave").to_dict(
-            orient="records") if study.store.has_table("linkage") else []),
+        linkage=_linkage_rows(study, k),
         reliability=_reliability_rows(reliability, k),
-        files=files.to_dict(orient="records"), problems=problems.to_dict(orient="records"),
+        files=files.to_dict(orient="records"),
+        problems=[{**p, "n": suppress_count(p["n"], k)}
+                  for p in problems.to_dict(orient="records")],
         methods=_methods(study, results, n_people, n_obs), warnings=warnings_list, k=k,
     )
     path = Path(path)
