@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from ..config import StudyConfig, Wave
 from ..errors import IngestError
-from .readers import read_table
+from ..store import Store
+from .readers import RawTable, read_table
 from .sgic import apply_links, link_study
-from .validate import PROBLEM_COLUMNS, mask, validate_wave
+from .validate import PROBLEM_COLUMNS, ValidatedWave, mask, validate_wave
 
 if TYPE_CHECKING:
     from ..study import Study
@@ -187,7 +189,7 @@ def ingest_study(study: Study, key: PseudonymKey, *, replace: bool = False) -> I
                          None if linkage is None else linkage.review_file)
 
 
-def _check_wave_dates(raw: object, wave: object, config: object, column: str | None) -> None:
+def _check_wave_dates(raw: RawTable, wave: Wave, config: StudyConfig, column: str | None) -> None:
     """Refuse a file whose responses were mostly given in another wave's fielding window.
 
     A file exported for the wrong wave would otherwise be quarantined row by row ("outside the
@@ -202,7 +204,7 @@ def _check_wave_dates(raw: object, wave: object, config: object, column: str | N
     if len(dates) < 5 or wave.window is None:
         return
 
-    def share_in(w: object) -> float:
+    def share_in(w: Wave) -> float:
         lo, hi = pd.Timestamp(w.window[0]), pd.Timestamp(w.window[1]) + pd.Timedelta(days=1)
         return float(((dates >= lo) & (dates < hi)).mean())
 
@@ -220,8 +222,8 @@ def _check_wave_dates(raw: object, wave: object, config: object, column: str | N
         )
 
 
-def _write_wave(store: object, validated: object, pseudo: dict[str, str], wave: int, sha: str
-                ) -> None:
+def _write_wave(store: Store, validated: ValidatedWave, pseudo: dict[str, str], wave: int,
+                sha: str) -> None:
     subs = validated.submissions.assign(
         participant=validated.submissions["raw_id"].map(pseudo), wave=wave, sha256=sha
     ).drop(columns="raw_id")
