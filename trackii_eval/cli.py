@@ -32,6 +32,9 @@ app = typer.Typer(
     "the Allen-Sharp outputs, model change, and report it.",
     no_args_is_help=True,
     add_completion=False,
+    epilog="Exit codes: 0 ok; 1 internal error; 2 configuration or usage error; 3 a file cannot "
+    "be ingested or no key; 4 --strict and data were quarantined; 5 model error (or --strict "
+    "and a fit did not converge); 6 store or report error.",
     pretty_exceptions_enable=False,
 )
 out = Console()
