@@ -59,3 +59,29 @@ def test_missing_key_explains_how_to_make_one(demo_copy: Path, tmp_path: Path,
     assert result.exit_code == 3
     assert "keygen" in result.output
     assert "Traceback" not in result.output
+
+
+def test_item_absent_from_instrument_is_one_line(demo_copy: Path, key_file: Path,
+                                                tmp_path: Path) -> None:
+    path = demo_copy / "waves" / "wave3_followup1.csv"
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame["trust_other_9"] = "4"
+    frame.to_csv(path, index=False)
+    result = runner.invoke(app, ["ingest", str(demo_copy), "--out", str(tmp_path / "o"),
+                                 "--key-file", str(key_file), "--strict"])
+    assert result.exit_code == 4
+    assert ("waves/wave3_followup1.csv:1:trust_other_9: column is not an item of the "
+            "instrument") in result.output
+    assert "Traceback" not in result.output
+
+
+def test_renamed_column_to_unknown_item_is_a_config_error(demo_copy: Path, key_file: Path,
+                                                          tmp_path: Path) -> None:
+    path = demo_copy / "instrument.yaml"
+    path.write_text(path.read_text().replace("3: {trust_other_a: trust_other_1}",
+                                             "3: {trust_other_a: trust_other_7}"))
+    result = runner.invoke(app, ["ingest", str(demo_copy), "--out", str(tmp_path / "o"),
+                                 "--key-file", str(key_file)])
+    assert result.exit_code == 2
+    assert "instrument.yaml:" in result.output and "trust_other_7" in result.output
+    assert "Traceback" not in result.output
