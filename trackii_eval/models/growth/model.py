@@ -396,7 +396,10 @@ class NativeBackend:
     def satterthwaite(self, fit: GrowthFit) -> SatterthwaiteParts:
         """Satterthwaite ingredients at the fitted θ, σ."""
         with single_threaded_blas():
-            return satterthwaite_parts(self.fdev, np.array(fit.theta), fit.sigma, fit.reml)
+            theta = np.array(fit.theta)
+            ev = getattr(self, "ev", None)
+            known = ev.C if ev is not None and np.array_equal(ev.theta, theta) else None
+            return satterthwaite_parts(self.fdev, theta, fit.sigma, fit.reml, C=known)
 
     def blups(self) -> tuple[np.ndarray, np.ndarray | None]:
         """Participant BLUPs (G, q) and outer intercepts (D,) or None."""

@@ -84,8 +84,7 @@ def richardson_jacobian(
     ndarray, shape (len(f(x)), len(x))
     """
     x = np.asarray(x, dtype=float)
-    f0 = np.asarray(f(x), dtype=float).ravel()
-    out = np.empty((f0.size, x.size))
+    out: np.ndarray | None = None  # sized by the first difference: no evaluation at x itself
     for j in range(x.size):
         h = d * max(abs(x[j]), floor)
         est = []
@@ -100,12 +99,17 @@ def richardson_jacobian(
         for k in range(1, r):
             fac = 4.0**k
             est = [(fac * est[i + 1] - est[i]) / (fac - 1.0) for i in range(len(est) - 1)]
+        if out is None:
+            out = np.empty((est[0].size, x.size))
         out[:, j] = est[0]
+    if out is None:
+        raise ValueError("richardson_jacobian needs at least one variable")
     return out
 
 
 def satterthwaite_parts(
-    fdev: ProfiledDeviance, theta: np.ndarray, sigma: float, reml: bool
+    fdev: ProfiledDeviance, theta: np.ndarray, sigma: float, reml: bool,
+    C: np.ndarray | None = None,
 ) -> SatterthwaiteParts:
     """Compute A and the Jacobian of vcov(β) at the optimum.
 
@@ -119,6 +123,8 @@ def satterthwaite_parts(
         Residual standard deviation at the optimum (REML or ML as fitted).
     reml : bool
         Whether the REML criterion was optimised.
+    C : ndarray, optional
+        (X'V⁻¹X)⁻¹ at ``theta`` if already known (it depends on θ only); saves an evaluation.
 
     Returns
     -------
@@ -167,5 +173,5 @@ def satterthwaite_parts(
         )
     pos = evals > _EIG_TOL
     A = 2.0 * (evecs[:, pos] / evals[pos]) @ evecs[:, pos].T
-    vcov0 = sigma**2 * fdev(theta, reml).C
+    vcov0 = sigma**2 * (fdev(theta, reml).C if C is None else C)
     return SatterthwaiteParts(vcov_beta=vcov0, vcov_varpar=A, jacobian=J, notes=tuple(notes))
