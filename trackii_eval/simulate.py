@@ -491,11 +491,13 @@ def write_demo_study(study_dir: str | Path, truth: DemoTruth | None = None, *, s
 
 
 def _load_config_without_file_check(path: Path) -> tuple[StudyConfig, Any]:
-    # the files do not exist yet when the generator runs for the first time
+    # the wave files do not exist yet when the generator runs for the first time
+    from pydantic import ValidationError
+
     from ._yaml import load_yaml
 
     data, lines = load_yaml(path)
     try:
         return StudyConfig.model_validate(data), lines
-    except Exception:
-        return load_study_config(path)
+    except ValidationError:
+        return load_study_config(path)  # raises the located, readable ConfigError
