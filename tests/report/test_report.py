@@ -21,6 +21,7 @@ def test_report_sections_and_self_contained(demo_run) -> None:
     assert "Satterthwaite" in html
     assert "measurement invariance" in html and ">scalar<" in html
     assert "Relationships across the divide" in html
+    assert "without a score for that reason:" in html
 
 
 def test_no_identifier_reaches_the_report_or_store(demo_run) -> None:

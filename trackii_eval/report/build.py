@@ -243,14 +243,19 @@ def _effect_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _methods(study: Study, results: dict[str, dict[str, Any]], n_people: int, n_obs: int
-             ) -> list[str]:
+def _methods(study: Study, results: dict[str, dict[str, Any]], n_people: int, n_obs: int,
+             scores: pd.DataFrame) -> list[str]:
     out = []
     cfg = study.config
+    k = cfg.privacy.min_cell_size
+    too_few = scores[scores["status"] == "too_few_items"].groupby("construct").size()
+    missing = "; ".join(f"{c}: {suppress_count(n, k)}" for c, n in too_few.items()) or "none"
     out.append(
         f"Responses from {len(cfg.waves)} waves were scored per construct as keyed item means "
-        "on the POMP scale (0-100); a score is missing when fewer than the construct's minimum "
-        "share of items was answered. Test and unfinished responses were excluded."
+        "on the POMP scale (0-100; behavioural measures in their own units); a score is missing "
+        "when fewer than the construct's minimum share of items was answered (participant-waves "
+        f"without a score for that reason: {missing}). Test and unfinished responses were "
+        "excluded."
     )
     for name, res in results.items():
         fit = res["fit"]
@@ -360,7 +365,7 @@ def render_report(study: Study, path: str | Path) -> Path:
         files=files.to_dict(orient="records"),
         problems=[{**p, "n": suppress_count(p["n"], k)}
                   for p in problems.to_dict(orient="records")],
-        methods=_methods(study, results, n_people, n_obs), warnings=warnings_list, k=k,
+        methods=_methods(study, results, n_people, n_obs, scores), warnings=warnings_list, k=k,
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
