@@ -593,3 +593,27 @@ def make_row_meta(
         },
         index=index,
     )
+
+
+def parsed_from_statistical(
+    columns: Sequence[str], values: np.ndarray, codes: np.ndarray, meta: Any,
+    value_labels: dict[str, dict[Any, str]],
+) -> ParsedTable:
+    """Assemble a `ParsedTable` from a pyreadstat read (SPSS or Stata).
+
+    Both formats number cases 1..n (there is no header row) and carry variable labels in the
+    pyreadstat metadata; only the missing-value conventions differ, and the callers have
+    already turned those into ``codes``.
+    """
+    return ParsedTable(
+        data=frame_from_rows(columns, values.tolist()),
+        missing_codes=frame_from_rows(columns, codes.tolist()),
+        row_numbers=np.arange(1, len(values) + 1, dtype=np.int64),
+        source_columns={c: c for c in columns},
+        column_labels={
+            str(k): str(v).strip()
+            for k, v in (meta.column_names_to_labels or {}).items()
+            if v is not None and str(v).strip()
+        },
+        value_labels=value_labels,
+    )

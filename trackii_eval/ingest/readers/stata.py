@@ -17,7 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from trackii_eval.ingest.readers.base import ParsedTable, frame_from_rows, ingest_error
+from trackii_eval.ingest.readers.base import (
+    ParsedTable,
+    ingest_error,
+    parsed_from_statistical,
+)
 from trackii_eval.ingest.readers.base import python_scalar as _scalar
 
 __all__ = ["read_stata"]
@@ -88,17 +92,4 @@ def read_stata(raw: bytes, path: Path, *, encoding: str | None) -> ParsedTable:
                 codes[i, j] = text or f"missing:.{value}"
                 value = None
             values[i, j] = value
-    data = frame_from_rows(columns, values.tolist())
-    missing = frame_from_rows(columns, codes.tolist())
-    return ParsedTable(
-        data=data,
-        missing_codes=missing,
-        row_numbers=np.arange(1, n + 1, dtype=np.int64),
-        source_columns={c: c for c in columns},
-        column_labels={
-            str(k): str(v).strip()
-            for k, v in (meta.column_names_to_labels or {}).items()
-            if v is not None and str(v).strip()
-        },
-        value_labels=value_labels,
-    )
+    return parsed_from_statistical(columns, values, codes, meta, value_labels)
