@@ -22,11 +22,8 @@ Run: ``python -m benchmarks.growth``. Configuration by environment variables:
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 import warnings
@@ -35,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks._common import env_int, run_r
 from trackii_eval.models.growth import growth
 from trackii_eval.models.growth.simulate import simulate_panel
 
@@ -59,10 +57,6 @@ out <- list(time = best, fixef = unname(fixef(m)), crit = REMLcrit(m),
 writeLines(jsonlite::toJSON(out, digits = NA, auto_unbox = TRUE), args[2])
 """
 
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "")
-    return int(raw) if raw.strip() else default
 
 
 def _sizes() -> list[int]:
@@ -91,16 +85,7 @@ def _time_lme4(df: pd.DataFrame, repeats: int, workdir: Path) -> dict | None:
     script = workdir / "bench.R"
     script.write_text(_R_SCRIPT.replace("FORMULA", R_FORMULA))
     df[["participant", "wave", "treated", "y"]].to_csv(csv, index=False, na_rep="NA")
-    proc = subprocess.run(
-        [rscript, str(script), str(csv), str(out), str(repeats)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0 or not out.exists():
-        print(f"  lme4 failed: {proc.stderr.strip()[-300:]}", file=sys.stderr)
-        return None
-    return json.loads(out.read_text())
+    return run_r(script, [str(csv), str(out), str(repeats)], out)
 
 
 def _time_statsmodels(df: pd.DataFrame) -> float:
@@ -124,9 +109,9 @@ def main() -> None:
     """Run the benchmark and print a table."""
     sizes = _sizes()
     skip_r = os.environ.get("TRACKII_BENCH_SKIP_R", "") == "1"
-    lme4_max = _env_int("TRACKII_BENCH_LME4_MAX", 500_000)
-    sm_max = _env_int("TRACKII_BENCH_STATSMODELS_MAX", 5_000)
-    repeats = _env_int("TRACKII_BENCH_REPEATS", 5)
+    lme4_max = env_int("TRACKII_BENCH_LME4_MAX", 500_000)
+    sm_max = env_int("TRACKII_BENCH_STATSMODELS_MAX", 5_000)
+    repeats = env_int("TRACKII_BENCH_REPEATS", 5)
     have_r = shutil.which("Rscript") is not None and not skip_r
     print(f"growth benchmark: {FORMULA}, 8 waves, 15% missing, REML")
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start")

@@ -12,11 +12,8 @@ Run: ``python -m benchmarks.refits``. Environment: ``TRACKII_BENCH_REFITS`` (def
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks._common import env_int, run_r
 from trackii_eval.models.growth import GrowthModel
 from trackii_eval.models.growth.bootstrap import simulate_responses
 from trackii_eval.models.growth.simulate import simulate_panel
@@ -45,10 +43,6 @@ writeLines(jsonlite::toJSON(list(per_refit = t[["elapsed"]] / ncol(Y), fixef = f
 """
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "")
-    return int(raw) if raw.strip() else default
-
 
 def _lme4_refits(df: pd.DataFrame, ys: np.ndarray, workdir: Path) -> dict | None:
     rscript = shutil.which("Rscript")
@@ -59,22 +53,13 @@ def _lme4_refits(df: pd.DataFrame, ys: np.ndarray, workdir: Path) -> dict | None
     df.to_csv(data_csv, index=False)
     pd.DataFrame(ys.T).to_csv(y_csv, index=False, header=False, float_format="%.17g")
     script.write_text(_R_SCRIPT.replace("FORMULA", FORMULA))
-    proc = subprocess.run(
-        [rscript, str(script), str(data_csv), str(y_csv), str(out)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0 or not out.exists():
-        print(f"  lme4 failed: {proc.stderr.strip()[-300:]}", file=sys.stderr)
-        return None
-    return json.loads(out.read_text())
+    return run_r(script, [str(data_csv), str(y_csv), str(out)], out)
 
 
 def main() -> None:
     """Run the refit benchmark and print a table."""
-    n_refits = _env_int("TRACKII_BENCH_REFITS", 1000)
-    n_r = _env_int("TRACKII_BENCH_R_REFITS", 100)
+    n_refits = env_int("TRACKII_BENCH_REFITS", 1000)
+    n_r = env_int("TRACKII_BENCH_R_REFITS", 100)
     skip_r = os.environ.get("TRACKII_BENCH_SKIP_R", "") == "1"
     df = simulate_panel(500, 8, missing=0.15, seed=7).dropna(subset=["y"]).reset_index(drop=True)
     t0 = time.perf_counter()
