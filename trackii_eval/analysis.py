@@ -21,7 +21,7 @@ from .config import Instrument, StudyConfig
 from .errors import ConfigError, ModelError
 
 if TYPE_CHECKING:
-    from .study import Study
+    from .pipeline.context import StudyContext
 
 __all__ = ["AnalysisPlan", "ModelResults", "ModelSpec", "default_plan", "fit_plan", "load_plan"]
 
@@ -95,28 +95,53 @@ def default_plan(config: StudyConfig, instrument: Instrument | None = None) -> A
 
 @dataclass
 class ModelResults:
-    """The fitted models of a plan, by name (live objects; the store keeps their JSON)."""
+    """The fitted models of a plan, by name (live objects; the store keeps their JSON).
+
+    ``payloads`` holds what the model stage stores per model: ``(kind, JSON-ready dict)``.
+    """
 
     fits: dict[str, Any] = field(default_factory=dict)
     specs: dict[str, ModelSpec] = field(default_factory=dict)
+    payloads: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
 
     def summary(self) -> str:
         """Text for people."""
         return "\n\n".join(f"== {name} ==\n{fit.summary()}" for name, fit in self.fits.items())
 
 
-def fit_plan(study: Study, plan: AnalysisPlan) -> ModelResults:
-    """Fit every model of ``plan`` to the study's scores and store the results."""
+def fit_plan(data: pd.DataFrame, ctx: StudyContext, plan: AnalysisPlan) -> ModelResults:
+    """Fit every model of ``plan`` to the wide scores ``data``; nothing is stored.
+
+    Parameters
+    ----------
+    data
+        Wide scores (participant x wave rows, a column per construct, ``time``, ``post_time``,
+        ``treated``, categorical ``arm``), as :func:`trackii_eval.scoring.scores_wide` makes them.
+    ctx
+        The frozen study context (configuration and instrument).
+    plan
+        The models to fit.
+
+    Returns
+    -------
+    ModelResults
+        Live fits, specs and the JSON payloads the model stage
+        (:func:`trackii_eval.pipeline.stages.model`) stores.
+
+    Raises
+    ------
+    ModelError
+        An outcome is not a construct of the instrument, or a model cannot be fitted.
+    """
     from .models.growth import growth
     from .models.panel import event_study
 
-    data = study.scores()
     results = ModelResults()
     for spec in plan.models:
         if spec.outcome not in data.columns:
             raise ModelError(
                 f"model '{spec.name}': outcome '{spec.outcome}' is not a construct of the "
-                f"instrument (constructs: {', '.join(study.instrument.constructs)})"
+                f"instrument (constructs: {', '.join(ctx.instrument.constructs)})"
             )
         if spec.kind == "growth":
             if not spec.formula:
@@ -130,8 +155,8 @@ def fit_plan(study: Study, plan: AnalysisPlan) -> ModelResults:
         results.specs[spec.name] = spec
         payload: dict[str, Any] = {"spec": spec.model_dump(), "fit": fit.to_dict()}
         if spec.kind == "growth":
-            payload["trajectory"] = _trajectory(fit, study.config, data).to_dict(orient="records")
-        study.store.put_result(spec.name, spec.kind, payload)
+            payload["trajectory"] = _trajectory(fit, ctx.config, data).to_dict(orient="records")
+        results.payloads[spec.name] = (spec.kind, payload)
     return results
 
 

@@ -10,10 +10,12 @@ __all__ = [
     "ConfigError",
     "ConvergenceWarning",
     "IngestError",
+    "KeyMismatchError",
     "KeyMissingError",
     "ModelError",
     "ReportError",
     "ScoringError",
+    "StaleResultError",
     "StoreError",
     "TrackIIEvalError",
     "TrackIIEvalWarning",
@@ -37,8 +39,20 @@ class KeyMissingError(IngestError):
     """No pseudonymization key is available."""
 
 
+class KeyMismatchError(IngestError):
+    """The pseudonymization key is not the key the store was made with; nothing was changed.
+
+    The message names both key fingerprints (never the key) and points to key rotation
+    (``trackii-eval rekey``).
+    """
+
+
 class StoreError(TrackIIEvalError):
     """The study store is missing, from another study, or inconsistent."""
+
+
+class StaleResultError(StoreError):
+    """A stored output was made from inputs that have changed since (run the stage again)."""
 
 
 class ScoringError(TrackIIEvalError):

@@ -6,6 +6,10 @@ keyed HMAC before writing, and direct identifier columns are not read past valid
 
 Every replaced file version stays in the store (``files.active = false``) so a replacement can be
 undone; queries see active versions only.
+
+Every stage run is recorded in ``runs`` (its inputs' fingerprints and its outputs; see
+:mod:`trackii_eval.pipeline.provenance`), and each model result carries the id of the run that
+made it. ``Store(":memory:", study_id)`` is a throwaway in-memory store (tests, notebooks).
 """
 
 from __future__ import annotations
@@ -53,7 +57,14 @@ CREATE TABLE IF NOT EXISTS ties (
     wave INTEGER, participant VARCHAR, contact VARCHAR, strength DOUBLE
 );
 CREATE TABLE IF NOT EXISTS results (name VARCHAR PRIMARY KEY, kind VARCHAR, payload JSON);
+ALTER TABLE results ADD COLUMN IF NOT EXISTS run_id VARCHAR;
+CREATE TABLE IF NOT EXISTS runs (
+    run_id VARCHAR PRIMARY KEY, stage VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP,
+    inputs JSON, outputs JSON
+);
 """
+
+MEMORY = ":memory:"
 
 
 class Store:
@@ -62,21 +73,34 @@ class Store:
     Parameters
     ----------
     path
-        The DuckDB file; created if missing.
+        The DuckDB file, or ``":memory:"`` for a store that lives as long as the object.
     study_id
         The study the store belongs to; a store of another study is refused.
     read_only
         Open without write access (reports and dashboards).
+    create
+        Create the file if it is missing (ingest). With ``create=False`` a missing store is
+        refused with a :class:`StoreError` saying to run ingest first, and no file is left
+        behind (score, model and report before ingest).
+
+    Raises
+    ------
+    StoreError
+        The store is missing (``read_only`` or ``create=False``) or belongs to another study.
     """
 
-    def __init__(self, path: str | Path, study_id: str, *, read_only: bool = False) -> None:
+    def __init__(self, path: str | Path, study_id: str, *, read_only: bool = False,
+                 create: bool = True) -> None:
+        self.in_memory = str(path) == MEMORY
         self.path = Path(path)
-        if read_only and not self.path.exists():
+        if not self.in_memory and (read_only or not create) and not self.path.exists():
             raise StoreError(
                 f"{self.path}: no store yet; run `trackii-eval ingest` for this study first"
             )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._con = duckdb.connect(str(self.path), read_only=read_only)
+        if not self.in_memory:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._con = duckdb.connect(MEMORY if self.in_memory else str(self.path),
+                                   read_only=read_only and not self.in_memory)
         if not read_only:
             self._con.execute(_SCHEMA)
             owner = self.get_meta("study_id")
@@ -146,17 +170,33 @@ class Store:
         )
 
     # -- results ---------------------------------------------------------------------------
-    def put_result(self, name: str, kind: str, payload: dict[str, Any]) -> None:
-        """Store a serialised model result under ``name``."""
+    def put_result(self, name: str, kind: str, payload: dict[str, Any],
+                   run_id: str | None = None) -> None:
+        """Store a serialised model result under ``name`` (made by model run ``run_id``)."""
         self._con.execute(
-            "INSERT INTO results VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
-            "kind = excluded.kind, payload = excluded.payload",
-            [name, kind, json.dumps(payload, default=_json_default)],
+            "INSERT INTO results (name, kind, payload, run_id) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, payload = excluded.payload, "
+            "run_id = excluded.run_id",
+            [name, kind, json.dumps(payload, default=_json_default), run_id],
         )
 
-    def results(self) -> dict[str, dict[str, Any]]:
-        """All stored results by name."""
-        rows = self._con.execute("SELECT name, kind, payload FROM results ORDER BY name").fetchall()
+    def replace_results(self, run_id: str,
+                        results: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """Replace every stored result by ``results`` (name, kind, payload) of one model run.
+
+        Results of models no longer in the plan go; the caller wraps this in a transaction
+        with the run record, so a report never sees half of two runs.
+        """
+        self._con.execute("DELETE FROM results")
+        for name, kind, payload in results:
+            self.put_result(name, kind, payload, run_id)
+
+    def results(self, run_id: str | None = None) -> dict[str, dict[str, Any]]:
+        """Stored results by name; only those of model run ``run_id`` if given."""
+        where, params = ("WHERE run_id = ?", [run_id]) if run_id is not None else ("", [])
+        rows = self._con.execute(
+            f"SELECT name, kind, payload FROM results {where} ORDER BY name", params
+        ).fetchall()
         return {name: {"kind": kind, **json.loads(payload)} for name, kind, payload in rows}
 
     # -- views used downstream -------------------------------------------------------------

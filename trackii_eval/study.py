@@ -1,26 +1,30 @@
-"""The :class:`Study`: one evaluation, its configuration, its store and its stages.
+"""The :class:`Study`: a thin façade over the pipeline's stages, its context and its store.
 
-Each stage reads the previous stage's output from the store and nothing earlier, so each can be
-run and tested on its own::
+The stages are functions over a store and a frozen study context
+(:mod:`trackii_eval.pipeline.stages`); the façade holds the two and calls them::
 
     study = Study.load("surveys/demo", out="build/demo")
     study.ingest(key)          # wave files -> store (responses, quarantine, provenance)
     study.score()              # store -> scores, reliability (in the store)
     study.fit_models(plan)     # scores -> model results (in the store)
-    study.report()             # results -> HTML report
+    study.report()             # results -> HTML report and manifest.json
+
+Reading methods never return stale output: :meth:`scores` re-scores when the data, the study
+configuration or the instrument changed since the scores were made, and :meth:`fit_models`
+fits current scores only.
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
-from .config import Instrument, StudyConfig, load_instrument, load_study_config
-from .errors import StoreError, TrackIIEvalError
+from .config import Instrument, StudyConfig
+from .pipeline import stages
+from .pipeline.context import StudyContext, load_context
+from .pipeline.provenance import scores_problem
 from .store import Store
 
 if TYPE_CHECKING:
@@ -35,18 +39,24 @@ class Study:
     """A loaded, validated study with its store.
 
     Use :meth:`Study.load` rather than the constructor.
+
+    Parameters
+    ----------
+    context
+        The frozen study context.
+    store
+        An open store to use (e.g. ``Store(":memory:", study_id)``); default: the study's
+        DuckDB file in ``context.out``, opened on first use.
     """
 
-    def __init__(self, root: Path, config: StudyConfig, instrument: Instrument, out: Path) -> None:
-        self.root = root
-        self.config = config
-        self.instrument = instrument
-        self.out = out
-        self._store: Store | None = None
+    def __init__(self, context: StudyContext, store: Store | None = None) -> None:
+        self.context = context
+        self._store = store
 
     @classmethod
-    def load(cls, path: str | Path, *, out: str | Path | None = None) -> Study:
-        """Load ``study.yaml`` and ``instrument.yaml`` from a study folder, validated.
+    def load(cls, path: str | Path, *, out: str | Path | None = None,
+             plan: str | Path | None = None) -> Study:
+        """Load ``study.yaml`` and ``instrument.yaml`` (and a plan) from a study folder.
 
         Parameters
         ----------
@@ -54,22 +64,47 @@ class Study:
             The study folder (or its ``study.yaml``).
         out
             Where the store and outputs go; default ``build/<study id>``.
+        plan
+            An analysis plan YAML; default: the plan built from the study design.
 
         Raises
         ------
         ConfigError
             Naming file, line and key of every problem.
         """
-        path = Path(path)
-        study_yaml = path if path.suffix in {".yaml", ".yml"} else path / "study.yaml"
-        config, _ = load_study_config(study_yaml)
-        instrument = load_instrument(study_yaml.parent / config.instrument)
-        out_dir = Path(out) if out is not None else Path("build") / config.id
-        return cls(study_yaml.parent, config, instrument, out_dir)
+        return cls(load_context(path, out=out, plan=plan))
 
     def __repr__(self) -> str:
-        return f"Study({self.config.id!r}, waves={len(self.config.waves)}, out={str(self.out)!r})"
+        return (f"Study({self.config.id!r}, waves={len(self.config.waves)}, "
+                f"out={str(self.out)!r})")
 
+    # -- the context ----------------------------------------------------------------------
+    @property
+    def root(self) -> Path:
+        """The study folder."""
+        return self.context.root
+
+    @property
+    def out(self) -> Path:
+        """The output folder (store, report, manifest)."""
+        return self.context.out
+
+    @property
+    def config(self) -> StudyConfig:
+        """The validated ``study.yaml``."""
+        return self.context.config
+
+    @property
+    def instrument(self) -> Instrument:
+        """The validated instrument."""
+        return self.context.instrument
+
+    @property
+    def config_hash(self) -> str:
+        """SHA-256 of the study and instrument definitions (provenance)."""
+        return self.context.config_hash
+
+    # -- the store ------------------------------------------------------------------------
     @property
     def store_path(self) -> Path:
         """The DuckDB file of this study."""
@@ -77,9 +112,12 @@ class Study:
 
     @property
     def store(self) -> Store:
-        """The open store (opened on first use)."""
+        """The open store (opened on first use; refused if nothing was ingested yet)."""
+        return self._open(create=False)
+
+    def _open(self, *, create: bool) -> Store:
         if self._store is None:
-            self._store = Store(self.store_path, self.config.id)
+            self._store = Store(self.store_path, self.config.id, create=create)
         return self._store
 
     def close(self) -> None:
@@ -88,115 +126,31 @@ class Study:
             self._store.close()
             self._store = None
 
-    @property
-    def config_hash(self) -> str:
-        """SHA-256 of the study and instrument definitions (provenance)."""
-        return hashlib.sha256(
-            self.config.model_dump_json().encode() + self.instrument.model_dump_json().encode()
-        ).hexdigest()
-
-    # -- stages --------------------------------------------------------------------------
+    # -- stages ---------------------------------------------------------------------------
     def ingest(self, key: PseudonymKey, *, replace: bool = False) -> IngestSummary:
         """Read, validate, pseudonymize and store every wave file.
 
-        See :func:`trackii_eval.ingest.ingest_study`.
+        See :func:`trackii_eval.pipeline.stages.ingest`.
         """
-        from .ingest.core import ingest_study
-
-        summary = ingest_study(self, key, replace=replace)
-        self.store.set_meta("config_hash", self.config_hash)
-        return summary
+        return stages.ingest(self._open(create=True), self.context, key, replace=replace)
 
     def score(self) -> pd.DataFrame:
         """Score every participant-wave and compute reliability; both are stored.
 
-        Returns
-        -------
-        pandas.DataFrame
-            The long score table (see :data:`trackii_eval.scoring.SCORE_COLUMNS`).
+        See :func:`trackii_eval.pipeline.stages.score`.
         """
-        from .scoring import reliability_by_wave, score_responses
-        from .scoring.by_wave import item_statistics_by_wave
+        return stages.score(self.store, self.context)
 
-        responses = self._responses()
-        scores = score_responses(responses, self.instrument, self.config)
-        # many small matrices: BLAS threads only fight each other here
-        with threadpool_limits(limits=1, user_api="blas"):
-            rel = reliability_by_wave(responses, self.instrument)
-            items = item_statistics_by_wave(responses, self.instrument)
-        network = self._network()
-        invariance = self._invariance(responses)
-        from .scoring.ideas import IDEA_COLUMNS, idea_metrics
+    def scores_stale(self) -> str | None:
+        """Why the stored scores are out of date (one line), or ``None`` if they are current."""
+        return scores_problem(self.store, self.context)
 
-        ideas = self.store.query("SELECT * FROM ideas")
-        ideas_table = idea_metrics(ideas) if len(ideas) else pd.DataFrame(columns=IDEA_COLUMNS)
-        with self.store.transaction():
-            self.store.replace_table("scores", scores)
-            self.store.replace_table("reliability", rel)
-            self.store.replace_table("item_statistics", items)
-            self.store.replace_table("network", network)
-            self.store.replace_table("invariance", invariance)
-            self.store.replace_table("idea_metrics", ideas_table)
-        return scores
-
-    def _invariance(self, responses: pd.DataFrame, n_waves: int = 2) -> pd.DataFrame:
-        """Longitudinal measurement invariance of each perception construct.
-
-        Fitted on the first ``n_waves`` waves: by default baseline against the first wave after
-        it, the contrast that matters most (did the programme change what the items mean?) and
-        the one with the most participants who answered every item. The model is listwise
-        complete, so each further wave loses people to attrition and item non-response.
-        """
-        import warnings
-
-        from .scoring.invariance import measurement_invariance
-        from .scoring.scores import keyed_items
-
-        tables = []
-        waves = [w.index for w in self.config.waves][:n_waves]
-        for name, con in self.instrument.constructs.items():
-            if con.output != "perceptions" or con.scoring != "pomp" or len(con.items) < 3:
-                continue
-            keyed = keyed_items(responses[responses["construct"] == name], self.instrument)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                try:
-                    res = measurement_invariance(
-                        keyed, items=[i.id for i in con.items], wave_col="wave",
-                        id_col="participant", waves=waves, item_col="item", value_col="pomp",
-                    )
-                except TrackIIEvalError as exc:
-                    tables.append(pd.DataFrame([{"construct": name, "model": "not fitted",
-                                                 "decision": str(exc)}]))
-                    continue
-            table = res.table.assign(construct=name, n=res.n, n_dropped=res.n_dropped,
-                                     waves=",".join(map(str, waves)), level=res.level,
-                                     notes="; ".join(str(w.message) for w in caught))
-            tables.append(table)
-        return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(
-            columns=["construct", "model", "decision"])
-
-    def _network(self) -> pd.DataFrame:
-        from .scoring.network import NETWORK_COLUMNS, network_measures
-
-        ties = self.store.query("SELECT * FROM ties")
-        if ties.empty:
-            return pd.DataFrame(columns=NETWORK_COLUMNS)
-        participants = self.store.query("SELECT participant, side, dialogue FROM participants")
-        respondents = self.store.query("""
-            SELECT DISTINCT s.participant, s.wave FROM submissions s
-            JOIN files f ON f.sha256 = s.sha256 AND f.active WHERE s.excluded_reason IS NULL
-        """)
-        return network_measures(ties, participants, respondents)
-
-    def _responses(self) -> pd.DataFrame:
-        responses = self.store.active_responses()
-        if responses.empty:
-            raise StoreError(f"{self.store_path}: no responses stored; run ingest first")
-        return responses
+    def _current(self) -> None:
+        if self.scores_stale() is not None:
+            self.score()
 
     def scores(self, *, long: bool = False) -> pd.DataFrame:
-        """Construct scores from the store.
+        """Construct scores from the store, re-scored first if they are out of date.
 
         Parameters
         ----------
@@ -207,26 +161,31 @@ class Study:
         """
         from .scoring import scores_wide
 
-        if not self.store.has_table("scores"):
-            self.score()
-        scores = self.store.query("SELECT * FROM scores")
+        self._current()
+        scores = stages.current_scores(self.store, self.context)
         return scores if long else scores_wide(scores, self.config)
 
     def reliability(self) -> pd.DataFrame:
-        """Reliability per construct and wave, as stored by :meth:`score`."""
-        if not self.store.has_table("reliability"):
-            self.score()
+        """Reliability per construct and wave, re-scored first if out of date."""
+        self._current()
         return self.store.query("SELECT * FROM reliability")
 
     def fit_models(self, plan: AnalysisPlan | None = None) -> ModelResults:
-        """Fit the analysis plan's models to the scores and store their results."""
-        from .analysis import default_plan, fit_plan
+        """Fit the analysis plan's models to current scores (re-scoring if needed); their
+        results replace every stored result.
 
-        with threadpool_limits(limits=1, user_api="blas"):
-            return fit_plan(self, plan or default_plan(self.config, self.instrument))
+        Parameters
+        ----------
+        plan
+            The plan to fit; default: the plan the study was loaded with, else the default plan.
+        """
+        self._current()
+        ctx = self.context if plan is None else self.context.with_plan(plan)
+        return stages.model(self.store, ctx)
 
-    def report(self, path: str | Path | None = None, **kwargs: Any) -> Path:
-        """Render the self-contained HTML impact report from stored results."""
-        from .report import render_report
+    def report(self, path: str | Path | None = None) -> Path:
+        """Render the HTML impact report (and ``manifest.json`` beside it) from stored results.
 
-        return render_report(self, path or self.out / "report.html", **kwargs)
+        See :func:`trackii_eval.pipeline.stages.report`.
+        """
+        return stages.report(self.store, self.context, path or self.out / "report.html")

@@ -22,7 +22,7 @@ from .sgic import apply_links, link_study
 from .validate import PROBLEM_COLUMNS, ValidatedWave, mask, validate_wave
 
 if TYPE_CHECKING:
-    from ..study import Study
+    from ..pipeline.context import StudyContext
     from .pseudonym import PseudonymKey
 
 __all__ = ["FileOutcome", "IngestSummary", "ingest_study"]
@@ -80,13 +80,20 @@ class IngestSummary:
         return "\n".join(lines)
 
 
-def ingest_study(study: Study, key: PseudonymKey, *, replace: bool = False) -> IngestSummary:
-    """Ingest every wave file of ``study`` into its store.
+def ingest_study(store: Store, ctx: StudyContext, key: PseudonymKey, *,
+                 replace: bool = False) -> IngestSummary:
+    """Ingest every wave file of the study ``ctx`` into ``store``.
+
+    The key is not checked against the store here: the ingest stage
+    (:func:`trackii_eval.pipeline.stages.ingest`) refuses a mismatched key before this runs,
+    and records the run.
 
     Parameters
     ----------
-    study
-        The loaded study (configuration, instrument, store).
+    store
+        The study store (a file or ``':memory:'``).
+    ctx
+        The frozen study context (configuration, instrument, study folder, output folder).
     key
         The pseudonymization key; raw participant codes are HMAC-ed with it before storing.
     replace
@@ -98,8 +105,7 @@ def ingest_study(study: Study, key: PseudonymKey, *, replace: bool = False) -> I
     IngestError
         For a file-level problem; files before it stay ingested, the failing one changes nothing.
     """
-    store = study.store
-    config, instrument = study.config, study.instrument
+    config, instrument = ctx.config, ctx.instrument
     outcomes, all_problems = [], []
     times = config.wave_time()
     with store.transaction():
@@ -110,12 +116,12 @@ def ingest_study(study: Study, key: PseudonymKey, *, replace: bool = False) -> I
                 "time = excluded.time",
                 [w.index, w.label, w.phase, w.date, times[w.index]],
             )
-    linkage = link_study(study, key) if config.linkage.method == "sgic" else None
+    linkage = link_study(ctx, key) if config.linkage.method == "sgic" else None
     # a changed link (a new decision, a new wave's records) rewrites every wave's pseudonyms
     relink = linkage is not None and store.get_meta("linkage_fingerprint") not in (
         None, linkage.fingerprint)
     for wave in config.waves:
-        path = study.root / wave.file
+        path = ctx.root / wave.file
         raw = linkage.raws[wave.index] if linkage else read_table(
             path, format=wave.format, sheet=wave.sheet, header_row=wave.header_row)
         if relink:
@@ -178,10 +184,10 @@ def ingest_study(study: Study, key: PseudonymKey, *, replace: bool = False) -> I
             store.set_meta("linkage_fingerprint", linkage.fingerprint)
             store.replace_table("linkage", linkage.summary())
     if config.ideas:
-        _ingest_ideas(study, study.root / config.ideas)
+        _ingest_ideas(store, ctx.root / config.ideas)
     if config.roster:
         code_map = None if linkage is None else linkage.code_pseudonyms
-        all_problems.append(_ingest_roster(study, key, config.roster, code_map))
+        all_problems.append(_ingest_roster(store, ctx, key, config.roster, code_map))
     problems = (pd.concat(all_problems, ignore_index=True) if all_problems
                 else pd.DataFrame(columns=PROBLEM_COLUMNS))
     return IngestSummary(outcomes, problems, key.fingerprint,
@@ -242,22 +248,22 @@ def _write_wave(store: Store, validated: ValidatedWave, pseudo: dict[str, str], 
     store.append("participants", new[["participant", "arm", "side", "dialogue", "first_wave"]])
 
 
-def _ingest_roster(study: Study, key: PseudonymKey, name: str,
+def _ingest_roster(store: Store, ctx: StudyContext, key: PseudonymKey, name: str,
                    code_map: dict[str, str] | None = None) -> pd.DataFrame:
     """Store who named whom as a contact, pseudonymized on both ends.
 
     Rows naming someone who is not a participant of the study, a wave the study does not
     have, or a strength that is not a number are quarantined with their reason.
     """
-    raw = read_table(study.root / name)
-    id_col = study.instrument.participant.id
+    raw = read_table(ctx.root / name)
+    id_col = ctx.instrument.participant.id
     needed = ["wave", id_col, "contact_code", "strength"]
     missing = [c for c in needed if c not in raw.data.columns]
     if missing:
         raise IngestError(f"{name}: roster lacks column(s) {', '.join(missing)} "
                           f"(expected {', '.join(needed)})")
-    known = set(study.store.query("SELECT participant FROM participants")["participant"])
-    waves = {w.index for w in study.config.waves}
+    known = set(store.query("SELECT participant FROM participants")["participant"])
+    waves = {w.index for w in ctx.config.waves}
     data = raw.data
     codes = pd.concat([data[id_col], data["contact_code"]]).dropna().astype(str).str.strip()
     unique = pd.Series(codes.unique())
@@ -294,11 +300,11 @@ def _ingest_roster(study: Study, key: PseudonymKey, name: str,
         "strength": strength[ok].astype(float),
     })
     frame = pd.DataFrame(problems, columns=PROBLEM_COLUMNS)
-    with study.store.transaction():
-        study.store.execute("DELETE FROM ties")
-        study.store.append("ties", ties)
-        study.store.execute("DELETE FROM quarantine WHERE file = ?", [name])
-        study.store.append("quarantine", frame.assign(sha256=raw.sha256))
+    with store.transaction():
+        store.execute("DELETE FROM ties")
+        store.append("ties", ties)
+        store.execute("DELETE FROM quarantine WHERE file = ?", [name])
+        store.append("quarantine", frame.assign(sha256=raw.sha256))
     return frame
 
 
@@ -310,7 +316,7 @@ _ROSTER_RULES = {
 }
 
 
-def _ingest_ideas(study: Study, path: Path) -> None:
+def _ingest_ideas(store: Store, path: Path) -> None:
     raw = read_table(path, format="csv")
     frame = raw.data.rename(columns=str.strip)
     needed = ["idea_id", "dialogue", "workshop", "proposed_by", "status"]
@@ -319,6 +325,6 @@ def _ingest_ideas(study: Study, path: Path) -> None:
         raise IngestError(f"{path.name}: idea log lacks column(s) {', '.join(missing)}")
     frame = frame[needed].copy()
     frame["workshop"] = pd.to_numeric(frame["workshop"], errors="coerce").astype("Int64")
-    with study.store.transaction():
-        study.store.execute("DELETE FROM ideas")
-        study.store.append("ideas", frame)
+    with store.transaction():
+        store.execute("DELETE FROM ideas")
+        store.append("ideas", frame)

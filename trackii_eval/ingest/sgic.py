@@ -23,7 +23,7 @@ from .readers import RawTable, read_table
 from .validate import PROBLEM_COLUMNS, ValidatedWave, validate_wave
 
 if TYPE_CHECKING:
-    from ..study import Study
+    from ..pipeline.context import StudyContext
     from .pseudonym import PseudonymKey
 
 __all__ = ["LINKAGE_REVIEW_FILE", "SgicLinkage", "link_study"]
@@ -49,13 +49,17 @@ class SgicLinkage:
         return self.result.per_wave.copy()
 
 
-def link_study(study: Study, key: PseudonymKey) -> SgicLinkage:
-    """Read, validate and link every wave of an SGIC study (nothing is written to the store)."""
-    config, instrument = study.config, study.instrument
+def link_study(ctx: StudyContext, key: PseudonymKey) -> SgicLinkage:
+    """Read, validate and link every wave of an SGIC study (nothing is written to the store).
+
+    ``ctx`` is the frozen study context (or anything with its ``config``, ``instrument``,
+    ``root`` and ``out``).
+    """
+    config, instrument = ctx.config, ctx.instrument
     spec = CodeSpec.from_config([e.model_dump() for e in config.linkage.elements])
     raws, validated, records = {}, {}, []
     for wave in config.waves:
-        raw = read_table(study.root / wave.file, format=wave.format, sheet=wave.sheet,
+        raw = read_table(ctx.root / wave.file, format=wave.format, sheet=wave.sheet,
                          header_row=wave.header_row)
         checked = validate_wave(raw, wave, config, instrument, display_name=wave.file,
                                 id_column=config.linkage.column)
@@ -67,7 +71,7 @@ def link_study(study: Study, key: PseudonymKey) -> SgicLinkage:
                 "code": row.raw_id, "side": row.side or "(none)", "dialogue": row.dialogue,
             })
     frame = pd.DataFrame(records, columns=["record_id", "wave", "code", "side", "dialogue"])
-    review_path = study.out / LINKAGE_REVIEW_FILE
+    review_path = ctx.out / LINKAGE_REVIEW_FILE
     decisions = read_decisions(review_path) if review_path.exists() else None
     result = link_records(frame, spec, decisions=decisions)
     persons = result.person.dropna()
@@ -80,7 +84,7 @@ def link_study(study: Study, key: PseudonymKey) -> SgicLinkage:
     fingerprint = hashlib.sha256(
         "\n".join(f"{w}:{r}:{p}" for (w, r), p in sorted(pseudonyms.items())).encode()
     ).hexdigest()
-    code_pseudonyms = _code_pseudonyms(study, raws, pseudonyms)
+    code_pseudonyms = _code_pseudonyms(ctx, raws, pseudonyms)
     review_file = None
     if len(result.ambiguous) or len(result.decisions):
         review_file = result.to_review_file(
@@ -93,10 +97,10 @@ def link_study(study: Study, key: PseudonymKey) -> SgicLinkage:
                        code_pseudonyms)
 
 
-def _code_pseudonyms(study: Study, raws: dict[int, RawTable],
+def _code_pseudonyms(ctx: StudyContext, raws: dict[int, RawTable],
                      pseudonyms: dict[tuple[int, int], str]) -> dict[str, str]:
     """Assigned codes whose every linked record agrees on one person (others are dropped)."""
-    column = study.instrument.participant.id
+    column = ctx.instrument.participant.id
     seen: dict[str, set[str]] = {}
     for wave, raw in raws.items():
         if column not in raw.data.columns:

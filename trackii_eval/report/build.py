@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +23,21 @@ from ..errors import ReportError
 from .figures import trajectory_figure
 
 if TYPE_CHECKING:
-    from ..study import Study
+    from ..config import Instrument, StudyConfig
+    from ..pipeline.context import StudyContext
+    from ..pipeline.provenance import RunRecord
+    from ..store import Store
 
 __all__ = ["render_report", "suppress_count"]
+
+
+@dataclass(frozen=True)
+class _View:
+    """What the report's sections read: the store and the study's configuration."""
+
+    store: Store
+    config: StudyConfig
+    instrument: Instrument
 
 
 def suppress_count(n: int | float, k: int) -> str:
@@ -58,7 +71,7 @@ def _observed_means(scores: pd.DataFrame, construct: str, k: int) -> pd.DataFram
     return out
 
 
-def _response_table(study: Study, k: int) -> list[dict[str, Any]]:
+def _response_table(study: _View, k: int) -> list[dict[str, Any]]:
     store = study.store
     df = store.query("""
         SELECT s.wave, p.arm, count(DISTINCT s.participant) AS n
@@ -79,7 +92,7 @@ def _response_table(study: Study, k: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _attrition(scores: pd.DataFrame, study: Study, k: int) -> dict[str, Any] | None:
+def _attrition(scores: pd.DataFrame, study: _View, k: int) -> dict[str, Any] | None:
     """Baseline perceptions of those who answered the last wave vs those who did not."""
     construct = "perceptions" if "perceptions" in set(scores["construct"]) else None
     if construct is None:
@@ -101,7 +114,7 @@ def _attrition(scores: pd.DataFrame, study: Study, k: int) -> dict[str, Any] | N
     }
 
 
-def _moderation(scores: pd.DataFrame, study: Study, k: int) -> list[dict[str, Any]]:
+def _moderation(scores: pd.DataFrame, study: _View, k: int) -> list[dict[str, Any]]:
     sub = scores[(scores["output"] == "moderation") & scores["score"].notna()]
     rows = []
     for d in study.config.dialogues:
@@ -121,7 +134,7 @@ def _moderation(scores: pd.DataFrame, study: Study, k: int) -> list[dict[str, An
     return rows
 
 
-def _ideas(study: Study, scores: pd.DataFrame, k: int) -> list[dict[str, Any]]:
+def _ideas(study: _View, scores: pd.DataFrame, k: int) -> list[dict[str, Any]]:
     if not study.store.has_table("idea_metrics"):
         return []
     metrics = study.store.query("SELECT * FROM idea_metrics ORDER BY dialogue")
@@ -140,7 +153,7 @@ def _ideas(study: Study, scores: pd.DataFrame, k: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _linkage_rows(study: Study, k: int) -> list[dict[str, Any]]:
+def _linkage_rows(study: _View, k: int) -> list[dict[str, Any]]:
     """Linkage counts per wave, small cells suppressed (they count people)."""
     if not study.store.has_table("linkage"):
         return []
@@ -154,7 +167,7 @@ def _linkage_rows(study: Study, k: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _item_flags(study: Study, k: int) -> list[dict[str, Any]]:
+def _item_flags(study: _View, k: int) -> list[dict[str, Any]]:
     """Items a reviewer would ask about: weak item-rest correlation, floor or ceiling effects."""
     if not study.store.has_table("item_statistics"):
         return []
@@ -175,7 +188,7 @@ def _item_flags(study: Study, k: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _invariance_rows(study: Study) -> list[dict[str, Any]]:
+def _invariance_rows(study: _View) -> list[dict[str, Any]]:
     if not study.store.has_table("invariance"):
         return []
     inv = study.store.query("SELECT * FROM invariance")
@@ -191,7 +204,7 @@ def _invariance_rows(study: Study) -> list[dict[str, Any]]:
     return rows
 
 
-def _network_rows(study: Study, k: int) -> list[dict[str, Any]]:
+def _network_rows(study: _View, k: int) -> list[dict[str, Any]]:
     if not study.store.has_table("network"):
         return []
     net = study.store.query("SELECT * FROM network ORDER BY dialogue, wave")
@@ -243,7 +256,7 @@ def _effect_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _methods(study: Study, results: dict[str, dict[str, Any]], n_people: int, n_obs: int,
+def _methods(study: _View, results: dict[str, dict[str, Any]], n_people: int, n_obs: int,
              scores: pd.DataFrame) -> list[str]:
     out = []
     cfg = study.config
@@ -299,15 +312,34 @@ def _ngroups(fit: dict[str, Any]) -> Any:
     return groups.get("participant", next(iter(groups.values()), "?"))
 
 
-def render_report(study: Study, path: str | Path) -> Path:
-    """Render the self-contained HTML impact report of ``study`` to ``path``.
+def render_report(store: Store, ctx: StudyContext, path: str | Path, *,
+                  model_run: RunRecord | None = None) -> Path:
+    """Render the self-contained HTML impact report to ``path``.
 
     Reads scores, reliability, ingest provenance and stored model results; fits nothing.
+    Use the report stage (:func:`trackii_eval.pipeline.stages.report`), which first checks that
+    the results are current and writes the manifest.
+
+    Parameters
+    ----------
+    store, ctx
+        The study store and its frozen context.
+    path
+        The HTML file to write.
+    model_run
+        The model run whose results are reported (only its results are read; the report names
+        its plan and hash). ``None``: whatever results are stored.
+
+    Raises
+    ------
+    ReportError
+        No scores or model results.
     """
-    store = study.store
-    results = store.results()
+    study = _View(store, ctx.config, ctx.instrument)
+    results = store.results(None if model_run is None else model_run.run_id)
     if not results or not store.has_table("scores"):
-        raise ReportError(f"{study.store_path}: no scores or model results yet; run "
+        where = "in-memory store" if store.in_memory else str(store.path)
+        raise ReportError(f"{where}: no scores or model results yet; run "
                           "`trackii-eval score` and `trackii-eval model` first")
     k = study.config.privacy.min_cell_size
     scores = store.query("SELECT * FROM scores")
@@ -355,7 +387,12 @@ def render_report(study: Study, path: str | Path) -> Path:
     )
     html_text = env.get_template("report.html").render(
         study=study.config, generated=dt.date.today().isoformat(), version=__version__,
-        config_hash=study.config_hash[:12], headline=headline, figures=figures,
+        config_hash=ctx.config_hash[:12], headline=headline, figures=figures,
+        plan=None if model_run is None else {
+            "name": model_run.inputs.get("plan_name"),
+            "hash": str(model_run.inputs.get("plan_hash"))[:12], "models": list(results),
+            "run_id": model_run.run_id, "score_run": model_run.inputs.get("score_run"),
+        },
         effects=_effect_rows(results), responses=_response_table(study, k),
         attrition=_attrition(scores, study, k), moderation=_moderation(scores, study, k),
         ideas=_ideas(study, scores, k), network=_network_rows(study, k),
@@ -390,7 +427,7 @@ def _reliability_rows(rel: pd.DataFrame, k: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _headline(results: dict[str, dict[str, Any]], study: Study) -> dict[str, Any] | None:
+def _headline(results: dict[str, dict[str, Any]], study: _View) -> dict[str, Any] | None:
     for name, res in results.items():
         if res["kind"] != "growth" or not res["spec"].get("headline"):
             continue
