@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ._yaml import format_loc, line_of, load_yaml
 from .config import Instrument, StudyConfig
-from .errors import ConfigError, ModelError
+from .errors import ConfigError, ModelError, warning_line
 
 if TYPE_CHECKING:
     from .pipeline.context import StudyContext
@@ -97,12 +97,14 @@ def default_plan(config: StudyConfig, instrument: Instrument | None = None) -> A
 class ModelResults:
     """The fitted models of a plan, by name (live objects; the store keeps their JSON).
 
-    ``payloads`` holds what the model stage stores per model: ``(kind, JSON-ready dict)``.
+    ``payloads`` holds what the model stage stores per model: ``(kind, JSON-ready dict)``;
+    ``notes`` the one-line messages of library warnings raised while fitting each model.
     """
 
     fits: dict[str, Any] = field(default_factory=dict)
     specs: dict[str, ModelSpec] = field(default_factory=dict)
     payloads: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    notes: dict[str, list[str]] = field(default_factory=dict)
 
     def summary(self) -> str:
         """Text for people."""
@@ -143,17 +145,23 @@ def fit_plan(data: pd.DataFrame, ctx: StudyContext, plan: AnalysisPlan) -> Model
                 f"model '{spec.name}': outcome '{spec.outcome}' is not a construct of the "
                 f"instrument (constructs: {', '.join(ctx.instrument.constructs)})"
             )
-        if spec.kind == "growth":
-            if not spec.formula:
-                raise ConfigError(f"model '{spec.name}': a growth model needs a formula")
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # warnings are kept on the fit and reported
+        if spec.kind == "growth" and not spec.formula:
+            raise ConfigError(f"model '{spec.name}': a growth model needs a formula")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if spec.kind == "growth":
                 fit = growth(spec.formula, data=data, reml=spec.reml)
-        else:
-            fit = event_study(data, spec.outcome)
+            else:
+                fit = event_study(data, spec.outcome)
+        # the growth engine keeps its own warnings on the fit; others (linearmodels) become
+        # the project's one-line notes, stored with the result and printed by the CLI
+        notes = [] if spec.kind == "growth" else list(dict.fromkeys(
+            warning_line(w.message, w.category) for w in caught))
         results.fits[spec.name] = fit
         results.specs[spec.name] = spec
-        payload: dict[str, Any] = {"spec": spec.model_dump(), "fit": fit.to_dict()}
+        results.notes[spec.name] = notes
+        payload: dict[str, Any] = {"spec": spec.model_dump(), "fit": fit.to_dict(),
+                                   "notes": notes}
         if spec.kind == "growth":
             payload["trajectory"] = _trajectory(fit, ctx.config, data).to_dict(orient="records")
         results.payloads[spec.name] = (spec.kind, payload)

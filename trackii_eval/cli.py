@@ -1,21 +1,27 @@
 """The ``trackii-eval`` command line: a thin layer over the public API.
 
-Exit codes (for scripts):
+Exit codes (for scripts), with the error class behind each:
 
 ==  ==========================================================================
 0   success
 1   unexpected internal error (please report it; ``--debug`` shows the traceback)
-2   configuration or usage error (study.yaml, instrument.yaml, analysis plan, options)
-3   input error: a wave file cannot be ingested, or no pseudonymization key
+2   configuration or usage error (study.yaml, instrument.yaml, analysis plan, options):
+    ``ConfigError``
+3   input error: a wave file cannot be ingested, no pseudonymization key, or a key that is
+    not the store's: ``IngestError``, ``KeyMissingError``, ``KeyMismatchError``
 4   ``--strict`` and ingest quarantined rows or cells
-5   model error, or ``--strict`` and a model did not converge
-6   store or report error
+5   model error, or ``--strict`` and a model did not converge: ``ModelError``,
+    ``UnsupportedModelError``
+6   store, scoring or report error, or a stage run out of order / on out-of-date output:
+    ``StoreError``, ``StaleResultError``, ``ScoringError``, ``ReportError``
 ==  ==========================================================================
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,18 +29,40 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand, TyperGroup
 
 from . import errors
 
+
+class _FlagHelp:
+    """Show ``--help`` as a flag, like every other flag (typer would show ``--help <bool>``)."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+class _Command(_FlagHelp, TyperCommand):
+    pass
+
+
+class _Group(_FlagHelp, TyperGroup):
+    pass
+
+
 app = typer.Typer(
+    cls=_Group,
     name="trackii-eval",
     help="Evaluate Track II dialogues from longitudinal panel surveys: ingest wave exports, score "
     "the Allen-Sharp outputs, model change, and report it.",
     no_args_is_help=True,
     add_completion=False,
     epilog="Exit codes: 0 ok; 1 internal error; 2 configuration or usage error; 3 a file cannot "
-    "be ingested or no key; 4 --strict and data were quarantined; 5 model error (or --strict "
-    "and a fit did not converge); 6 store or report error.",
+    "be ingested, no key, or not the store's key; 4 --strict and data were quarantined; 5 model "
+    "error (or --strict and a fit did not converge); 6 store, scoring or report error, or a "
+    "stage run out of order.",
     pretty_exceptions_enable=False,
 )
 out = Console()
@@ -45,8 +73,12 @@ MAX_PROBLEM_LINES = 50  # a broken export can have thousands; the CSV has them a
 EXIT_CODES: dict[type[errors.TrackIIEvalError], int] = {
     errors.ConfigError: 2,
     errors.IngestError: 3,
+    errors.KeyMissingError: 3,
+    errors.KeyMismatchError: 3,
     errors.ModelError: 5,
+    errors.UnsupportedModelError: 5,
     errors.StoreError: 6,
+    errors.StaleResultError: 6,
     errors.ReportError: 6,
     errors.ScoringError: 6,
 }
@@ -64,9 +96,34 @@ KeyOpt = Annotated[
 PlanOpt = Annotated[
     Path | None, typer.Option("--plan", help="Analysis plan YAML (default: built from the study).")
 ]
-StrictOpt = Annotated[bool, typer.Option("--strict", help="Fail on quarantined data or "
-                                          "unconverged fits.")]
-DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")]
+ReportPlanOpt = Annotated[
+    Path | None, typer.Option("--plan", help="Refuse unless the stored results are of this "
+                              "analysis plan (default: report the plan fitted last).")
+]
+# metavar="": a flag takes no value, so help shows `--strict`, not `--strict <bool>`
+StrictOpt = Annotated[bool, typer.Option("--strict", metavar="", help="Fail on quarantined "
+                                          "data or unconverged fits.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", metavar="",
+                                        help="Show tracebacks of internal errors.")]
+ReplaceOpt = Annotated[bool, typer.Option("--replace", metavar="", help="Replace changed files "
+                                           "of ingested waves (the old versions are kept).")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        out.print(f"trackii-eval {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", metavar="", callback=_version,
+                                          is_eager=True, help="Show the version and exit.")]
+    = False,
+) -> None:
+    """Evaluate Track II dialogues from longitudinal panel surveys."""
 
 
 def _fail(exc: errors.TrackIIEvalError) -> int:
@@ -78,20 +135,37 @@ def _fail(exc: errors.TrackIIEvalError) -> int:
     return 1
 
 
+def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
+    """Library and project warnings as one line each (repeats counted, no file paths)."""
+    counts: dict[str, int] = {}
+    for w in caught:
+        line = errors.warning_line(w.message, w.category)
+        counts[line] = counts.get(line, 0) + 1
+    for line, n in counts.items():
+        times = f" ({n} times)" if n > 1 else ""
+        err.print(f"[yellow]warning:[/] {line}{times}", highlight=False, soft_wrap=True)
+
+
 @contextmanager
 def _guard(debug: bool) -> Iterator[None]:
-    try:
-        yield
-    except errors.TrackIIEvalError as exc:
-        raise typer.Exit(_fail(exc)) from None
-    except (KeyboardInterrupt, typer.Exit):
-        raise
-    except Exception as exc:
-        if debug:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        except errors.TrackIIEvalError as exc:
+            _print_warnings(caught)
+            raise typer.Exit(_fail(exc)) from None
+        except (KeyboardInterrupt, typer.Exit):
+            _print_warnings(caught)
             raise
-        err.print(f"[bold red]internal error:[/] {type(exc).__name__}; re-run with --debug "
-                  "and report it", highlight=False)
-        raise typer.Exit(1) from None
+        except Exception as exc:
+            if debug:
+                raise
+            _print_warnings(caught)
+            err.print(f"[bold red]internal error:[/] {type(exc).__name__}; re-run with --debug "
+                      "and report it", highlight=False)
+            raise typer.Exit(1) from None
+        _print_warnings(caught)
 
 
 def _step(label: str, fn: Callable[[], Any]) -> Any:
@@ -99,10 +173,31 @@ def _step(label: str, fn: Callable[[], Any]) -> Any:
         return fn()
 
 
-def _load(study_dir: Path, out_dir: Path | None) -> Any:
+def _load(study_dir: Path, out_dir: Path | None, plan: Path | None = None) -> Any:
     from .study import Study
 
-    return Study.load(study_dir, out=out_dir)
+    return Study.load(study_dir, out=out_dir, plan=plan)
+
+
+def _percent(frame: Any) -> Any:
+    """Shares and rates (0-1) as whole percentages for people (``90%``, not ``0.900000``)."""
+    if frame is None:
+        return None
+    shown = frame.copy()
+    for col in shown.columns:
+        if col.endswith(("_share", "_rate")):
+            shown[col] = [("–" if v != v else f"{100 * v:.0f}%") for v in shown[col]]
+    return shown
+
+
+def _changes(summary: Any) -> str:
+    """Which waves a --replace changed and which it left as they were."""
+    def waves(status: tuple[str, ...]) -> str:
+        found = [f"{f.wave} ({f.file})" for f in summary.files if f.status in status]
+        return ", ".join(found) or "none"
+
+    return (f"waves replaced: {waves(('replaced',))}; newly ingested: {waves(('ingested',))}; "
+            f"unchanged: {waves(('unchanged',))}")
 
 
 def _do_ingest(study: Any, key_file: Path | None, replace: bool, strict: bool) -> int:
@@ -110,7 +205,10 @@ def _do_ingest(study: Any, key_file: Path | None, replace: bool, strict: bool) -
 
     key = load_key(key_file)
     summary = _step("Ingesting wave files", lambda: study.ingest(key, replace=replace))
-    out.print(summary.summary(), highlight=False)
+    out.print(dataclasses.replace(summary, linkage=_percent(summary.linkage)).summary(),
+              highlight=False)
+    if replace or any(f.status == "replaced" for f in summary.files):
+        out.print(_changes(summary), highlight=False)
     lines = summary.problem_lines()
     for line in lines[:MAX_PROBLEM_LINES]:
         err.print(f"[yellow]problem:[/] {line}", highlight=False, soft_wrap=True)
@@ -125,6 +223,7 @@ def _do_ingest(study: Any, key_file: Path | None, replace: bool, strict: bool) -
 
 
 def _do_score(study: Any) -> None:
+    _ = study.store  # refuses a missing store (run ingest first) before the spinner starts
     scores = _step("Scoring participants", study.score)
     rel = study.reliability()
     out.print(f"scored {scores['participant'].nunique()} participants x "
@@ -134,21 +233,23 @@ def _do_score(study: Any) -> None:
               highlight=False)
 
 
-def _do_model(study: Any, plan_file: Path | None, strict: bool) -> int:
-    from .analysis import load_plan
-
-    plan = load_plan(plan_file) if plan_file else None
-    results = _step("Fitting models", lambda: study.fit_models(plan))
+def _do_model(study: Any, strict: bool) -> int:
+    stale = study.scores_stale()
+    if stale is not None and stale != "no scores yet":
+        out.print(f"note: {stale}; scoring again first", highlight=False)
+    if stale is not None:
+        _do_score(study)
+    results = _step("Fitting models", study.fit_models)
     bad = 0
     for name, fit in results.fits.items():
-        warnings = getattr(fit, "warnings", [])
-        state = "ok" if not warnings else "; ".join(warnings)
+        messages = [*getattr(fit, "warnings", []), *results.notes.get(name, [])]
+        state = "ok" if not messages else "; ".join(messages)
         out.print(f"model {name}: {state}", highlight=False)
         bad += bool(getattr(fit, "converged", True) is False)
     return 5 if strict and bad else 0
 
 
-@app.command()
+@app.command(cls=_Command)
 def keygen(
     out_file: Annotated[Path, typer.Option("--out", help="Where to write the key (outside the "
                                             "repository).")],
@@ -165,11 +266,10 @@ def keygen(
         out.print(f"key written to {out_file} (fingerprint {fingerprint})", highlight=False)
 
 
-@app.command()
+@app.command(cls=_Command)
 def ingest(
     study_dir: StudyArg, out_dir: OutOpt = None, key_file: KeyOpt = None,
-    replace: Annotated[bool, typer.Option(help="Replace a changed file of an ingested wave.")]
-    = False, strict: StrictOpt = False, debug: DebugOpt = False,
+    replace: ReplaceOpt = False, strict: StrictOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Read, validate, pseudonymize and store the study's wave files.
 
@@ -181,51 +281,56 @@ def ingest(
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(cls=_Command)
 def score(study_dir: StudyArg, out_dir: OutOpt = None, debug: DebugOpt = False) -> None:
     """Score every participant-wave on the Allen-Sharp outputs, with reliability per wave."""
     with _guard(debug):
         _do_score(_load(study_dir, out_dir))
 
 
-@app.command()
+@app.command(cls=_Command)
 def model(
     study_dir: StudyArg, out_dir: OutOpt = None, plan: PlanOpt = None, strict: StrictOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Fit the analysis plan's growth and panel models to the scores; results are stored."""
     with _guard(debug):
-        code = _do_model(_load(study_dir, out_dir), plan, strict)
+        code = _do_model(_load(study_dir, out_dir, plan), strict)
     raise typer.Exit(code)
 
 
-@app.command()
-def report(study_dir: StudyArg, out_dir: OutOpt = None, debug: DebugOpt = False) -> None:
-    """Write the self-contained HTML impact report from stored results."""
+@app.command(cls=_Command)
+def report(study_dir: StudyArg, out_dir: OutOpt = None, plan: ReportPlanOpt = None,
+           debug: DebugOpt = False) -> None:
+    """Write the self-contained HTML impact report, and manifest.json beside it, from the
+    stored results (refused if they are out of date)."""
     with _guard(debug):
-        study = _load(study_dir, out_dir)
-        path = _step("Rendering report", study.report)
-        out.print(f"report written to {path}", highlight=False)
+        _do_report(_load(study_dir, out_dir, plan))
 
 
-@app.command()
+def _do_report(study: Any) -> None:
+    _ = study.store  # refuses a missing store (run ingest first) before the spinner starts
+    path = _step("Rendering report", study.report)
+    out.print(f"report written to {path}; manifest {path.parent / 'manifest.json'}",
+              highlight=False)
+
+
+@app.command(cls=_Command)
 def run(
     study_dir: StudyArg, out_dir: OutOpt = None, key_file: KeyOpt = None, plan: PlanOpt = None,
-    replace: Annotated[bool, typer.Option(help="Replace changed files of ingested waves.")]
-    = False, strict: StrictOpt = False, debug: DebugOpt = False,
+    replace: ReplaceOpt = False, strict: StrictOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Run every stage: ingest, score, model, report."""
     with _guard(debug):
-        study = _load(study_dir, out_dir)
+        study = _load(study_dir, out_dir, plan)
         code = _do_ingest(study, key_file, replace, strict)
         if code:
             raise typer.Exit(code)
         _do_score(study)
-        code = _do_model(study, plan, strict)
+        code = _do_model(study, strict)
         if code:
             raise typer.Exit(code)
-        path = _step("Rendering report", study.report)
-        out.print(f"report written to {path}", highlight=False)
+        _do_report(study)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -20,6 +20,7 @@ __all__ = [
     "TrackIIEvalError",
     "TrackIIEvalWarning",
     "UnsupportedModelError",
+    "warning_line",
 ]
 
 
@@ -77,3 +78,30 @@ class TrackIIEvalWarning(UserWarning):
 
 class ConvergenceWarning(TrackIIEvalWarning):
     """An optimiser stopped without meeting its convergence criteria."""
+
+
+def warning_line(message: Warning | str, category: type[Warning] | None = None) -> str:
+    """A library warning as the project's one-line message (no traceback, no file path).
+
+    Warnings whose meaning is known are translated (linearmodels' ``AbsorbingEffectWarning``
+    lists the variables the fixed effects absorbed); any other keeps its first non-empty line,
+    prefixed by its category's name unless it is one of trackii_eval's own.
+
+    Parameters
+    ----------
+    message
+        The warning (or its text).
+    category
+        Its class; default ``type(message)``.
+    """
+    category = category or (type(message) if isinstance(message, Warning) else UserWarning)
+    text = str(message)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if category.__name__ == "AbsorbingEffectWarning":
+        names = ", ".join(lines[1:]) if len(lines) > 1 else "(not named)"
+        return (f"the participant and wave fixed effects absorb {names}; dropped from the "
+                "model (it does not vary within participants or within waves)")
+    first = lines[0] if lines else category.__name__
+    if issubclass(category, TrackIIEvalWarning):
+        return first
+    return f"{category.__name__}: {first}"
