@@ -3,7 +3,7 @@
 ::
 
     ingest(store, ctx, key, replace=False) -> IngestSummary   wave files -> store
-    score(store, ctx)                     -> DataFrame        store -> scores, reliability, ...
+    score(store, ctx, n_boot=200)         -> DataFrame        store -> scores, reliability, ...
     model(store, ctx)                     -> ModelResults     scores -> results of ctx's plan
     report(store, ctx, path)              -> Path             results -> HTML + manifest.json
 
@@ -117,9 +117,18 @@ def ingest(store: Store, ctx: StudyContext, key: PseudonymKey, *,
 
 
 # ------------------------------------------------------------------------------- score
-def score(store: Store, ctx: StudyContext) -> pd.DataFrame:
+def score(store: Store, ctx: StudyContext, *, n_boot: int = N_BOOT) -> pd.DataFrame:
     """Score every participant-wave, with reliability, item statistics, network measures,
     measurement invariance and idea-log metrics; all replaced together and the run recorded.
+
+    Parameters
+    ----------
+    store, ctx
+        The study store and its frozen context.
+    n_boot
+        Bootstrap resamples of omega's percentile interval per construct and wave (at least
+        100); each wave's resampling is seeded by its index, so a re-run gives the same
+        intervals. Recorded with the run.
 
     Returns
     -------
@@ -139,7 +148,7 @@ def score(store: Store, ctx: StudyContext) -> pd.DataFrame:
     inputs = {
         "data": data_fingerprint(store), "study": ctx.study_hash,
         "instrument": ctx.instrument_hash, "versions": versions(),
-        "seeds": {"reliability_bootstrap": "wave index", "n_boot": N_BOOT},
+        "seeds": {"reliability_bootstrap": "wave index", "n_boot": n_boot},
     }
     responses = store.active_responses()
     if responses.empty:
@@ -148,7 +157,7 @@ def score(store: Store, ctx: StudyContext) -> pd.DataFrame:
     scores = score_responses(responses, ctx.instrument, ctx.config)
     # many small matrices: BLAS threads only fight each other here
     with threadpool_limits(limits=1, user_api="blas"):
-        rel = reliability_by_wave(responses, ctx.instrument, n_boot=N_BOOT)
+        rel = reliability_by_wave(responses, ctx.instrument, n_boot=n_boot)
         items = item_statistics_by_wave(responses, ctx.instrument)
     network = _network(store)
     invariance = _invariance(responses, ctx)
