@@ -34,6 +34,9 @@ _EXPORTS = {
     "render_report": ".report",
     "reliability": ".scoring.reliability",
     "Study": ".study",
+    "Store": ".store",
+    "StudyContext": ".pipeline",
+    "load_context": ".pipeline",
 }
 
 __all__ = [
@@ -41,12 +44,15 @@ __all__ = [
     "GrowthFit",
     "ModelSpec",
     "PanelFit",
+    "Store",
     "Study",
+    "StudyContext",
     "TrackIIEvalError",
     "__version__",
     "default_plan",
     "event_study",
     "growth",
+    "load_context",
     "load_key",
     "load_plan",
     "lrt",
@@ -61,8 +67,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from .ingest.pseudonym import load_key, write_key
     from .models.growth import GrowthFit, growth, lrt
     from .models.panel import PanelFit, event_study
+    from .pipeline import StudyContext, load_context
     from .report import render_report
     from .scoring.reliability import reliability
+    from .store import Store
     from .study import Study
 
 

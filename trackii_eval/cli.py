@@ -208,7 +208,7 @@ def _do_ingest(study: Any, key_file: Path | None, replace: bool, strict: bool) -
     out.print(dataclasses.replace(summary, linkage=_percent(summary.linkage)).summary(),
               highlight=False)
     if replace or any(f.status == "replaced" for f in summary.files):
-        out.print(_changes(summary), highlight=False)
+        out.print(_changes(summary), highlight=False, soft_wrap=True)
     lines = summary.problem_lines()
     for line in lines[:MAX_PROBLEM_LINES]:
         err.print(f"[yellow]problem:[/] {line}", highlight=False, soft_wrap=True)
