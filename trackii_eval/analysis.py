@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ._yaml import format_loc, line_of, load_yaml
+from ._yaml import load_yaml
 from .config import Instrument, StudyConfig
 from .errors import ConfigError, ModelError, warning_line
 
@@ -49,17 +49,25 @@ class AnalysisPlan(BaseModel):
 
 
 def load_plan(path: str | Path) -> AnalysisPlan:
-    """Load an analysis plan YAML, with file:line errors."""
+    """Load an analysis plan YAML.
+
+    Raises
+    ------
+    ConfigError
+        One line per problem, ``file:line: key: rule``, formatted as study.yaml's and
+        instrument.yaml's are (one formatter for every configuration file).
+    """
+    from .config import _raise_validation
+
     path = Path(path)
     data, lines = load_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}:1: expected a mapping with a list of models at the top level")
     try:
         return AnalysisPlan.model_validate(data)
     except ValidationError as exc:
-        msgs = []
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            msgs.append(f"{path}:{line_of(lines, loc) or 1}: {format_loc(loc)}: {err['msg']}")
-        raise ConfigError("\n".join(msgs)) from None
+        _raise_validation(path, lines, exc)
+        raise  # unreachable: _raise_validation always raises
 
 
 def default_plan(config: StudyConfig, instrument: Instrument | None = None) -> AnalysisPlan:

@@ -142,3 +142,15 @@ def test_stages_do_not_import_the_study_facade() -> None:
                     r"(trackii_eval\.)?study", node.module.lstrip(".")):
                 offenders.append(str(path.relative_to(ROOT)))
     assert offenders == []
+
+
+def test_plan_errors_are_formatted_as_other_configuration_errors(mini: Path,
+                                                                 tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("models:\n  - name: a\n    kind: growth\n    outcome: perceptions\n"
+                    "    formul: 'x ~ y'\n")
+    result = runner.invoke(app, ["model", str(mini), "--plan", str(plan), "-o",
+                                 str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert result.output.strip() == (f"error: {plan}:5: models[0].formul: Extra inputs are not "
+                                     "permitted")
