@@ -154,3 +154,31 @@ def test_plan_errors_are_formatted_as_other_configuration_errors(mini: Path,
     assert result.exit_code == 2
     assert result.output.strip() == (f"error: {plan}:5: models[0].formul: Extra inputs are not "
                                      "permitted")
+
+
+def test_cli_after_a_re_ingest_report_refuses_and_model_re_scores(
+        mini: Path, tmp_path: Path, two_keys: tuple[Path, Path]) -> None:
+    out, key = tmp_path / "out", str(two_keys[0])
+    base = [str(mini), "-o", str(out)]
+    assert runner.invoke(app, ["ingest", *base, "-k", key]).exit_code == 0
+    first = runner.invoke(app, ["model", *base])  # scores first: there are none yet
+    assert first.exit_code == 0, first.output
+    assert "scored 60 participants" in first.output
+    assert runner.invoke(app, ["report", *base]).exit_code == 0
+    wave3 = mini / "waves" / "w3.csv"
+    frame = pd.read_csv(wave3, dtype=str, keep_default_na=False)
+    frame.iloc[:-5].to_csv(wave3, index=False)
+    assert runner.invoke(app, ["ingest", *base, "-k", key, "--replace"]).exit_code == 0
+    stale = runner.invoke(app, ["report", *base])
+    assert stale.exit_code == 6
+    assert "run `trackii-eval model`" in " ".join(stale.output.split())
+    again = runner.invoke(app, ["model", *base])
+    assert again.exit_code == 0, again.output
+    assert "before the ingested data changed" in again.output and "scoring again" in again.output
+    assert runner.invoke(app, ["report", *base]).exit_code == 0
+    import json
+
+    from trackii_eval.pipeline.provenance import file_sha256
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["inputs"]["wave 3"]["sha256"] == file_sha256(wave3)

@@ -106,7 +106,8 @@ class StudyContext:
 
     def input_files(self) -> dict[str, Path]:
         """Every input file of the study by role: ``study``, ``instrument``, ``wave <i>``,
-        ``ideas``, ``roster`` (the plan file, if any, as ``plan``)."""
+        ``ideas``, ``roster``, the plan file (``plan``) and the evaluator's linkage decisions
+        (``linkage decisions``) where there are any."""
         files = {"study": self.root / self.study_file,
                  "instrument": self.root / self.config.instrument}
         for w in self.config.waves:
@@ -117,6 +118,10 @@ class StudyContext:
             files["roster"] = self.root / self.config.roster
         if self.plan_source:
             files["plan"] = Path(self.plan_source)
+        # the evaluator's linkage decisions are an input of ingest (SGIC studies)
+        decisions = self.out / "linkage_review.csv"
+        if self.config.linkage.method == "sgic" and decisions.is_file():
+            files["linkage decisions"] = decisions
         return files
 
 
