@@ -100,3 +100,43 @@ def mini_key() -> PseudonymKey:
 @pytest.fixture(scope="session")
 def other_key() -> PseudonymKey:
     return PseudonymKey(bytes(range(1, 33)))
+
+
+N_BOOT = 100  # the smallest bootstrap reliability accepts: these tests check the pipeline
+
+
+@pytest.fixture(scope="session")
+def scored_file(mini_template: Path, tmp_path_factory: pytest.TempPathFactory,
+                mini_key: PseudonymKey) -> Path:
+    """The mini study ingested and scored once, in a DuckDB file (copied by ``scored``)."""
+    from trackii_eval.pipeline import ingest, score
+
+    out = tmp_path_factory.mktemp("mini_scored")
+    ctx = load_context(mini_template, out=out)
+    path = out / "mini.duckdb"
+    with Store(path, ctx.study_id) as store:
+        ingest(store, ctx, mini_key)
+        score(store, ctx, n_boot=N_BOOT)
+    return path
+
+
+@pytest.fixture()
+def scored(ctx: StudyContext, scored_file: Path):
+    """An in-memory store holding the mini study ingested (with ``mini_key``) and scored.
+
+    Copied table by table into the store's own schema, so keys and constraints are the
+    store's. The study files of ``ctx`` are byte-identical copies of the ones ingested.
+    """
+    with Store(":memory:", ctx.study_id) as store:
+        own = set(store.query("SELECT table_name FROM information_schema.tables")["table_name"])
+        store.execute(f"ATTACH '{scored_file}' AS src (READ_ONLY)")
+        names = store.query("SELECT table_name FROM information_schema.tables "
+                            "WHERE table_catalog = 'src'")["table_name"]
+        for name in names:
+            if name in own:
+                store.execute(f'DELETE FROM main."{name}"')
+                store.execute(f'INSERT INTO main."{name}" SELECT * FROM src."{name}"')
+            else:
+                store.execute(f'CREATE TABLE main."{name}" AS SELECT * FROM src."{name}"')
+        store.execute("DETACH src")
+        yield store

@@ -21,9 +21,7 @@ from trackii_eval.pipeline.provenance import (
 from trackii_eval.store import Store
 from trackii_eval.study import Study
 
-from .conftest import TRUTH
-
-N_BOOT = 100  # the smallest bootstrap reliability accepts: these tests check the pipeline
+from .conftest import N_BOOT, TRUTH
 
 
 def _tables(store: Store) -> dict[str, pd.DataFrame]:
@@ -74,12 +72,17 @@ def test_score_stage(store: Store, ctx: StudyContext, mini_key) -> None:
     assert store.query("SELECT count(*) AS n FROM reliability")["n"][0] > 0
 
 
-def test_model_stage_recovers_the_simulated_effect(store: Store, ctx: StudyContext,
-                                                    mini_key) -> None:
+def test_model_stage_refuses_without_scores(store: Store, ctx: StudyContext,
+                                            mini_key) -> None:
     ingest(store, ctx, mini_key)
     with pytest.raises(StaleResultError, match="no scores yet; run `trackii-eval score`"):
         model(store, ctx)
-    score(store, ctx, n_boot=N_BOOT)
+    assert store.results() == {} and last_run(store, "model") is None
+
+
+def test_model_stage_recovers_the_simulated_effect(scored: Store, ctx: StudyContext) -> None:
+    store = scored
+    assert scores_problem(store, ctx) is None  # the copied store is current for this copy
     results = model(store, ctx)
     run = last_run(store, "model")
     stored = store.results(run.run_id)
@@ -92,10 +95,9 @@ def test_model_stage_recovers_the_simulated_effect(store: Store, ctx: StudyConte
     assert row["ci_low"] < TRUTH.perceptions.gain_per_year < row["ci_high"]
 
 
-def test_report_stage_names_plan_and_writes_manifest(store: Store, ctx: StudyContext,
+def test_report_stage_names_plan_and_writes_manifest(scored: Store, ctx: StudyContext,
                                                      mini_key) -> None:
-    ingest(store, ctx, mini_key)
-    score(store, ctx, n_boot=N_BOOT)
+    store = scored
     model(store, ctx)
     path = report(store, ctx, ctx.out / "report.html")
     text = path.read_text()
@@ -117,10 +119,9 @@ def test_report_stage_names_plan_and_writes_manifest(store: Store, ctx: StudyCon
     assert last_run(store, "report").outputs["report"] == file_sha256(path)
 
 
-def test_ingest_after_score_no_stale_number_reaches_a_report(store: Store, ctx: StudyContext,
+def test_ingest_after_score_no_stale_number_reaches_a_report(scored: Store, ctx: StudyContext,
                                                              mini_key) -> None:
-    ingest(store, ctx, mini_key)
-    score(store, ctx, n_boot=N_BOOT)
+    store = scored
     first = model(store, ctx)
     nobs_before = first.fits["perceptions_growth"].nobs
     kept = _replace_wave(ctx, 3)
@@ -148,10 +149,10 @@ def test_ingest_after_score_no_stale_number_reaches_a_report(store: Store, ctx: 
     assert f"{nobs_before} observations" not in text
 
 
-def test_plan_change_replaces_results_and_report_names_new_plan(store: Store, ctx: StudyContext,
-                                                                mini_key, tmp_path: Path) -> None:
-    ingest(store, ctx, mini_key)
-    score(store, ctx, n_boot=N_BOOT)
+def test_plan_change_replaces_results_and_report_names_new_plan(scored: Store,
+                                                                ctx: StudyContext,
+                                                                tmp_path: Path) -> None:
+    store = scored
     model(store, ctx)
     assert "relationships_event_study" in store.results()
     plan = AnalysisPlan(models=[ModelSpec(
@@ -173,10 +174,9 @@ def test_plan_change_replaces_results_and_report_names_new_plan(store: Store, ct
         assert dropped not in text
 
 
-def test_a_different_key_is_refused_and_nothing_changes(store: Store, ctx: StudyContext,
+def test_a_different_key_is_refused_and_nothing_changes(scored: Store, ctx: StudyContext,
                                                         mini_key, other_key) -> None:
-    ingest(store, ctx, mini_key)
-    score(store, ctx, n_boot=N_BOOT)
+    store = scored
     before = _tables(store)
     _replace_wave(ctx, 2)  # even with new data waiting, nothing is written under a wrong key
     with pytest.raises(KeyMismatchError) as caught:
