@@ -197,3 +197,24 @@ def test_store_file_not_created_by_a_stage_run_out_of_order(ctx: StudyContext) -
     with pytest.raises(StoreError, match="run `trackii-eval ingest`"):
         study.report()
     assert not path.exists()
+
+
+def test_what_makes_scores_stale(scored: Store, ctx: StudyContext) -> None:
+    """The study design and the instrument do; settings only the report reads do not."""
+    import dataclasses
+
+    assert scores_problem(scored, ctx) is None
+    privacy = ctx.config.privacy.model_copy(update={"min_cell_size": 10})
+    report_only = dataclasses.replace(ctx, config=ctx.config.model_copy(
+        update={"privacy": privacy, "name": "Renamed"}))
+    assert scores_problem(scored, report_only) is None
+    later = ctx.config.program_end_wave + 1
+    design = dataclasses.replace(ctx, config=ctx.config.model_copy(
+        update={"program_end_wave": later}))
+    assert "study.yaml" in scores_problem(scored, design)
+    construct = ctx.instrument.constructs["perceptions"].model_copy(update={"min_answered": 1.0})
+    instrument = dataclasses.replace(ctx, instrument=ctx.instrument.model_copy(
+        update={"constructs": {**ctx.instrument.constructs, "perceptions": construct}}))
+    assert "the instrument" in scores_problem(scored, instrument)
+    with pytest.raises(StaleResultError, match="run `trackii-eval score` first"):
+        model(scored, instrument)

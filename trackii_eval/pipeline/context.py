@@ -20,7 +20,10 @@ from ..config import Instrument, StudyConfig, load_instrument, load_study_config
 if TYPE_CHECKING:
     from ..analysis import AnalysisPlan
 
-__all__ = ["StudyContext", "canonical_hash", "load_context"]
+__all__ = ["REPORT_ONLY", "StudyContext", "canonical_hash", "load_context"]
+
+#: Keys of study.yaml only the report reads; changing them does not make scores stale.
+REPORT_ONLY = ("name", "description", "context_events", "privacy")
 
 
 def canonical_hash(obj: Any) -> str:
@@ -77,8 +80,13 @@ class StudyContext:
 
     @property
     def study_hash(self) -> str:
-        """SHA-256 of the validated study configuration alone (canonical JSON)."""
-        return canonical_hash(self.config.model_dump(mode="json"))
+        """SHA-256 of the study configuration that scores and models depend on (canonical JSON).
+
+        Leaves out what only the report reads (:data:`REPORT_ONLY`: name, description, context
+        events, disclosure settings), so tuning ``min_cell_size`` re-renders the report
+        without re-scoring; those are recorded with the report run and in the manifest.
+        """
+        return canonical_hash(self.config.model_dump(mode="json", exclude=set(REPORT_ONLY)))
 
     @property
     def instrument_hash(self) -> str:
