@@ -18,6 +18,7 @@ from ..config import StudyConfig, Wave
 from ..errors import IngestError
 from ..store import Store
 from .readers import RawTable, read_table
+from .readers.base import canonical_text
 from .sgic import apply_links, link_study
 from .validate import PROBLEM_COLUMNS, ValidatedWave, mask, validate_wave
 
@@ -259,14 +260,14 @@ def _ingest_roster(study: Study, key: PseudonymKey, name: str,
     known = set(study.store.query("SELECT participant FROM participants")["participant"])
     waves = {w.index for w in study.config.waves}
     data = raw.data
-    codes = pd.concat([data[id_col], data["contact_code"]]).dropna().astype(str).str.strip()
+    codes = pd.concat([data[id_col], data["contact_code"]]).map(canonical_text).dropna()
     unique = pd.Series(codes.unique())
     if code_map is None:
         pseudo = dict(zip(unique, key.pseudonymize_many(unique), strict=True))
     else:  # a study linked by self-generated code: assigned codes were mapped at linkage
         pseudo = {c: code_map[c] for c in unique if c in code_map}
-    who = data[id_col].map(lambda c: None if c is None else pseudo.get(str(c).strip()))
-    whom = data["contact_code"].map(lambda c: None if c is None else pseudo.get(str(c).strip()))
+    who = data[id_col].map(lambda c: pseudo.get(canonical_text(c)))
+    whom = data["contact_code"].map(lambda c: pseudo.get(canonical_text(c)))
     wave = pd.to_numeric(data["wave"], errors="coerce")
     strength = pd.to_numeric(data["strength"], errors="coerce")
     bad_wave = ~wave.isin(list(waves))

@@ -23,6 +23,7 @@ import pandas as pd
 
 from ..config import Instrument, StudyConfig, Wave
 from .readers import RawTable
+from .readers.base import canonical_text
 
 __all__ = ["PROBLEM_COLUMNS", "ValidatedWave", "mask", "validate_wave"]
 
@@ -151,18 +152,15 @@ def validate_wave(
         row_no = int(raw.row_numbers[pos])
         rec = records[pos]
         meta = metas[pos] if metas is not None else None
-        raw_id = rec.get(cols.id)
-        if _is_blank(raw_id):
+        # one text form whatever the reader: 1001.0 from SPSS/Stata is "1001" from a CSV
+        raw_id = canonical_text(rec.get(cols.id))
+        if raw_id is None:
             problem(row_no, cols.id, None, "missing_participant_code", "row")
             quarantined_rows.add(pos)
             continue
-        raw_id = str(raw_id).strip()
-        arm = rec.get(cols.arm)
-        arm = None if _is_blank(arm) else str(arm).strip()
-        side = rec.get(cols.side)
-        side = None if _is_blank(side) else str(side).strip()
-        dialogue = rec.get(cols.dialogue)
-        dialogue = None if _is_blank(dialogue) else str(dialogue).strip()
+        arm = canonical_text(rec.get(cols.arm))
+        side = canonical_text(rec.get(cols.side))
+        dialogue = canonical_text(rec.get(cols.dialogue))
         row_bad = False
         if cols.arm in data.columns and arm not in arms:
             problem(row_no, cols.arm, arm, "unknown_arm", "row",

@@ -34,6 +34,7 @@ __all__ = [
     "ParsedTable",
     "RawTable",
     "assemble_records",
+    "canonical_text",
     "clean_cell",
     "empty_codes",
     "frame_from_rows",
@@ -218,6 +219,40 @@ def clean_cell(value: object) -> str | None:
     """
     if value is None:
         return None
+    text = str(value).strip()
+    return text or None
+
+
+def canonical_text(value: object) -> str | None:
+    """The one text form of an identifier or attribute value, whatever reader produced it.
+
+    A participant code, side, arm, dialogue or roster id read as the number ``1001.0`` from an
+    SPSS or Stata file must be the same person as the text ``"1001"`` from a CSV (issue 8,
+    case ``numeric-id-across-formats``). Numbers are written as a spreadsheet shows them
+    (integral values without ``.0``, as `csv_excel` renders Excel cells); text is only
+    stripped, so leading zeros in text codes (``"0042"``) are kept.
+
+    Parameters
+    ----------
+    value : object
+        A cell from any reader: ``str``, Python or numpy number, ``None``/NaN.
+
+    Returns
+    -------
+    str or None
+        The text, or ``None`` for an empty or missing cell.
+    """
+    value = python_scalar(value)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isfinite(value) and value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return repr(value)
     text = str(value).strip()
     return text or None
 
