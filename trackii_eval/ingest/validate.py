@@ -14,8 +14,10 @@ Rows read = rows stored + rows quarantined, always.
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +25,8 @@ import pandas as pd
 
 from ..config import Instrument, StudyConfig, Wave
 from .readers import RawTable
-from .readers.base import canonical_text
+from .readers.base import canonical_text, ingest_error
+from .readers.kobo import resolve_group_paths
 
 __all__ = ["PROBLEM_COLUMNS", "ValidatedWave", "mask", "validate_wave"]
 
@@ -111,6 +114,17 @@ def validate_wave(
     items = instrument.items
     column_map = instrument.column_map(wave.index)
     data = raw.data
+    codes_frame = raw.missing_codes
+    if raw.format == "kobo":
+        # Kobo groups joined with "-" or "." (grp_id-pid): map them onto the expected names
+        wanted = [cols.id, cols.arm, cols.side, cols.dialogue, cols.submitted_at or "",
+                  *column_map]
+        moved = resolve_group_paths([str(c) for c in data.columns], wanted)
+        if moved:
+            data = data.rename(columns=moved)
+            if codes_frame is not None:
+                codes_frame = codes_frame.rename(columns=moved)
+    _require_columns(data, cols.id, column_map, display_name, wave.header_row or 1)
     problems: list[dict[str, Any]] = []
 
     def problem(row: int, column: str, value: Any, rule: str, scope: str, detail: str = "") -> None:
@@ -221,8 +235,8 @@ def validate_wave(
         item = items[item_id]
         scale = instrument.scales[item.scale]
         values = data[column].to_numpy(dtype=object)[kept_pos]
-        if raw.missing_codes is not None and column in raw.missing_codes.columns:
-            codes = raw.missing_codes[column].to_numpy(dtype=object)[kept_pos]
+        if codes_frame is not None and column in codes_frame.columns:
+            codes = codes_frame[column].to_numpy(dtype=object)[kept_pos]
         else:
             codes = np.full(len(kept_pos), None, dtype=object)
         for value, code, raw_id, row_no in zip(values, codes, kept_ids, kept_rows, strict=True):
@@ -251,6 +265,51 @@ def validate_wave(
         rows_read=raw.n_rows,
         rows_quarantined=len(quarantined_rows),
     )
+
+
+_CODE_HINT = ("partic", "code", "respondent", "pid", "sgic", "person")
+
+
+def _closest(name: str, columns: list[str], hints: tuple[str, ...] = ()) -> str:
+    """The header names nearest to ``name``, for a message (column names are not data).
+
+    Spelling first (difflib), then names that look like what is missing (``hints``: a
+    participant code column is often "participant_no" or "Q2_code"); platform metadata
+    (``_uuid``) last.
+    """
+    folded = {c.casefold(): c for c in columns}
+    own = [c for c in folded if not c.startswith("_")]
+    near = difflib.get_close_matches(name.casefold(), own, n=3, cutoff=0.5)
+    near += [c for c in own if any(h in c for h in (name.casefold(), *hints))
+             and c not in near]
+    if not near:
+        near = difflib.get_close_matches(name.casefold(), list(folded), n=3, cutoff=0.4)
+    if not near:
+        return "no header name is close"
+    return "closest: " + ", ".join(repr(folded[n]) for n in near[:4])
+
+
+def _require_columns(data: pd.DataFrame, id_column: str, column_map: dict[str, str],
+                     display_name: str, header_row: int) -> None:
+    """A missing required column is one file-level error, not one problem per row."""
+    columns = [str(c) for c in data.columns]
+    if id_column not in data.columns:
+        raise ingest_error(
+            Path(display_name),
+            f"row {header_row} (header) has no participant-code column {id_column!r} "
+            f"({_closest(id_column, columns, _CODE_HINT)}); rule missing_required_column",
+            "Rename the column in the file, or name it in instrument.yaml (participant: id:); "
+            "the file was not ingested",
+        )
+    if not any(c in column_map for c in columns):
+        raise ingest_error(
+            Path(display_name),
+            f"row {header_row} (header) names no item of the instrument "
+            f"(e.g. {_closest(next(iter(column_map), ''), columns)}); "
+            "rule missing_required_column",
+            "Check header_row: for this wave, or map the columns with renames: in "
+            "instrument.yaml; the file was not ingested",
+        )
 
 
 def _cell(value: Any, code: Any, scale: Any, missing_codes: dict[str, str]
