@@ -124,7 +124,8 @@ def validate_wave(
             data = data.rename(columns=moved)
             if codes_frame is not None:
                 codes_frame = codes_frame.rename(columns=moved)
-    _require_columns(data, cols.id, column_map, display_name, wave.header_row or 1)
+    _require_columns(data, cols.id, column_map, display_name, wave.header_row or 1,
+                     _header_further_down(data, raw.row_numbers, {cols.id, *column_map}))
     problems: list[dict[str, Any]] = []
 
     def problem(row: int, column: str, value: Any, rule: str, scope: str, detail: str = "") -> None:
@@ -289,10 +290,32 @@ def _closest(name: str, columns: list[str], hints: tuple[str, ...] = ()) -> str:
     return "closest: " + ", ".join(repr(folded[n]) for n in near[:4])
 
 
+def _header_further_down(data: pd.DataFrame, row_numbers: np.ndarray,
+                         expected: set[str]) -> int | None:
+    """The row number of a data row that looks like the real header (title rows above it).
+
+    Only compares cells with expected column names, so no cell value reaches a message.
+    """
+    for pos in range(min(len(data), 30)):
+        cells = {str(v).strip() for v in data.iloc[pos].tolist() if isinstance(v, str)}
+        if len(cells & expected) >= min(2, len(expected)):
+            return int(row_numbers[pos])
+    return None
+
+
 def _require_columns(data: pd.DataFrame, id_column: str, column_map: dict[str, str],
-                     display_name: str, header_row: int) -> None:
+                     display_name: str, header_row: int, real_header: int | None = None) -> None:
     """A missing required column is one file-level error, not one problem per row."""
     columns = [str(c) for c in data.columns]
+    if real_header is not None and (id_column not in data.columns
+                                    or not any(c in column_map for c in columns)):
+        raise ingest_error(
+            Path(display_name),
+            f"the column names are on row {real_header}, not on row {header_row}; rule "
+            "header_not_on_first_row",
+            f"Add header_row: {real_header} to this wave in study.yaml; the file was not "
+            "ingested",
+        )
     if id_column not in data.columns:
         raise ingest_error(
             Path(display_name),

@@ -332,6 +332,9 @@ def assemble_records(
             # An unnamed, empty column: a trailing delimiter or a spacer column. Dropping it
             # loses nothing.
             continue
+        below = _likely_header_below(raw_rows, row_numbers)
+        hint = (f" If the column names are on row {below}, add header_row: {below} to this "
+                "wave in study.yaml." if below is not None else "")
         if j >= len(header):
             row = raw_rows[row_numbers.index(first_with_data)]
             n_fields = max(k for k, c in enumerate(row) if c is not None) + 1
@@ -340,13 +343,13 @@ def assemble_records(
                 f"row {first_with_data} has {n_fields} fields but the header on row "
                 f"{header_row} has {len(header)}",
                 "Add the missing column names to the header; in a CSV file, also check the "
-                "delimiter and the quoting of that row.",
+                "delimiter and the quoting of that row." + hint,
             )
         raise ingest_error(
             path,
             f"column {j + 1} has values (first on row {first_with_data}) but no name in the "
             f"header on row {header_row}",
-            "Give the column a name in the header row or delete it.",
+            "Give the column a name in the header row or delete it." + hint,
         )
 
     columns = [str(header[j]) for j in positions]
@@ -363,6 +366,19 @@ def assemble_records(
 
     rows = [[r[j] if j < len(r) else None for j in positions] for r in raw_rows]
     return Assembled(columns=columns, positions=positions, rows=rows, row_numbers=row_numbers)
+
+
+def _likely_header_below(rows: Sequence[Sequence[str | None]], numbers: Sequence[int]
+                         ) -> int | None:
+    """Row number of the first row that looks like column names: as wide as the widest row,
+    every cell filled with distinct text that is not a number (title rows above it)."""
+    width = max((len(r) for r in rows), default=0)
+    for row, number in zip(rows[:30], numbers[:30], strict=False):
+        cells = [c for c in row if c is not None]
+        if (len(cells) >= max(2, width - 1) and len(set(cells)) == len(cells)
+                and all(parse_number(c) is None for c in cells)):
+            return number
+    return None
 
 
 def frame_from_rows(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> pd.DataFrame:

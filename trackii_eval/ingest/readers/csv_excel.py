@@ -14,6 +14,7 @@ import codecs
 import csv
 import datetime as dt
 import io
+import zipfile
 import math
 from pathlib import Path
 
@@ -389,15 +390,70 @@ def workbook_records(raw: bytes, path: Path, sheet: str | int | None) -> Grid:
         # openpyxl read every row that is really there.
         ws.reset_dimensions()
         try:
-            return [[_cell_text(v) for v in row] for row in ws.iter_rows(values_only=True)]
+            grid = [[_cell_text(v) for v in row] for row in ws.iter_rows(values_only=True)]
         except Exception as exc:
             raise ingest_error(
                 path,
                 f"sheet {ws.title!r} cannot be read ({type(exc).__name__})",
                 "Open it in Excel and save it again as .xlsx, or export CSV.",
             ) from exc
+        title = ws.title
     finally:
         book.close()
+    if _has_formulas(raw):
+        _refuse_formulas_without_value(raw, path, title, grid)
+    return grid
+
+
+def _has_formulas(raw: bytes) -> bool:
+    """Whether any worksheet of the workbook holds a formula (``<f>`` element)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            for name in archive.namelist():
+                if name.startswith("xl/worksheets/") and name.endswith(".xml"):
+                    body = archive.read(name)
+                    if b"<f>" in body or b"<f " in body or b":f>" in body or b":f " in body:
+                        return True
+    except (zipfile.BadZipFile, KeyError, OSError):
+        return False
+    return False
+
+
+def _refuse_formulas_without_value(raw: bytes, path: Path, title: str, grid: Grid) -> None:
+    """Refuse a sheet with a formula cell that has no stored result.
+
+    openpyxl reads the result a spreadsheet program stored with each formula; a file written by
+    a script (openpyxl, xlsxwriter, pandas) stores none, and the cell would read as blank, a
+    missing answer nobody gave. Such a file is refused with the first such cell.
+    """
+    import openpyxl
+
+    book = openpyxl.load_workbook(io.BytesIO(raw), read_only=True, data_only=False)
+    try:
+        ws = book[title]
+        ws.reset_dimensions()
+        for r, row in enumerate(ws.iter_rows(values_only=True)):
+            for c, formula in enumerate(row):
+                is_formula = (isinstance(formula, str) and formula.startswith("=")) or (
+                    formula is not None and type(formula).__name__ in _FORMULA_TYPES)
+                value = grid[r][c] if r < len(grid) and c < len(grid[r]) else None
+                if is_formula and value is None:
+                    from openpyxl.utils import get_column_letter
+
+                    raise ingest_error(
+                        path,
+                        f"sheet {title!r}, row {r + 1}, column {get_column_letter(c + 1)}: "
+                        "a formula without a stored result (the file was written by a program "
+                        "that does not calculate formulas), so its value cannot be read; rule "
+                        "formula_without_value",
+                        "Open the file in Excel or LibreOffice, let it recalculate and save it, "
+                        "or export CSV; then ingest again",
+                    )
+    finally:
+        book.close()
+
+
+_FORMULA_TYPES = frozenset({"ArrayFormula", "DataTableFormula"})
 
 
 def read_grid(
