@@ -14,8 +14,8 @@ import codecs
 import csv
 import datetime as dt
 import io
-import zipfile
 import math
+import zipfile
 from pathlib import Path
 
 import numpy as np
