@@ -276,15 +276,50 @@ def text_records(
             f"cannot be parsed as delimited text ({exc})",
             "Check for an unbalanced double quote, or export the data again as CSV.",
         ) from exc
+    complete = text.endswith(("\n", "\r"))
     line = _unclosed_quote_line(text, delimiter)
     if line is not None:
+        if not complete:
+            raise ingest_error(
+                path,
+                f"looks truncated: it ends inside a quoted cell opened on line {line}, with no "
+                "line break at the end (a copy or download that stopped); rule truncated_file",
+                "Copy or download the export again; nothing of this file was ingested.",
+            )
         raise ingest_error(
             path,
             f"a double quote opened on line {line} is never closed, so everything after it "
             "would be read as one cell",
             "Close or remove that quote, or export the data again as CSV.",
         )
+    if not complete:
+        _refuse_short_last_row(path, records, header_row)
     return [list(r) for r in records]
+
+
+def _refuse_short_last_row(path: Path, records: list[list[str]], header_row: int | None) -> None:
+    """A last row without a line break and with fewer fields than the header is a cut file."""
+    if header_row is not None and header_row <= len(records):
+        header = header_row - 1
+    else:
+        found = _first_nonblank(records)
+        if found is None:
+            return
+        header = found
+    last = next((i for i in range(len(records) - 1, header, -1)
+                 if not _is_blank_any_delimiter(records[i])), None)
+    if last is None:
+        return
+    width = len(records[header])
+    if len(records[last]) < width:
+        raise ingest_error(
+            path,
+            f"looks truncated: its last row (record {last + 1}) has {len(records[last])} of the "
+            f"header's {width} fields and no line break at the end (a copy or download that "
+            "stopped); rule truncated_file",
+            "Copy or download the export again; if the file is complete, add a line break at "
+            "its end. Nothing of this file was ingested.",
+        )
 
 
 def _unclosed_quote_line(text: str, delimiter: str) -> int | None:
