@@ -20,7 +20,14 @@ from ..store import Store
 from .readers import RawTable, read_table
 from .readers.base import canonical_text
 from .sgic import apply_links, link_study
-from .validate import PROBLEM_COLUMNS, ValidatedWave, mask, validate_wave
+from .validate import (
+    PROBLEM_COLUMNS,
+    ValidatedWave,
+    mask,
+    study_local_times,
+    to_study_time,
+    validate_wave,
+)
 
 if TYPE_CHECKING:
     from ..study import Study
@@ -196,9 +203,10 @@ def _check_wave_dates(raw: RawTable, wave: Wave, config: StudyConfig, column: st
     A file exported for the wrong wave would otherwise be quarantined row by row ("outside the
     window"); saying which wave it looks like is what the evaluator needs.
     """
-    dates = raw.row_meta["submitted_at"] if raw.row_meta is not None else None
+    dates = study_local_times(raw, config.timezone) if raw.row_meta is not None else None
     if (dates is None or dates.isna().all()) and column and column in raw.data.columns:
-        dates = pd.to_datetime(raw.data[column], errors="coerce", format="mixed")
+        dates = pd.Series([_local_or_nat(v, config.timezone) for v in raw.data[column]],
+                          dtype="datetime64[ns]")
     if dates is None:
         return
     dates = pd.to_datetime(dates, errors="coerce").dropna()
@@ -221,6 +229,13 @@ def _check_wave_dates(raw: RawTable, wave: Wave, config: StudyConfig, column: st
             f"{100 * others[best]:.0f}% of its responses fall in wave {best}'s window and "
             f"{100 * own:.0f}% in wave {wave.index}'s; check the file names in study.yaml"
         )
+
+
+def _local_or_nat(value: object, zone: str) -> pd.Timestamp:
+    try:
+        return pd.NaT if value is None else to_study_time(value, zone, is_utc=False)
+    except (ValueError, TypeError, OverflowError):
+        return pd.NaT
 
 
 def _write_wave(store: Store, validated: ValidatedWave, pseudo: dict[str, str], wave: int,

@@ -28,7 +28,8 @@ from .readers import RawTable
 from .readers.base import canonical_text, ingest_error
 from .readers.kobo import resolve_group_paths
 
-__all__ = ["PROBLEM_COLUMNS", "ValidatedWave", "mask", "validate_wave"]
+__all__ = ["PROBLEM_COLUMNS", "ValidatedWave", "mask", "study_local_times", "to_study_time",
+           "validate_wave"]
 
 PROBLEM_COLUMNS = ["file", "wave", "row", "column", "value", "rule", "scope", "message"]
 
@@ -162,6 +163,7 @@ def validate_wave(
     records = data.to_dict(orient="records")
     metas = raw.row_meta.to_dict(orient="records") if raw.row_meta is not None else None
     missing_codes = {str(k).strip().casefold(): v for k, v in instrument.missing_codes.items()}
+    utc_flags = raw.submitted_utc if raw.submitted_utc is not None else np.zeros(raw.n_rows, bool)
 
     for pos in range(raw.n_rows):
         row_no = int(raw.row_numbers[pos])
@@ -189,7 +191,8 @@ def validate_wave(
             problem(row_no, cols.side, side, "unknown_side", "row",
                     f"sides of {dialogue}: {', '.join(dialogues[dialogue].sides)}")
             row_bad = True
-        submitted = _submitted_at(rec, meta, cols.submitted_at)
+        submitted = _submitted_at(rec, meta, cols.submitted_at, config.timezone,
+                                  bool(utc_flags[pos]))
         if submitted is _UNPARSEABLE:
             problem(row_no, cols.submitted_at or "submitted_at",
                     str(rec.get(cols.submitted_at))[:30],
@@ -367,14 +370,52 @@ def _label_value(labels: dict[int, str], text: str) -> float | None:
     return None
 
 
+def to_study_time(stamp: Any, zone: str, *, is_utc: bool) -> pd.Timestamp:
+    """A submission time as a tz-naive time in the study's zone.
+
+    Parameters
+    ----------
+    stamp : Any
+        A time: tz-aware (converted), tz-naive UTC (``is_utc``; converted) or tz-naive as
+        written (taken as study-local, unchanged).
+    zone : str
+        The study's IANA time zone (``study.yaml`` ``timezone:``).
+    is_utc : bool
+        Whether a tz-naive `stamp` is UTC.
+
+    Returns
+    -------
+    pd.Timestamp
+        tz-naive, study-local.
+    """
+    ts = pd.Timestamp(stamp)
+    if ts.tzinfo is None and is_utc:
+        ts = ts.tz_localize("UTC")
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert(zone).tz_localize(None)
+    return ts
+
+
+def study_local_times(raw: RawTable, zone: str) -> pd.Series:
+    """The file's row submission times (row_meta), tz-naive in the study's zone."""
+    times = raw.row_meta["submitted_at"] if raw.row_meta is not None else pd.Series(
+        pd.NaT, index=raw.data.index)
+    flags = raw.submitted_utc if raw.submitted_utc is not None else np.zeros(len(times), bool)
+    return pd.Series([pd.NaT if pd.isna(t) else to_study_time(t, zone, is_utc=bool(f))
+                      for t, f in zip(times, flags, strict=True)], index=times.index,
+                     dtype="datetime64[ns]")
+
+
 def _submitted_at(
-    rec: dict[str, Any], meta: dict[str, Any] | None, column: str | None
+    rec: dict[str, Any], meta: dict[str, Any] | None, column: str | None, zone: str = "UTC",
+    is_utc: bool = False,
 ) -> pd.Timestamp | None:
     value = None
+    from_meta = False
     if meta is not None and meta.get("submitted_at") is not None and not pd.isna(
         meta["submitted_at"]
     ):
-        value = meta["submitted_at"]
+        value, from_meta = meta["submitted_at"], True
     elif column and column in rec and not _is_blank(rec[column]):
         value = rec[column]
     if value is None:
@@ -385,9 +426,8 @@ def _submitted_at(
         return _UNPARSEABLE
     if pd.isna(ts) or not 1900 <= ts.year <= 2200:
         return _UNPARSEABLE
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert(None)
-    return ts
+    # times with a zone are converted into the study's; times without one are study-local
+    return to_study_time(ts, zone, is_utc=from_meta and is_utc)
 
 
 # a sentinel: the row has a date, but it is not one we can read

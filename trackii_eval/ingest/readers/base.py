@@ -44,6 +44,7 @@ __all__ = [
     "parse_number",
     "parse_timestamps",
     "python_scalar",
+    "zone_stated",
 ]
 
 FormatName = Literal["csv", "excel", "spss", "stata", "qualtrics", "kobo"]
@@ -127,6 +128,10 @@ class RawTable:
     row_meta: pd.DataFrame
     metadata_columns: frozenset[str]
     identifier_columns: frozenset[str]
+    # bool per row: True where row_meta's submitted_at is UTC because the file stated its zone
+    # (an offset, a Qualtrics time zone, Kobo's UTC _submission_time); False where it is the
+    # time as written, which ingest takes as study-local. None: no flags (all as written).
+    submitted_utc: np.ndarray | None = None
 
     @property
     def n_rows(self) -> int:
@@ -592,6 +597,33 @@ def parse_timestamps(values: Sequence[object], tz: str | None = None) -> list[pd
         for i, stamp in zip(positions, parsed.tolist(), strict=True):
             result[i] = pd.NaT if pd.isna(stamp) else pd.Timestamp(stamp)
     return result
+
+
+def zone_stated(values: Sequence[object], tz: str | None = None) -> np.ndarray:
+    """Which times `parse_timestamps` converted to UTC (the value or the file stated a zone).
+
+    Parameters
+    ----------
+    values : Sequence[object]
+        The cells given to `parse_timestamps`.
+    tz : str, optional
+        The zone given to `parse_timestamps`.
+
+    Returns
+    -------
+    np.ndarray
+        bool, one per value.
+    """
+    known_zone = _zone(tz) is not None
+    out = np.zeros(len(values), dtype=bool)
+    for i, value in enumerate(values):
+        if isinstance(value, dt.datetime):
+            out[i] = value.tzinfo is not None or known_zone
+        elif isinstance(value, str) and _DATE_LIKE.search(value):
+            out[i] = bool(_OFFSET.search(value.strip())) or known_zone
+        elif isinstance(value, dt.date):
+            out[i] = known_zone
+    return out
 
 
 def make_row_meta(
