@@ -74,6 +74,7 @@ def test_offsets_and_naive_times_in_a_generic_csv(tmp_path: Path, key) -> None:
 
 def test_unknown_zone_is_a_config_error(tmp_path: Path) -> None:
     wave = _generic(tmp_path / "g.csv", ["2024-03-02 10:00"])
-    root = make_study(tmp_path / "s", [(wave, "2024-03-01")], extra_study="timezone: Mars/Olympus\n")
+    root = make_study(tmp_path / "s", [(wave, "2024-03-01")],
+                      extra_study="timezone: Mars/Olympus\n")
     with pytest.raises(ConfigError, match="unknown time zone"):
         Study.load(root, out=tmp_path / "out")
