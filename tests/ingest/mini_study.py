@@ -35,6 +35,7 @@ def make_study(
     extra_study: str = "",
     wave_options: list[str] | None = None,
     participant: dict[str, str] | None = None,
+    sides: tuple[str, str] = ("North", "South"),
 ) -> Path:
     """Write study.yaml and instrument.yaml next to copies of ``waves`` (source, date).
 
@@ -55,7 +56,8 @@ def make_study(
         lines.append(f"  - {{index: {i}, label: W{i}, phase: {'baseline' if i == 1 else 'post'}, "
                      f"date: {date}, file: {name}{extra}}}")
     (root / "study.yaml").write_text(
-        "id: mini\nname: Mini\ndialogues:\n  - {id: D1, name: D, sides: [North, South]}\n"
+        "id: mini\nname: Mini\ndialogues:\n"
+        f"  - {{id: D1, name: D, sides: [{sides[0]}, {sides[1]}]}}\n"
         "arms:\n  - {id: dialogue}\n  - {id: comparison, comparison: true}\n"
         "waves:\n" + "\n".join(lines) + "\n" + extra_study, encoding="utf-8")
     (root / "instrument.yaml").write_text(INSTRUMENT.format(

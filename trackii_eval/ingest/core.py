@@ -17,7 +17,7 @@ import pandas as pd
 from ..config import StudyConfig, Wave
 from ..errors import IngestError
 from ..store import Store
-from .readers import RawTable, read_table
+from .readers import RawTable, read_table, read_wave
 from .readers.base import canonical_text
 from .sgic import apply_links, link_study
 from .validate import (
@@ -123,9 +123,7 @@ def ingest_study(study: Study, key: PseudonymKey, *, replace: bool = False) -> I
     relink = linkage is not None and store.get_meta("linkage_fingerprint") not in (
         None, linkage.fingerprint)
     for wave in config.waves:
-        path = study.root / wave.file
-        raw = linkage.raws[wave.index] if linkage else read_table(
-            path, format=wave.format, sheet=wave.sheet, header_row=wave.header_row)
+        raw = linkage.raws[wave.index] if linkage else read_wave(study.root, wave)
         if relink:
             with store.transaction():
                 for table in ("responses", "submissions", "quarantine", "files"):

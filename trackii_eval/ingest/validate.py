@@ -44,6 +44,7 @@ RULES = {
     "not_a_number": "text where a number belongs",
     "not_a_date": "not a date",
     "unknown_item": "column is not an item of the instrument",
+    "encoding_suspect": "many values of a declared category do not match",
 }
 
 
@@ -255,6 +256,14 @@ def validate_wave(
                 code, number = "quarantined", None
             responses.append((raw_id, item_id, construct_of[item_id], number, code, row_no))
 
+    for column, rule, declared in ((cols.side, "unknown_side",
+                                    {x for d in config.dialogues for x in d.sides}),
+                                   (cols.arm, "unknown_arm", arms),
+                                   (cols.dialogue, "unknown_dialogue", set(dialogues))):
+        hint = _encoding_hint(raw, wave, [p["value"] for p in problems if p["rule"] == rule],
+                              declared)
+        if hint:
+            problem(header_row, column, None, "encoding_suspect", "file", hint)
     problem_frame = pd.DataFrame(problems, columns=PROBLEM_COLUMNS)
     return ValidatedWave(
         responses=pd.DataFrame.from_records(
@@ -272,6 +281,39 @@ def validate_wave(
 
 
 _CODE_HINT = ("partic", "code", "respondent", "pid", "sgic", "person")
+
+
+def _encoding_hint(raw: RawTable, wave: Wave, failing: list[Any], declared: set[str]
+                   ) -> str | None:
+    """When many values of a declared category fail to match and some are not plain ASCII,
+    the file was probably decoded with the wrong encoding (a Windows-1254 file read as
+    Windows-1252 turns "Doğu" into "Doðu"). Name the likely encoding, as charset-normalizer
+    ranks them, preferring one under which the declared values appear in the file."""
+    odd = [v for v in failing if isinstance(v, str) and not v.isascii()]
+    if len(failing) < 3 or not odd or raw.format not in ("csv", "kobo", "qualtrics"):
+        return None
+    try:
+        data = raw.path.read_bytes()
+    except OSError:
+        return None
+    from charset_normalizer import from_bytes  # deferred: only needed on this path
+
+    def hits(encoding: str) -> int:
+        text = data.decode(encoding, errors="replace")
+        return sum(text.count(v) for v in declared if not v.isascii())
+
+    candidates = [m.encoding for m in from_bytes(data)]
+    for name in ("cp1254", "cp1250", "cp1251", "cp1253", "cp1256", "iso8859_9", "utf_8"):
+        if name not in candidates:
+            candidates.append(name)  # the Windows code pages, when the detector is unsure
+    scored = [(hits(c), -i, c) for i, c in enumerate(candidates)]
+    best_hits, _, best = max(scored)
+    current = wave.encoding or "detected"
+    if best_hits == 0:
+        best = candidates[0] if candidates else "unknown"
+    return (f"{len(failing)} values match no declared one, and some are not plain text; the "
+            f"file's encoding ({current}) may be wrong: it is likely {best}. Set encoding: "
+            f"{best} for this wave in study.yaml and ingest again")
 
 
 def _closest(name: str, columns: list[str], hints: tuple[str, ...] = ()) -> str:

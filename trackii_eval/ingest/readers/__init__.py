@@ -16,6 +16,7 @@ import codecs
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -44,7 +45,7 @@ from trackii_eval.ingest.readers.csv_excel import (
 from trackii_eval.ingest.readers.spss import read_spss
 from trackii_eval.ingest.readers.stata import read_stata
 
-__all__ = ["FORMATS", "FormatName", "RawTable", "detect_format", "read_table"]
+__all__ = ["FORMATS", "FormatName", "RawTable", "detect_format", "read_table", "read_wave"]
 
 _SPSS_MAGIC = (b"$FL2", b"$FL3")
 _STATA_XML_MAGIC = b"<stata_dta>"
@@ -338,3 +339,27 @@ def read_table(
     _check_options(file, fmt, raw, sheet, header_row)
     table = _parse(raw, file, fmt, records, sheet=sheet, header_row=header_row, encoding=encoding)
     return _finish(file, fmt, raw, table)
+
+
+def read_wave(root: str | os.PathLike[str], wave: Any) -> RawTable:
+    """Read one wave's file with every reading option the study declares for it.
+
+    Parameters
+    ----------
+    root : str or os.PathLike
+        The study folder (wave files are relative to it).
+    wave : trackii_eval.config.Wave
+        The wave: ``file``, ``format``, ``sheet``, ``header_row``, ``encoding``.
+
+    Returns
+    -------
+    RawTable
+        As `read_table`.
+
+    Raises
+    ------
+    IngestError
+        As `read_table`.
+    """
+    return read_table(Path(root) / wave.file, format=wave.format, sheet=wave.sheet,
+                      header_row=wave.header_row, encoding=getattr(wave, "encoding", None))
