@@ -19,6 +19,7 @@ from ..errors import IngestError
 from ..store import Store
 from .readers import RawTable, read_table, read_wave
 from .readers.base import canonical_text
+from .rules import Rule
 from .sgic import apply_links, link_study
 from .validate import (
     PROBLEM_COLUMNS,
@@ -51,18 +52,43 @@ class FileOutcome:
 
 @dataclass(frozen=True)
 class IngestSummary:
-    """Result of ingesting a study: per-file counts and every problem found."""
+    """Result of ingesting a study: per-file counts and every problem found.
+
+    ``problems`` are this run's; ``open_problems`` every open problem of every active file
+    version in the store, whichever run found it (what ``ingest_problems.csv`` lists).
+    """
 
     files: list[FileOutcome]
     problems: pd.DataFrame
     key_fingerprint: str
     linkage: pd.DataFrame | None = None
     linkage_review_file: Path | None = None
+    open_problems: pd.DataFrame | None = None
+    timezone: str = "UTC"
 
     @property
     def table(self) -> pd.DataFrame:
         """Per-file counts; rows read = rows stored + rows quarantined in every row."""
         return pd.DataFrame([f.__dict__ for f in self.files])
+
+    @property
+    def empty_waves(self) -> list[FileOutcome]:
+        """Files that had rows but of which nothing was stored (every row quarantined)."""
+        return [f for f in self.files if f.rows_read > 0 and f.rows_stored == 0]
+
+    @property
+    def n_open(self) -> int:
+        """Open problems in the store (this run's when the store was not asked)."""
+        frame = self.open_problems if self.open_problems is not None else self.problems
+        return len(frame)
+
+    def error_lines(self) -> list[str]:
+        """Error-level lines: a wave whose rows were all quarantined vanishes from every
+        figure, which nobody would notice in a table of counts."""
+        return [f"ERROR: {f.file}: wave {f.wave}: all {f.rows_read} rows quarantined, nothing "
+                "of this wave is stored and it is missing from every figure; rule "
+                "all_rows_quarantined. Fix the problems listed in ingest_problems.csv and "
+                "ingest again" for f in self.empty_waves]
 
     def problem_lines(self) -> list[str]:
         """One line per problem: ``file:row:column: rule (value)``, identifiers masked."""
@@ -72,6 +98,17 @@ class IngestSummary:
             out.append(f"{p.file}:{p.row}:{p.column}: {p.message}{value}")
         return out
 
+    def report_lines(self) -> list[str]:
+        """`problem_lines` with the rule's code and what to do, one line per problem."""
+        out = []
+        for line, rule in zip(self.problem_lines(), self.problems["rule"], strict=True):
+            try:
+                fix = Rule(rule).fix
+            except ValueError:
+                fix = "see the message"
+            out.append(f"{line} [rule {rule}; {fix}]")
+        return out
+
     def summary(self) -> str:
         """Text for people."""
         lines = [f"{'file':32} {'wave':>4} {'status':>10} {'read':>6} {'stored':>6} "
@@ -79,7 +116,10 @@ class IngestSummary:
         for f in self.files:
             lines.append(f"{f.file:32} {f.wave:>4} {f.status:>10} {f.rows_read:>6} "
                          f"{f.rows_stored:>6} {f.rows_quarantined:>11}")
-        lines.append(f"{len(self.problems)} problem(s); key fingerprint {self.key_fingerprint}")
+        lines.append(f"{len(self.problems)} problem(s) found in this run, {self.n_open} open in "
+                     f"the store; key fingerprint {self.key_fingerprint}")
+        lines.append(f"times compared in the study time zone {self.timezone}")
+        lines.extend(self.error_lines())
         if self.linkage is not None:
             lines.append("linkage by self-generated code, per wave:")
             lines.append(self.linkage.to_string(index=False))
@@ -192,7 +232,8 @@ def ingest_study(study: Study, key: PseudonymKey, *, replace: bool = False) -> I
                 else pd.DataFrame(columns=PROBLEM_COLUMNS))
     return IngestSummary(outcomes, problems, key.fingerprint,
                          None if linkage is None else linkage.summary(),
-                         None if linkage is None else linkage.review_file)
+                         None if linkage is None else linkage.review_file,
+                         open_problems=store.open_problems(), timezone=config.timezone)
 
 
 def _check_wave_dates(raw: RawTable, wave: Wave, config: StudyConfig, column: str | None) -> None:
@@ -300,7 +341,8 @@ def _ingest_roster(study: Study, key: PseudonymKey, name: str,
                 "file": name, "wave": None if pd.isna(w) else int(w),
                 "row": int(raw.row_numbers[pos]), "column": column,
                 "value": show(data[column].iloc[pos]), "rule": rule, "scope": "row",
-                "message": _ROSTER_RULES[rule],
+                "message": Rule(rule).description + (
+                    ": tie strength" if rule == "not_a_number" else ""),
             })
     ok = ~(bad_wave | bad_who | bad_whom | bad_strength)
     ties = pd.DataFrame({
@@ -316,12 +358,6 @@ def _ingest_roster(study: Study, key: PseudonymKey, name: str,
     return frame
 
 
-_ROSTER_RULES = {
-    "unknown_wave": "wave is not a wave of the study",
-    "unknown_participant": "code is not a linked participant of the study (unknown, or its "
-                           "records are still ambiguous: see linkage_review.csv)",
-    "not_a_number": "tie strength is not a number",
-}
 
 
 def _ingest_ideas(study: Study, path: Path) -> None:

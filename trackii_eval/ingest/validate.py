@@ -27,25 +27,15 @@ from ..config import Instrument, StudyConfig, Wave
 from .readers import RawTable
 from .readers.base import canonical_text, ingest_error
 from .readers.kobo import resolve_group_paths
+from .rules import Rule
 
 __all__ = ["PROBLEM_COLUMNS", "ValidatedWave", "mask", "study_local_times", "to_study_time",
            "validate_wave"]
 
 PROBLEM_COLUMNS = ["file", "wave", "row", "column", "value", "rule", "scope", "message"]
 
-RULES = {
-    "missing_participant_code": "missing participant code",
-    "duplicate_submission": "duplicate submission (participant already answered this wave)",
-    "outside_wave_window": "answered outside the wave's fielding window",
-    "unknown_arm": "arm not declared in study.yaml",
-    "unknown_dialogue": "dialogue not declared in study.yaml",
-    "unknown_side": "side not one of the dialogue's sides",
-    "outside_scale": "value outside the item's scale",
-    "not_a_number": "text where a number belongs",
-    "not_a_date": "not a date",
-    "unknown_item": "column is not an item of the instrument",
-    "encoding_suspect": "many values of a declared category do not match",
-}
+# kept for callers that look descriptions up by code; the registry is `Rule`
+RULES = {rule.value: rule.description for rule in Rule}
 
 
 def mask(value: Any) -> str:
@@ -134,7 +124,7 @@ def validate_wave(
         problems.append({
             "file": display_name, "wave": wave.index, "row": int(row), "column": column,
             "value": value, "rule": rule, "scope": scope,
-            "message": RULES[rule] + (f": {detail}" if detail else ""),
+            "message": Rule(rule).description + (f": {detail}" if detail else ""),
         })
 
     # Columns: items, participant columns, identifiers, platform metadata, or unknown.
