@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from trackii_eval.ingest.readers import read_table
@@ -87,3 +88,31 @@ def test_every_letter_and_the_type_limits(tmp_path: Path, stype: str) -> None:
             assert code == ("Not asked" if v == "q" else f"missing:.{v}")
         else:
             assert got == pytest.approx(v) and code is None
+
+
+@pytest.mark.parametrize("file", ["wave1.dta", "wave1_byte.dta"])
+def test_case_ingested_with_nothing_quarantined(tmp_path: Path, key, file: str) -> None:
+    """End to end: `.` is stored as an empty answer, `.a`/`.b` as their codes, no problem."""
+    from trackii_eval import Study
+
+    from .mini_study import make_study
+
+    root = make_study(tmp_path / "s", [(CASE / file, "2022-03-01")], items=("f1", "f2", "f3"),
+                      scale=(0, 4))
+    study = Study.load(root, out=tmp_path / "out")
+    summary = study.ingest(key)
+    assert len(summary.problems) == 0, summary.problem_lines()
+    assert summary.table["rows_stored"].tolist() == [6]
+    got = study.store.query(
+        "SELECT row, item, value, missing_code FROM responses WHERE item IN ('f1', 'f2') "
+        "ORDER BY item, row")
+    study.close()
+    f1 = got[got["item"] == "f1"]
+    assert f1["value"].isna().tolist() == [True, True, False, True, False, True]
+    assert f1["value"].dropna().tolist() == [2.0, 4.0]
+    labelled = file == "wave1.dta"
+    assert [None if pd.isna(c) else c for c in f1["missing_code"]] == [
+        "Refused" if labelled else "missing:.a", "missing", None,
+        "Don't know" if labelled else "missing:.b", None, "missing"]
+    f2 = got[got["item"] == "f2"]
+    assert f2["value"].dropna().tolist() == [1.0, 3.0, 2.0]
