@@ -78,3 +78,35 @@ def test_unknown_zone_is_a_config_error(tmp_path: Path) -> None:
                       extra_study="timezone: Mars/Olympus\n")
     with pytest.raises(ConfigError, match="unknown time zone"):
         Study.load(root, out=tmp_path / "out")
+
+
+def _qualtrics(path: Path, times: list[str], zone: str) -> Path:
+    cols = ["StartDate", "EndDate", "Status", "Progress", "Finished", "RecordedDate",
+            "ResponseId", "pid", "arm", "t1", "t2", "t3"]
+    imports = {"StartDate": "startDate", "EndDate": "endDate", "Status": "status",
+               "Progress": "progress", "Finished": "finished", "RecordedDate": "recordedDate",
+               "ResponseId": "_recordId"}
+    def import_id(c: str) -> str:
+        body = f'{{""ImportId"":""{imports.get(c, "QID" + c)}""'
+        if c in ("StartDate", "EndDate", "RecordedDate"):
+            body += f',""timeZone"":""{zone}""'
+        return f'"{body}}}"'
+    lines = [",".join(cols), ",".join(cols), ",".join(import_id(c) for c in cols)]
+    for i, t in enumerate(times):
+        lines.append(f"{t},{t},IP Address,100,True,{t},R_{i},Q{i},comparison,1,2,3")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_qualtrics_zone_converted_at_both_edges(tmp_path: Path, key) -> None:
+    """Qualtrics writes times in the zone its ImportId row names (here Denver, UTC-7 in
+    winter, UTC-6 after 10 March 2024). In a Beirut study: 15:30 Denver on 29 Feb is 00:30
+    on 1 Mar in Beirut (in); 14:30 is 23:30 on 29 Feb (out); 15:30 Denver on 31 Mar is
+    00:30 on 1 Apr in Beirut (out); 14:30 is 23:30 on 31 Mar (in)."""
+    times = ["2024-02-29 15:30:00", "2024-02-29 14:30:00", "2024-03-31 15:30:00",
+             "2024-03-31 14:30:00"]
+    wave = _qualtrics(tmp_path / "q.csv", times, "America/Denver")
+    # data rows start on row 4 (three header rows)
+    assert _outside(tmp_path / "beirut", key, wave, "Asia/Beirut") == [5, 6]
+    # in a Denver study the times are as written: 29 Feb out, 31 Mar in
+    assert _outside(tmp_path / "denver", key, wave, "America/Denver") == [4, 5]
