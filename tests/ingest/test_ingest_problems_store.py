@@ -90,3 +90,21 @@ def test_every_rule_named_in_the_code_is_registered() -> None:
     registered = {r.value for r in Rule}
     assert named, "the search found no rule names"
     assert named <= registered, named - registered
+
+
+def test_unchanged_file_is_hashed_not_parsed_again(tmp_path: Path, key, monkeypatch) -> None:
+    """Issue 10: the hash is taken before reading; an unchanged file is not read again."""
+    from trackii_eval import Study
+    from trackii_eval.ingest import core
+
+    root = _study(tmp_path, "pid,arm,t1,t2,t3\nA1,comparison,1,2,3\n")
+    study = Study.load(root, out=tmp_path / "out")
+    study.ingest(key)
+
+    def refuse(*_: object) -> None:
+        raise AssertionError("an unchanged file was parsed again")
+
+    monkeypatch.setattr(core, "read_wave", refuse)
+    again = study.ingest(key)
+    assert set(again.table["status"]) == {"unchanged"}
+    study.close()

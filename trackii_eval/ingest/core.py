@@ -7,6 +7,7 @@ file and changes nothing in the store; everything else is stored or quarantined 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -163,8 +164,10 @@ def ingest_study(study: Study, key: PseudonymKey, *, replace: bool = False) -> I
     relink = linkage is not None and store.get_meta("linkage_fingerprint") not in (
         None, linkage.fingerprint)
     for wave in config.waves:
-        raw = linkage.raws[wave.index] if linkage else read_wave(study.root, wave)
-        if relink:
+        # the file's hash is taken before reading, so an unchanged file is not parsed again
+        raw = linkage.raws[wave.index] if linkage else None
+        sha = raw.sha256 if raw is not None else _file_sha(study.root / wave.file)
+        if relink and raw is not None:
             with store.transaction():
                 for table in ("responses", "submissions", "quarantine", "files"):
                     store.execute(f"DELETE FROM {table} WHERE sha256 = ?", [raw.sha256])
@@ -172,14 +175,16 @@ def ingest_study(study: Study, key: PseudonymKey, *, replace: bool = False) -> I
             "SELECT sha256 FROM files WHERE wave = ? AND active", [wave.index]
         )
         known = store.query("SELECT sha256 FROM files WHERE wave = ?", [wave.index])
-        if raw.sha256 in set(previous["sha256"]):
+        if sha is not None and sha in set(previous["sha256"]):
             counts = store.query(
                 "SELECT rows_read, rows_stored, rows_quarantined FROM files WHERE sha256 = ? "
-                "AND active", [raw.sha256]
+                "AND active", [sha]
             ).iloc[0]
             outcomes.append(FileOutcome(wave.file, wave.index, "unchanged", int(counts.iloc[0]),
                                         int(counts.iloc[1]), int(counts.iloc[2]), 0))
             continue
+        if raw is None:
+            raw = read_wave(study.root, wave)
         if len(previous) and not replace:
             raise IngestError(
                 f"{wave.file}: wave {wave.index} was already ingested from a different version "
@@ -268,6 +273,14 @@ def _check_wave_dates(raw: RawTable, wave: Wave, config: StudyConfig, column: st
             f"{100 * others[best]:.0f}% of its responses fall in wave {best}'s window and "
             f"{100 * own:.0f}% in wave {wave.index}'s; check the file names in study.yaml"
         )
+
+
+def _file_sha(path: Path) -> str | None:
+    """SHA-256 of a file's bytes, or None when it cannot be read (the reader then says why)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def _local_or_nat(value: object, zone: str) -> pd.Timestamp:
