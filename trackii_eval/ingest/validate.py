@@ -99,6 +99,20 @@ def validate_wave(
     id_column
         The column that identifies participants, if not the instrument's participant id (a
         self-generated code); the participant id column is then an identifier, never stored.
+
+    Returns
+    -------
+    ValidatedWave
+        Stored and quarantined rows; rows read = rows stored + rows quarantined. Identifiers
+        and attributes are in one canonical text form whatever the reader (`canonical_text`);
+        submission times are tz-naive in the study's time zone (``config.timezone``).
+
+    Raises
+    ------
+    IngestError
+        For a file-level problem, in one line naming the file, the rule and what to do: the
+        participant-code column is missing, no column is an item, or the header is below the
+        row read as the header (``header_row:``). Nothing of the file is stored.
     """
     cols = instrument.participant
     if id_column is not None and id_column != cols.id:
@@ -280,7 +294,8 @@ def _encoding_hint(raw: RawTable, wave: Wave, failing: list[Any], declared: set[
     Windows-1252 turns "Doğu" into "Doðu"). Name the likely encoding, as charset-normalizer
     ranks them, preferring one under which the declared values appear in the file."""
     odd = [v for v in failing if isinstance(v, str) and not v.isascii()]
-    if len(failing) < 3 or not odd or raw.format not in ("csv", "kobo", "qualtrics"):
+    many = len(failing) >= max(3, 0.1 * raw.n_rows)
+    if not many or not odd or raw.format not in ("csv", "kobo", "qualtrics"):
         return None
     try:
         data = raw.path.read_bytes()
