@@ -114,6 +114,10 @@ class RawTable:
         Canonical names of columns that are direct identifiers by platform convention.
         Qualtrics ``ExternalReference`` is included even though studies often put their
         participant code there: treat it as sensitive and decide downstream.
+    submitted_utc : np.ndarray or None
+        bool, one per row: True where ``row_meta.submitted_at`` is UTC because the file stated
+        the time's zone (an offset, Qualtrics' ImportId time zone, Kobo's UTC
+        ``_submission_time``); False where it is the time as written (study-local downstream).
     """
 
     path: Path

@@ -15,8 +15,11 @@ Exports "with labels" put question labels in the header instead of XLSForm names
 itself contain ``/`` ("Agree/Disagree"), so a leading segment is only taken for a group when at
 least two headers share it; the stripped label becomes the canonical name and also goes into
 `RawTable.column_labels`. A header is taken for a label when any of its segments is not a
-valid XLSForm name. Exports that use a group separator other than ``/`` are read with group
-paths left in place.
+valid XLSForm name. Exports that use a group separator other than ``/`` (Kobo's export setting
+allows ``-``, ``.`` and others) are read with group paths left in place, because ``-`` and
+``.`` may also occur inside XLSForm names; `resolve_group_paths` then maps a column onto the
+name the instrument expects when exactly one column ends with a separator and that name. The
+``meta`` and ``formhub`` groups are metadata whatever the separator.
 """
 
 from __future__ import annotations
