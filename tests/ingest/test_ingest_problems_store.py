@@ -108,3 +108,13 @@ def test_unchanged_file_is_hashed_not_parsed_again(tmp_path: Path, key, monkeypa
     again = study.ingest(key)
     assert set(again.table["status"]) == {"unchanged"}
     study.close()
+
+
+def test_run_strict_stops_after_ingest_with_open_problems(tmp_path: Path,
+                                                          key_file: Path) -> None:
+    root = _study(tmp_path, "pid,arm,t1,t2,t3\nA1,comparison,1,2,3\n")
+    result = runner.invoke(app, ["run", str(root), "--out", str(tmp_path / "out"),
+                                 "--key-file", str(key_file), "--strict"])
+    assert result.exit_code == 4
+    assert "--strict" in result.output
+    assert not (tmp_path / "out" / "report.html").exists()
