@@ -116,3 +116,28 @@ def test_case_ingested_with_nothing_quarantined(tmp_path: Path, key, file: str) 
         "Don't know" if labelled else "missing:.b", None, "missing"]
     f2 = got[got["item"] == "f2"]
     assert f2["value"].dropna().tolist() == [1.0, 3.0, 2.0]
+
+
+@pytest.mark.parametrize(("module", "file"), [("spss", "spss_missing.sav"),
+                                               ("stata", "stata_long.dta")])
+def test_reads_that_disagree_on_an_answer_refuse_the_file(monkeypatch, module: str,
+                                                          file: str) -> None:
+    """A reader fault on a present answer is never guessed: the file is refused."""
+    import importlib
+
+    from trackii_eval.errors import IngestError
+
+    mod = importlib.import_module(f"trackii_eval.ingest.readers.{module}")
+    real = mod._read
+
+    def faulty(*args, user_missing: bool, **kwargs):
+        frame, meta = real(*args, user_missing=user_missing, **kwargs)
+        if user_missing:
+            column = "discrete0" if module == "spss" else "v0"
+            frame[column] = frame[column].astype(object)
+            frame.loc[4, column] = 99  # row 5 holds the answer 3 in both files
+        return frame, meta
+
+    monkeypatch.setattr(mod, "_read", faulty)
+    with pytest.raises(IngestError, match=r"row 5, column '(discrete0|v0)'.*reader fault"):
+        read_table(MISSING / file)

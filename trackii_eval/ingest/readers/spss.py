@@ -110,10 +110,27 @@ def read_spss(raw: bytes, path: Path, *, encoding: str | None) -> ParsedTable:
     for j, name in enumerate(columns):
         ranges = missing_ranges.get(name, [])
         labels = value_labels.get(name, {})
-        coded = frame[name].tolist()
-        for i, raw_value in enumerate(plain[name].tolist()):
+        column = plain[name]
+        if column.dtype.kind == "f":
+            # Numeric (the common case, vectorised): missing by the plain read only; where
+            # the coded read has a value there, it is a user-missing value.
+            missing = column.isna().to_numpy()
+            out = np.array(column.tolist(), dtype=object)
+            out[missing] = None
+            values[:, j] = out
+            coded = frame[name].to_numpy(dtype=float)
+            present = ~missing
+            if (coded[present] != column.to_numpy()[present]).any():
+                i = int(np.flatnonzero(present & (coded != column.to_numpy()))[0])
+                raise _disagree(path, i, name)
+            for i in np.flatnonzero(missing & ~np.isnan(coded)):
+                code = float(coded[i])
+                codes[i, j] = _label_for(code, labels) or f"missing:{format_missing_value(code)}"
+            continue
+        coded_cells = frame[name].tolist()
+        for i, raw_value in enumerate(column.tolist()):
             value = _scalar(raw_value)
-            code = _scalar(coded[i])
+            code = _scalar(coded_cells[i])
             declared = code is not None and bool(ranges) and _is_declared_missing(code, ranges)
             if value is None and code is not None:
                 # Missing by the plain read, a value by the coded read: a user-missing value.
@@ -123,14 +140,18 @@ def read_spss(raw: bytes, path: Path, *, encoding: str | None) -> ParsedTable:
                 codes[i, j] = _label_for(code, labels) or f"missing:{format_missing_value(code)}"
                 value = None
             elif value != code and not (value is None and code is None):
-                raise ingest_error(
-                    path,
-                    f"row {i + 1}, column {name!r}: the SPSS reader gives two different values "
-                    "for this cell (a reader fault)",
-                    "Save the file again from SPSS (File > Save As > .sav) or export it as CSV.",
-                )
+                raise _disagree(path, i, name)
             values[i, j] = value
     return parsed_from_statistical(columns, values, codes, meta, value_labels)
+
+
+def _disagree(path: Path, i: int, name: str) -> Exception:
+    return ingest_error(
+        path,
+        f"row {i + 1}, column {name!r}: the SPSS reader gives two different values for this "
+        "cell (a reader fault)",
+        "Save the file again from SPSS (File > Save As > .sav) or export it as CSV.",
+    )
 
 
 def _read(raw: bytes, path: Path, encoding: str | None, *, user_missing: bool) -> Any:

@@ -24,7 +24,6 @@ Row numbers are observation numbers, 1..n, as Stata's ``_n`` and Data Editor sho
 from __future__ import annotations
 
 import io
-import math
 from pathlib import Path
 from typing import Any
 
@@ -95,36 +94,53 @@ def read_stata(raw: bytes, path: Path, *, encoding: str | None) -> ParsedTable:
     values = np.empty((n, len(columns)), dtype=object)
     codes = np.full((n, len(columns)), None, dtype=object)
     for j, name in enumerate(columns):
-        numeric = types.get(name, "double") != "string"
-        labels = value_labels.get(name, {})
-        column = plain[name].tolist()
-        letters = lettered[name].tolist()
-        for i, (raw_value, letter) in enumerate(zip(column, letters, strict=True)):
-            value = _scalar(raw_value)
-            if numeric and value is None:
-                # Missing by the independent read; the lettered read only names which one.
+        column = plain[name]
+        numeric = (types[name] != "string") if name in types else column.dtype.kind in "iufbM"
+        if not numeric:
+            values[:, j] = [_scalar(v) for v in column.tolist()]
+            continue
+        # Whether a cell is missing comes from the plain read only.
+        missing = column.isna().to_numpy()
+        if column.dtype == object and not all(
+                isinstance(v, int | float) for v in column.dropna().tolist()):
+            # a date-formatted variable: dates as pyreadstat gives them
+            values[:, j] = [_scalar(v) for v in column.tolist()]
+        else:
+            out = np.array(column.tolist(), dtype=object)
+            out[missing] = None
+            values[:, j] = out
+            _check_agreement(path, name, column, lettered[name], missing)
+        if missing.any():
+            labels = value_labels.get(name, {})
+            letters = lettered[name]
+            for i in np.flatnonzero(missing):
+                letter = letters.iat[i]
+                # the lettered read only names which missing value; anything else there (NaN,
+                # or an arbitrary number from the reader) is the system missing value "."
                 if isinstance(letter, str) and letter in _LETTERS:
                     label = labels.get(letter)
                     text = label.strip() if isinstance(label, str) else ""
                     codes[i, j] = text or f"missing:.{letter}"
-                # anything else (NaN, or an arbitrary number from the reader) is ".".
-            elif numeric and not _same_number(value, _scalar(letter)):
-                raise ingest_error(
-                    path,
-                    f"row {i + 1}, column {name!r}: the Stata reader gives two different "
-                    "values for this cell (a reader fault)",
-                    "Save the file again from Stata (save, replace) or export it as CSV; "
-                    "report the file's Stata version.",
-                )
-            values[i, j] = value
     return parsed_from_statistical(columns, values, codes, meta, value_labels)
 
 
-def _same_number(a: object, b: object) -> bool:
-    if a is None or b is None:
-        return a is b
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return float(a) == float(b) or (
-            isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)
+def _check_agreement(path: Path, name: str, plain: Any, lettered: Any,
+                     missing: np.ndarray) -> None:
+    """Refuse the file when the two reads disagree on a cell that is not missing."""
+    present = ~missing
+    if not present.any():
+        return
+    other = np.asarray(lettered.to_numpy(dtype=object)[present])
+    numbers = np.array([float(v) if isinstance(v, int | float) and not isinstance(v, bool)
+                        else np.nan for v in other])
+    mine = plain.to_numpy(dtype=float)[present]
+    bad = ~(numbers == mine)
+    if bad.any():
+        row = int(np.flatnonzero(present)[np.flatnonzero(bad)[0]]) + 1
+        raise ingest_error(
+            path,
+            f"row {row}, column {name!r}: the Stata reader gives two different values for "
+            "this cell (a reader fault)",
+            "Save the file again from Stata (save, replace) or export it as CSV; report the "
+            "file's Stata version.",
         )
-    return a == b
