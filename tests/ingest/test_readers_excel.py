@@ -83,3 +83,18 @@ def test_header_not_on_row_1_suggests_header_row(tmp_path: Path, key) -> None:
     study = Study.load(root, out=tmp_path / "out2")
     assert study.ingest(key).table["rows_stored"].tolist() == [1]
     study.close()
+
+
+def test_cli_refusal_is_one_line_exit_3(tmp_path: Path, key_file: Path) -> None:
+    from typer.testing import CliRunner
+
+    from trackii_eval.cli import app
+
+    root = make_study(tmp_path / "s", [(CASE, "2022-03-01")])
+    result = CliRunner().invoke(app, ["ingest", str(root), "--out", str(tmp_path / "o"),
+                                      "--key-file", str(key_file)])
+    assert result.exit_code == 3
+    lines = [x for x in result.output.splitlines() if x.strip()]
+    assert len(lines) == 1, lines
+    assert "wave1.xlsx" in lines[0] and "row 2, column H" in lines[0]
+    assert "formula_without_value" in lines[0]
