@@ -201,6 +201,8 @@ def _changes(summary: Any) -> str:
 
 
 def _do_ingest(study: Any, key_file: Path | None, replace: bool, strict: bool) -> int:
+    from rich.markup import escape  # a problem line's "[rule ...]" is text, not markup
+
     from .ingest.pseudonym import load_key
 
     key = load_key(key_file)
@@ -209,17 +211,26 @@ def _do_ingest(study: Any, key_file: Path | None, replace: bool, strict: bool) -
               highlight=False)
     if replace or any(f.status == "replaced" for f in summary.files):
         out.print(_changes(summary), highlight=False, soft_wrap=True)
-    lines = summary.problem_lines()
+    lines = summary.report_lines()
     for line in lines[:MAX_PROBLEM_LINES]:
-        err.print(f"[yellow]problem:[/] {line}", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]problem:[/] {escape(line)}", highlight=False, soft_wrap=True)
     if len(lines) > MAX_PROBLEM_LINES:
         err.print(f"... and {len(lines) - MAX_PROBLEM_LINES} more problem(s) in the table below",
                   highlight=False)
-    if len(summary.problems):
-        path = study.out / "ingest_problems.csv"
-        summary.problems.to_csv(path, index=False)
-        out.print(f"{len(summary.problems)} problem(s) written to {path}", highlight=False)
-    return 4 if strict and len(summary.problems) else 0
+    for line in summary.error_lines():
+        err.print(f"[red]{escape(line)}[/]", highlight=False, soft_wrap=True)
+    # every open problem of every active file version, not only this run's: a second run
+    # must not hide the first's problems (rewritten, so a fixed problem disappears too)
+    open_problems = (summary.open_problems if summary.open_problems is not None
+                     else summary.problems)
+    path = study.out / "ingest_problems.csv"
+    open_problems.to_csv(path, index=False)
+    if len(open_problems):
+        out.print(f"{len(open_problems)} open problem(s) written to {path}", highlight=False)
+    failed = len(open_problems) > 0 or bool(summary.empty_waves)
+    if strict and failed:
+        err.print("--strict: data were quarantined or left for review; exit 4", highlight=False)
+    return 4 if strict and failed else 0
 
 
 def _do_score(study: Any) -> None:

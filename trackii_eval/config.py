@@ -215,7 +215,22 @@ class Wave(_Frozen):
     format: FileFormat | None = None
     sheet: str | int | None = None
     header_row: int | None = Field(default=None, ge=1)
+    # text encoding of a CSV export (or of strings in an old SPSS/Stata file); default detected
+    encoding: str | None = None
     window: tuple[dt.date, dt.date] | None = None
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str | None) -> str | None:
+        import codecs
+
+        if value is not None:
+            try:
+                codecs.lookup(value)
+            except LookupError:
+                raise ValueError(f"unknown encoding {value!r}; use a Python codec name "
+                                 "such as 'utf-8', 'cp1252' or 'cp1254'") from None
+        return value
 
 
 class ContextEvent(_Frozen):
@@ -275,6 +290,21 @@ class StudyConfig(_Frozen):
     linkage: Linkage = Linkage()
     context_events: list[ContextEvent] = Field(default_factory=list)
     privacy: Privacy = Privacy()
+    # The study's one time zone (IANA name): every submission time is converted into it before
+    # any wave-window check, and times written without a zone are taken as study-local.
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as "
+                             "'UTC' or 'Asia/Beirut'") from None
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> StudyConfig:

@@ -215,6 +215,38 @@ class Store:
             ORDER BY r.participant, r.wave, r.item
         """)
 
+    def open_problems(self) -> pd.DataFrame:
+        """Every open ingest problem: those of every active wave-file version, and of the
+        other inputs (roster), whichever run found them.
+
+        Returns
+        -------
+        pd.DataFrame
+            Columns file, wave, row, column, value, rule, scope, message (the
+            ``ingest_problems.csv`` layout), ordered by wave, file and row.
+        """
+        return self.query("""
+            SELECT q.file, q.wave, q.row, q."column", q.value, q.rule, q.scope, q.message
+            FROM quarantine q
+            WHERE q.sha256 IN (SELECT sha256 FROM files WHERE active)
+               OR q.sha256 NOT IN (SELECT sha256 FROM files)
+            ORDER BY q.wave NULLS LAST, q.file, q.row
+        """)
+
+    def empty_waves(self) -> pd.DataFrame:
+        """Active files that had rows but stored none (every row quarantined): an error-level
+        fact for the report, since such a wave is missing from every figure.
+
+        Returns
+        -------
+        pd.DataFrame
+            Columns file, wave, rows_read, rows_quarantined.
+        """
+        return self.query("""
+            SELECT file, wave, rows_read, rows_quarantined FROM files
+            WHERE active AND rows_read > 0 AND rows_stored = 0 ORDER BY wave
+        """)
+
     def file_summary(self) -> pd.DataFrame:
         """Rows read, stored and quarantined per active file."""
         return self.query("""

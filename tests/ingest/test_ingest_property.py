@@ -59,12 +59,13 @@ def wave_files(draw: st.DrawFn) -> str:
 def test_validate_accounts_for_every_row(tmp_path: Path, content: str) -> None:
     path = tmp_path / "wave.csv"
     path.write_text(content, encoding="utf-8")
+    wave = STUDY.config.waves[1]
     try:
         raw = read_table(path)
+        # a file-level problem (no participant-code or item column) refuses the whole file
+        out = validate_wave(raw, wave, STUDY.config, STUDY.instrument, display_name="wave.csv")
     except IngestError:
         return
-    wave = STUDY.config.waves[1]
-    out = validate_wave(raw, wave, STUDY.config, STUDY.instrument, display_name="wave.csv")
     assert out.rows_read == raw.n_rows
     assert out.rows_read == out.rows_stored + out.rows_quarantined
     row_problems = out.problems[out.problems["scope"] == "row"]

@@ -7,6 +7,7 @@ file and changes nothing in the store; everything else is stored or quarantined 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,9 +18,18 @@ import pandas as pd
 from ..config import StudyConfig, Wave
 from ..errors import IngestError
 from ..store import Store
-from .readers import RawTable, read_table
+from .readers import RawTable, read_table, read_wave
+from .readers.base import canonical_text
+from .rules import Rule
 from .sgic import apply_links, link_study
-from .validate import PROBLEM_COLUMNS, ValidatedWave, mask, validate_wave
+from .validate import (
+    PROBLEM_COLUMNS,
+    ValidatedWave,
+    mask,
+    study_local_times,
+    to_study_time,
+    validate_wave,
+)
 
 if TYPE_CHECKING:
     from ..pipeline.context import StudyContext
@@ -43,18 +53,43 @@ class FileOutcome:
 
 @dataclass(frozen=True)
 class IngestSummary:
-    """Result of ingesting a study: per-file counts and every problem found."""
+    """Result of ingesting a study: per-file counts and every problem found.
+
+    ``problems`` are this run's; ``open_problems`` every open problem of every active file
+    version in the store, whichever run found it (what ``ingest_problems.csv`` lists).
+    """
 
     files: list[FileOutcome]
     problems: pd.DataFrame
     key_fingerprint: str
     linkage: pd.DataFrame | None = None
     linkage_review_file: Path | None = None
+    open_problems: pd.DataFrame | None = None
+    timezone: str = "UTC"
 
     @property
     def table(self) -> pd.DataFrame:
         """Per-file counts; rows read = rows stored + rows quarantined in every row."""
         return pd.DataFrame([f.__dict__ for f in self.files])
+
+    @property
+    def empty_waves(self) -> list[FileOutcome]:
+        """Files that had rows but of which nothing was stored (every row quarantined)."""
+        return [f for f in self.files if f.rows_read > 0 and f.rows_stored == 0]
+
+    @property
+    def n_open(self) -> int:
+        """Open problems in the store (this run's when the store was not asked)."""
+        frame = self.open_problems if self.open_problems is not None else self.problems
+        return len(frame)
+
+    def error_lines(self) -> list[str]:
+        """Error-level lines: a wave whose rows were all quarantined vanishes from every
+        figure, which nobody would notice in a table of counts."""
+        return [f"ERROR: {f.file}: wave {f.wave}: all {f.rows_read} rows quarantined, nothing "
+                "of this wave is stored and it is missing from every figure; rule "
+                "all_rows_quarantined. Fix the problems listed in ingest_problems.csv and "
+                "ingest again" for f in self.empty_waves]
 
     def problem_lines(self) -> list[str]:
         """One line per problem: ``file:row:column: rule (value)``, identifiers masked."""
@@ -64,6 +99,17 @@ class IngestSummary:
             out.append(f"{p.file}:{p.row}:{p.column}: {p.message}{value}")
         return out
 
+    def report_lines(self) -> list[str]:
+        """`problem_lines` with the rule's code and what to do, one line per problem."""
+        out = []
+        for line, rule in zip(self.problem_lines(), self.problems["rule"], strict=True):
+            try:
+                fix = Rule(rule).fix
+            except ValueError:
+                fix = "see the message"
+            out.append(f"{line} [rule {rule}; {fix}]")
+        return out
+
     def summary(self) -> str:
         """Text for people."""
         lines = [f"{'file':32} {'wave':>4} {'status':>10} {'read':>6} {'stored':>6} "
@@ -71,7 +117,10 @@ class IngestSummary:
         for f in self.files:
             lines.append(f"{f.file:32} {f.wave:>4} {f.status:>10} {f.rows_read:>6} "
                          f"{f.rows_stored:>6} {f.rows_quarantined:>11}")
-        lines.append(f"{len(self.problems)} problem(s); key fingerprint {self.key_fingerprint}")
+        lines.append(f"{len(self.problems)} problem(s) found in this run, {self.n_open} open in "
+                     f"the store; key fingerprint {self.key_fingerprint}")
+        lines.append(f"times compared in the study time zone {self.timezone}")
+        lines.extend(self.error_lines())
         if self.linkage is not None:
             lines.append("linkage by self-generated code, per wave:")
             lines.append(self.linkage.to_string(index=False))
@@ -121,10 +170,10 @@ def ingest_study(store: Store, ctx: StudyContext, key: PseudonymKey, *,
     relink = linkage is not None and store.get_meta("linkage_fingerprint") not in (
         None, linkage.fingerprint)
     for wave in config.waves:
-        path = ctx.root / wave.file
-        raw = linkage.raws[wave.index] if linkage else read_table(
-            path, format=wave.format, sheet=wave.sheet, header_row=wave.header_row)
-        if relink:
+        # the file's hash is taken before reading, so an unchanged file is not parsed again
+        raw = linkage.raws[wave.index] if linkage else None
+        sha = raw.sha256 if raw is not None else _file_sha(ctx.root / wave.file)
+        if relink and raw is not None:
             with store.transaction():
                 for table in ("responses", "submissions", "quarantine", "files"):
                     store.execute(f"DELETE FROM {table} WHERE sha256 = ?", [raw.sha256])
@@ -132,14 +181,16 @@ def ingest_study(store: Store, ctx: StudyContext, key: PseudonymKey, *,
             "SELECT sha256 FROM files WHERE wave = ? AND active", [wave.index]
         )
         known = store.query("SELECT sha256 FROM files WHERE wave = ?", [wave.index])
-        if raw.sha256 in set(previous["sha256"]):
+        if sha is not None and sha in set(previous["sha256"]):
             counts = store.query(
                 "SELECT rows_read, rows_stored, rows_quarantined FROM files WHERE sha256 = ? "
-                "AND active", [raw.sha256]
+                "AND active", [sha]
             ).iloc[0]
             outcomes.append(FileOutcome(wave.file, wave.index, "unchanged", int(counts.iloc[0]),
                                         int(counts.iloc[1]), int(counts.iloc[2]), 0))
             continue
+        if raw is None:
+            raw = read_wave(ctx.root, wave)
         if len(previous) and not replace:
             raise IngestError(
                 f"{wave.file}: wave {wave.index} was already ingested from a different version "
@@ -192,7 +243,8 @@ def ingest_study(store: Store, ctx: StudyContext, key: PseudonymKey, *,
                 else pd.DataFrame(columns=PROBLEM_COLUMNS))
     return IngestSummary(outcomes, problems, key.fingerprint,
                          None if linkage is None else linkage.summary(),
-                         None if linkage is None else linkage.review_file)
+                         None if linkage is None else linkage.review_file,
+                         open_problems=store.open_problems(), timezone=config.timezone)
 
 
 def _check_wave_dates(raw: RawTable, wave: Wave, config: StudyConfig, column: str | None) -> None:
@@ -201,9 +253,10 @@ def _check_wave_dates(raw: RawTable, wave: Wave, config: StudyConfig, column: st
     A file exported for the wrong wave would otherwise be quarantined row by row ("outside the
     window"); saying which wave it looks like is what the evaluator needs.
     """
-    dates = raw.row_meta["submitted_at"] if raw.row_meta is not None else None
+    dates = study_local_times(raw, config.timezone) if raw.row_meta is not None else None
     if (dates is None or dates.isna().all()) and column and column in raw.data.columns:
-        dates = pd.to_datetime(raw.data[column], errors="coerce", format="mixed")
+        dates = pd.Series([_local_or_nat(v, config.timezone) for v in raw.data[column]],
+                          dtype="datetime64[ns]")
     if dates is None:
         return
     dates = pd.to_datetime(dates, errors="coerce").dropna()
@@ -226,6 +279,21 @@ def _check_wave_dates(raw: RawTable, wave: Wave, config: StudyConfig, column: st
             f"{100 * others[best]:.0f}% of its responses fall in wave {best}'s window and "
             f"{100 * own:.0f}% in wave {wave.index}'s; check the file names in study.yaml"
         )
+
+
+def _file_sha(path: Path) -> str | None:
+    """SHA-256 of a file's bytes, or None when it cannot be read (the reader then says why)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _local_or_nat(value: object, zone: str) -> pd.Timestamp:
+    try:
+        return pd.NaT if value is None else to_study_time(value, zone, is_utc=False)
+    except (ValueError, TypeError, OverflowError):
+        return pd.NaT
 
 
 def _write_wave(store: Store, validated: ValidatedWave, pseudo: dict[str, str], wave: int,
@@ -265,14 +333,14 @@ def _ingest_roster(store: Store, ctx: StudyContext, key: PseudonymKey, name: str
     known = set(store.query("SELECT participant FROM participants")["participant"])
     waves = {w.index for w in ctx.config.waves}
     data = raw.data
-    codes = pd.concat([data[id_col], data["contact_code"]]).dropna().astype(str).str.strip()
+    codes = pd.concat([data[id_col], data["contact_code"]]).map(canonical_text).dropna()
     unique = pd.Series(codes.unique())
     if code_map is None:
         pseudo = dict(zip(unique, key.pseudonymize_many(unique), strict=True))
     else:  # a study linked by self-generated code: assigned codes were mapped at linkage
         pseudo = {c: code_map[c] for c in unique if c in code_map}
-    who = data[id_col].map(lambda c: None if c is None else pseudo.get(str(c).strip()))
-    whom = data["contact_code"].map(lambda c: None if c is None else pseudo.get(str(c).strip()))
+    who = data[id_col].map(lambda c: pseudo.get(canonical_text(c)))
+    whom = data["contact_code"].map(lambda c: pseudo.get(canonical_text(c)))
     wave = pd.to_numeric(data["wave"], errors="coerce")
     strength = pd.to_numeric(data["strength"], errors="coerce")
     bad_wave = ~wave.isin(list(waves))
@@ -292,7 +360,8 @@ def _ingest_roster(store: Store, ctx: StudyContext, key: PseudonymKey, name: str
                 "file": name, "wave": None if pd.isna(w) else int(w),
                 "row": int(raw.row_numbers[pos]), "column": column,
                 "value": show(data[column].iloc[pos]), "rule": rule, "scope": "row",
-                "message": _ROSTER_RULES[rule],
+                "message": Rule(rule).description + (
+                    ": tie strength" if rule == "not_a_number" else ""),
             })
     ok = ~(bad_wave | bad_who | bad_whom | bad_strength)
     ties = pd.DataFrame({
@@ -308,12 +377,6 @@ def _ingest_roster(store: Store, ctx: StudyContext, key: PseudonymKey, name: str
     return frame
 
 
-_ROSTER_RULES = {
-    "unknown_wave": "wave is not a wave of the study",
-    "unknown_participant": "code is not a linked participant of the study (unknown, or its "
-                           "records are still ambiguous: see linkage_review.csv)",
-    "not_a_number": "tie strength is not a number",
-}
 
 
 def _ingest_ideas(store: Store, path: Path) -> None:

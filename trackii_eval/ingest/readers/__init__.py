@@ -16,7 +16,9 @@ import codecs
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from trackii_eval.ingest.readers import kobo, qualtrics
@@ -28,6 +30,7 @@ from trackii_eval.ingest.readers.base import (
     ingest_error,
     make_row_meta,
     parse_timestamps,
+    zone_stated,
 )
 from trackii_eval.ingest.readers.csv_excel import (
     Grid,
@@ -42,7 +45,7 @@ from trackii_eval.ingest.readers.csv_excel import (
 from trackii_eval.ingest.readers.spss import read_spss
 from trackii_eval.ingest.readers.stata import read_stata
 
-__all__ = ["FORMATS", "FormatName", "RawTable", "detect_format", "read_table"]
+__all__ = ["FORMATS", "FormatName", "RawTable", "detect_format", "read_table", "read_wave"]
 
 _SPSS_MAGIC = (b"$FL2", b"$FL3")
 _STATA_XML_MAGIC = b"<stata_dta>"
@@ -220,6 +223,7 @@ def _finish(file: Path, fmt: FormatName, raw: bytes, table: ParsedTable) -> RawT
     # export saved in them is recognised by its columns. A CSV or workbook forced to "csv" or
     # "excel" is read plain, as asked.
     by_columns = fmt in ("spss", "stata")
+    stated = _zone_flags(table, fmt, columns, by_columns)
     if fmt == "qualtrics" or (by_columns and qualtrics.looks_like(columns)):
         legacy = table.qualtrics_legacy
         row_meta = qualtrics.row_meta(table)
@@ -247,7 +251,29 @@ def _finish(file: Path, fmt: FormatName, raw: bytes, table: ParsedTable) -> RawT
         row_meta=row_meta,
         metadata_columns=metadata,
         identifier_columns=identifiers,
+        submitted_utc=stated,
     )
+
+
+def _zone_flags(table: ParsedTable, fmt: FormatName, columns: list[str], by_columns: bool
+                ) -> np.ndarray:
+    """Per row: whether row_meta's submitted_at was converted to UTC (mirrors the row_meta
+    builders: Qualtrics EndDate/RecordedDate with the ImportId zone, Kobo _submission_time in
+    UTC, else the generic submitted_at/date column)."""
+    data = table.data
+    if fmt == "qualtrics" or (by_columns and qualtrics.looks_like(columns)):
+        name = next((c for c in ("EndDate", "RecordedDate") if c in data.columns), None)
+        zone = table.time_zones.get(name) if name else None
+    elif fmt == "kobo" or (by_columns and kobo.looks_like(columns)):
+        name = "_submission_time" if "_submission_time" in data.columns else None
+        zone = "UTC"
+    else:
+        lowered = {str(c).lower(): c for c in data.columns}
+        name = next((lowered[n] for n in _GENERIC_TIME_COLUMNS if n in lowered), None)
+        zone = None
+    if name is None:
+        return np.zeros(len(data), dtype=bool)
+    return zone_stated(data[name].tolist(), zone)
 
 
 def read_table(
@@ -313,3 +339,27 @@ def read_table(
     _check_options(file, fmt, raw, sheet, header_row)
     table = _parse(raw, file, fmt, records, sheet=sheet, header_row=header_row, encoding=encoding)
     return _finish(file, fmt, raw, table)
+
+
+def read_wave(root: str | os.PathLike[str], wave: Any) -> RawTable:
+    """Read one wave's file with every reading option the study declares for it.
+
+    Parameters
+    ----------
+    root : str or os.PathLike
+        The study folder (wave files are relative to it).
+    wave : trackii_eval.config.Wave
+        The wave: ``file``, ``format``, ``sheet``, ``header_row``, ``encoding``.
+
+    Returns
+    -------
+    RawTable
+        As `read_table`.
+
+    Raises
+    ------
+    IngestError
+        As `read_table`.
+    """
+    return read_table(Path(root) / wave.file, format=wave.format, sheet=wave.sheet,
+                      header_row=wave.header_row, encoding=getattr(wave, "encoding", None))

@@ -34,6 +34,7 @@ __all__ = [
     "ParsedTable",
     "RawTable",
     "assemble_records",
+    "canonical_text",
     "clean_cell",
     "empty_codes",
     "frame_from_rows",
@@ -43,6 +44,7 @@ __all__ = [
     "parse_number",
     "parse_timestamps",
     "python_scalar",
+    "zone_stated",
 ]
 
 FormatName = Literal["csv", "excel", "spss", "stata", "qualtrics", "kobo"]
@@ -112,6 +114,10 @@ class RawTable:
         Canonical names of columns that are direct identifiers by platform convention.
         Qualtrics ``ExternalReference`` is included even though studies often put their
         participant code there: treat it as sensitive and decide downstream.
+    submitted_utc : np.ndarray or None
+        bool, one per row: True where ``row_meta.submitted_at`` is UTC because the file stated
+        the time's zone (an offset, Qualtrics' ImportId time zone, Kobo's UTC
+        ``_submission_time``); False where it is the time as written (study-local downstream).
     """
 
     path: Path
@@ -126,6 +132,10 @@ class RawTable:
     row_meta: pd.DataFrame
     metadata_columns: frozenset[str]
     identifier_columns: frozenset[str]
+    # bool per row: True where row_meta's submitted_at is UTC because the file stated its zone
+    # (an offset, a Qualtrics time zone, Kobo's UTC _submission_time); False where it is the
+    # time as written, which ingest takes as study-local. None: no flags (all as written).
+    submitted_utc: np.ndarray | None = None
 
     @property
     def n_rows(self) -> int:
@@ -222,6 +232,40 @@ def clean_cell(value: object) -> str | None:
     return text or None
 
 
+def canonical_text(value: object) -> str | None:
+    """The one text form of an identifier or attribute value, whatever reader produced it.
+
+    A participant code, side, arm, dialogue or roster id read as the number ``1001.0`` from an
+    SPSS or Stata file must be the same person as the text ``"1001"`` from a CSV (issue 8,
+    case ``numeric-id-across-formats``). Numbers are written as a spreadsheet shows them
+    (integral values without ``.0``, as `csv_excel` renders Excel cells); text is only
+    stripped, so leading zeros in text codes (``"0042"``) are kept.
+
+    Parameters
+    ----------
+    value : object
+        A cell from any reader: ``str``, Python or numpy number, ``None``/NaN.
+
+    Returns
+    -------
+    str or None
+        The text, or ``None`` for an empty or missing cell.
+    """
+    value = python_scalar(value)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isfinite(value) and value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return repr(value)
+    text = str(value).strip()
+    return text or None
+
+
 def _clean_header(value: object) -> str | None:
     # A BOM can survive into the first header cell when the caller forces encoding="utf-8"
     # on a file saved with one; it is never part of a column name.
@@ -297,6 +341,9 @@ def assemble_records(
             # An unnamed, empty column: a trailing delimiter or a spacer column. Dropping it
             # loses nothing.
             continue
+        below = _likely_header_below(raw_rows, row_numbers)
+        hint = (f" If the column names are on row {below}, add header_row: {below} to this "
+                "wave in study.yaml." if below is not None else "")
         if j >= len(header):
             row = raw_rows[row_numbers.index(first_with_data)]
             n_fields = max(k for k, c in enumerate(row) if c is not None) + 1
@@ -305,13 +352,13 @@ def assemble_records(
                 f"row {first_with_data} has {n_fields} fields but the header on row "
                 f"{header_row} has {len(header)}",
                 "Add the missing column names to the header; in a CSV file, also check the "
-                "delimiter and the quoting of that row.",
+                "delimiter and the quoting of that row." + hint,
             )
         raise ingest_error(
             path,
             f"column {j + 1} has values (first on row {first_with_data}) but no name in the "
             f"header on row {header_row}",
-            "Give the column a name in the header row or delete it.",
+            "Give the column a name in the header row or delete it." + hint,
         )
 
     columns = [str(header[j]) for j in positions]
@@ -328,6 +375,19 @@ def assemble_records(
 
     rows = [[r[j] if j < len(r) else None for j in positions] for r in raw_rows]
     return Assembled(columns=columns, positions=positions, rows=rows, row_numbers=row_numbers)
+
+
+def _likely_header_below(rows: Sequence[Sequence[str | None]], numbers: Sequence[int]
+                         ) -> int | None:
+    """Row number of the first row that looks like column names: as wide as the widest row,
+    every cell filled with distinct text that is not a number (title rows above it)."""
+    width = max((len(r) for r in rows), default=0)
+    for row, number in zip(rows[:30], numbers[:30], strict=False):
+        cells = [c for c in row if c is not None]
+        if (len(cells) >= max(2, width - 1) and len(set(cells)) == len(cells)
+                and all(parse_number(c) is None for c in cells)):
+            return number
+    return None
 
 
 def frame_from_rows(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> pd.DataFrame:
@@ -541,6 +601,33 @@ def parse_timestamps(values: Sequence[object], tz: str | None = None) -> list[pd
         for i, stamp in zip(positions, parsed.tolist(), strict=True):
             result[i] = pd.NaT if pd.isna(stamp) else pd.Timestamp(stamp)
     return result
+
+
+def zone_stated(values: Sequence[object], tz: str | None = None) -> np.ndarray:
+    """Which times `parse_timestamps` converted to UTC (the value or the file stated a zone).
+
+    Parameters
+    ----------
+    values : Sequence[object]
+        The cells given to `parse_timestamps`.
+    tz : str, optional
+        The zone given to `parse_timestamps`.
+
+    Returns
+    -------
+    np.ndarray
+        bool, one per value.
+    """
+    known_zone = _zone(tz) is not None
+    out = np.zeros(len(values), dtype=bool)
+    for i, value in enumerate(values):
+        if isinstance(value, dt.datetime):
+            out[i] = value.tzinfo is not None or known_zone
+        elif isinstance(value, str) and _DATE_LIKE.search(value):
+            out[i] = bool(_OFFSET.search(value.strip())) or known_zone
+        elif isinstance(value, dt.date):
+            out[i] = known_zone
+    return out
 
 
 def make_row_meta(

@@ -15,6 +15,7 @@ import csv
 import datetime as dt
 import io
 import math
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -275,15 +276,50 @@ def text_records(
             f"cannot be parsed as delimited text ({exc})",
             "Check for an unbalanced double quote, or export the data again as CSV.",
         ) from exc
+    complete = text.endswith(("\n", "\r"))
     line = _unclosed_quote_line(text, delimiter)
     if line is not None:
+        if not complete:
+            raise ingest_error(
+                path,
+                f"looks truncated: it ends inside a quoted cell opened on line {line}, with no "
+                "line break at the end (a copy or download that stopped); rule truncated_file",
+                "Copy or download the export again; nothing of this file was ingested.",
+            )
         raise ingest_error(
             path,
             f"a double quote opened on line {line} is never closed, so everything after it "
             "would be read as one cell",
             "Close or remove that quote, or export the data again as CSV.",
         )
+    if not complete:
+        _refuse_short_last_row(path, records, header_row)
     return [list(r) for r in records]
+
+
+def _refuse_short_last_row(path: Path, records: list[list[str]], header_row: int | None) -> None:
+    """A last row without a line break and with fewer fields than the header is a cut file."""
+    if header_row is not None and header_row <= len(records):
+        header = header_row - 1
+    else:
+        found = _first_nonblank(records)
+        if found is None:
+            return
+        header = found
+    last = next((i for i in range(len(records) - 1, header, -1)
+                 if not _is_blank_any_delimiter(records[i])), None)
+    if last is None:
+        return
+    width = len(records[header])
+    if len(records[last]) < width:
+        raise ingest_error(
+            path,
+            f"looks truncated: its last row (record {last + 1}) has {len(records[last])} of the "
+            f"header's {width} fields and no line break at the end (a copy or download that "
+            "stopped); rule truncated_file",
+            "Copy or download the export again; if the file is complete, add a line break at "
+            "its end. Nothing of this file was ingested.",
+        )
 
 
 def _unclosed_quote_line(text: str, delimiter: str) -> int | None:
@@ -389,15 +425,70 @@ def workbook_records(raw: bytes, path: Path, sheet: str | int | None) -> Grid:
         # openpyxl read every row that is really there.
         ws.reset_dimensions()
         try:
-            return [[_cell_text(v) for v in row] for row in ws.iter_rows(values_only=True)]
+            grid = [[_cell_text(v) for v in row] for row in ws.iter_rows(values_only=True)]
         except Exception as exc:
             raise ingest_error(
                 path,
                 f"sheet {ws.title!r} cannot be read ({type(exc).__name__})",
                 "Open it in Excel and save it again as .xlsx, or export CSV.",
             ) from exc
+        title = ws.title
     finally:
         book.close()
+    if _has_formulas(raw):
+        _refuse_formulas_without_value(raw, path, title, grid)
+    return grid
+
+
+def _has_formulas(raw: bytes) -> bool:
+    """Whether any worksheet of the workbook holds a formula (``<f>`` element)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            for name in archive.namelist():
+                if name.startswith("xl/worksheets/") and name.endswith(".xml"):
+                    body = archive.read(name)
+                    if b"<f>" in body or b"<f " in body or b":f>" in body or b":f " in body:
+                        return True
+    except (zipfile.BadZipFile, KeyError, OSError):
+        return False
+    return False
+
+
+def _refuse_formulas_without_value(raw: bytes, path: Path, title: str, grid: Grid) -> None:
+    """Refuse a sheet with a formula cell that has no stored result.
+
+    openpyxl reads the result a spreadsheet program stored with each formula; a file written by
+    a script (openpyxl, xlsxwriter, pandas) stores none, and the cell would read as blank, a
+    missing answer nobody gave. Such a file is refused with the first such cell.
+    """
+    import openpyxl
+
+    book = openpyxl.load_workbook(io.BytesIO(raw), read_only=True, data_only=False)
+    try:
+        ws = book[title]
+        ws.reset_dimensions()
+        for r, row in enumerate(ws.iter_rows(values_only=True)):
+            for c, formula in enumerate(row):
+                is_formula = (isinstance(formula, str) and formula.startswith("=")) or (
+                    formula is not None and type(formula).__name__ in _FORMULA_TYPES)
+                value = grid[r][c] if r < len(grid) and c < len(grid[r]) else None
+                if is_formula and value is None:
+                    from openpyxl.utils import get_column_letter
+
+                    raise ingest_error(
+                        path,
+                        f"sheet {title!r}, row {r + 1}, column {get_column_letter(c + 1)}: "
+                        "a formula without a stored result (the file was written by a program "
+                        "that does not calculate formulas), so its value cannot be read; rule "
+                        "formula_without_value",
+                        "Open the file in Excel or LibreOffice, let it recalculate and save it, "
+                        "or export CSV; then ingest again",
+                    )
+    finally:
+        book.close()
+
+
+_FORMULA_TYPES = frozenset({"ArrayFormula", "DataTableFormula"})
 
 
 def read_grid(

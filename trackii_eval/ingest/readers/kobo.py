@@ -15,8 +15,11 @@ Exports "with labels" put question labels in the header instead of XLSForm names
 itself contain ``/`` ("Agree/Disagree"), so a leading segment is only taken for a group when at
 least two headers share it; the stripped label becomes the canonical name and also goes into
 `RawTable.column_labels`. A header is taken for a label when any of its segments is not a
-valid XLSForm name. Exports that use a group separator other than ``/`` are read with group
-paths left in place.
+valid XLSForm name. Exports that use a group separator other than ``/`` (Kobo's export setting
+allows ``-``, ``.`` and others) are read with group paths left in place, because ``-`` and
+``.`` may also occur inside XLSForm names; `resolve_group_paths` then maps a column onto the
+name the instrument expects when exactly one column ends with a separator and that name. The
+``meta`` and ``formhub`` groups are metadata whatever the separator.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from trackii_eval.ingest.readers.base import (
 from trackii_eval.ingest.readers.csv_excel import Grid, header_index
 
 __all__ = [
+    "GROUP_SEPARATORS",
     "IDENTIFIER_COLUMNS",
     "METADATA_COLUMNS",
     "TEST_TOKENS",
@@ -48,6 +52,7 @@ __all__ = [
     "looks_like",
     "metadata_columns",
     "read_kobo",
+    "resolve_group_paths",
     "row_meta",
 ]
 
@@ -124,7 +129,10 @@ _GEO_PART = re.compile(r"^_(?P<question>.+)_(?P<part>latitude|longitude|altitude
 _NAME = re.compile(r"^[A-Za-z_:][A-Za-z0-9_.:\-]*$")
 _TOKEN_SPLIT = re.compile(r"[^\w-]+")
 _SIGNATURE = frozenset({"_uuid", "_submission_time"})
-_META_GROUPS = ("meta/", "formhub/")
+# Kobo's export setting "group separator" may be "/" (default), "-", "." or ":"; the meta and
+# formhub groups are Kobo's own, so they are metadata whatever the separator.
+GROUP_SEPARATORS: tuple[str, ...] = ("/", "-", ".", ":")
+_META_GROUPS = tuple(f"{g}{s}" for g in ("meta", "formhub") for s in GROUP_SEPARATORS)
 
 
 def looks_like(columns: Sequence[str]) -> bool:
@@ -235,6 +243,40 @@ def read_kobo(path: Path, records: Grid, header_row: int | None) -> ParsedTable:
         source_columns=dict(zip(names, table.columns, strict=True)),
         column_labels=labels,
     )
+
+
+def resolve_group_paths(columns: Sequence[str], wanted: Sequence[str]) -> dict[str, str]:
+    """Find expected columns that a Kobo export left under a group path.
+
+    Kobo exports written with a group separator other than ``/`` (``grp_id-pid``,
+    ``grp.att.t1``) keep their group paths, because ``-`` and ``.`` are also legal inside
+    XLSForm names and cannot be split blindly. The instrument knows which names it expects, so
+    a column is taken for an expected name when it ends with a separator followed by exactly
+    that name, and no other column does.
+
+    Parameters
+    ----------
+    columns : Sequence[str]
+        The file's column names (after `canonical_names`).
+    wanted : Sequence[str]
+        Names the study expects (participant columns, items); those already present are left
+        alone.
+
+    Returns
+    -------
+    dict[str, str]
+        File column -> expected name, for unambiguous matches only.
+    """
+    present = set(columns)
+    out: dict[str, str] = {}
+    for name in wanted:
+        if not name or name in present:
+            continue
+        hits = [c for c in columns if c not in out and any(
+            c.endswith(sep + name) and len(c) > len(sep + name) for sep in GROUP_SEPARATORS)]
+        if len(hits) == 1:
+            out[hits[0]] = name
+    return out
 
 
 def _geo_columns(columns: Sequence[str]) -> tuple[set[str], set[str]]:
