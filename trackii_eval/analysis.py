@@ -8,6 +8,7 @@ that reports read them and never refit.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ._yaml import format_loc, line_of, load_yaml
 from .config import Instrument, StudyConfig
 from .errors import ConfigError, ModelError
+from .models.results import Comparison, ModelResult, compare, json_number
 
 if TYPE_CHECKING:
     from .study import Study
@@ -38,6 +40,9 @@ class ModelSpec(BaseModel):
     reml: bool = True
     label: str = ""
     headline: bool = False
+    # Named linear combinations of the model's terms to report (label -> term -> weight),
+    # e.g. the dialogue-comparison gap in yearly change after the programme.
+    contrasts: dict[str, dict[str, float]] = Field(default_factory=dict)
 
 
 class AnalysisPlan(BaseModel):
@@ -73,11 +78,17 @@ def default_plan(config: StudyConfig, instrument: Instrument | None = None) -> A
             label=f"Linear growth of {outcome}",
         ))
         if config.program_end_wave is not None:
+            during = f"time:arm[T.{config.treated_arm}]"
             models.append(ModelSpec(
                 name=f"{outcome}_durability", kind="growth", outcome=outcome,
                 formula=f"{outcome} ~ (time + post_time) * arm + (time | participant)",
                 label=f"Piecewise growth of {outcome}: during and after the programme",
                 headline=outcome == "perceptions",
+                contrasts={
+                    "gap in yearly change during the programme": {during: 1.0},
+                    "gap in yearly change after the programme": {
+                        during: 1.0, f"post_time:arm[T.{config.treated_arm}]": 1.0},
+                },
             ))
         models.append(ModelSpec(
             name=f"{outcome}_event_study", kind="event_study", outcome=outcome,
@@ -95,21 +106,52 @@ def default_plan(config: StudyConfig, instrument: Instrument | None = None) -> A
 
 @dataclass
 class ModelResults:
-    """The fitted models of a plan, by name (live objects; the store keeps their JSON)."""
+    """The fitted models of a plan, by name (live objects; the store keeps their JSON).
 
-    fits: dict[str, Any] = field(default_factory=dict)
+    Every fit satisfies the results protocol (:class:`trackii_eval.models.results.ModelResult`).
+    """
+
+    fits: dict[str, ModelResult] = field(default_factory=dict)
     specs: dict[str, ModelSpec] = field(default_factory=dict)
 
     def summary(self) -> str:
         """Text for people."""
         return "\n\n".join(f"== {name} ==\n{fit.summary()}" for name, fit in self.fits.items())
 
+    def compare(self, *, level: float = 0.95, roles: Any = None) -> Comparison:
+        """The plan's fits side by side (see :func:`trackii_eval.models.results.compare`)."""
+        return compare(self.fits, level=level, roles=roles)
 
-def fit_plan(study: Study, plan: AnalysisPlan) -> ModelResults:
-    """Fit every model of ``plan`` to the study's scores and store the results."""
+
+def _fit_growth(spec: ModelSpec, data: pd.DataFrame) -> ModelResult:
     from .models.growth import growth
+
+    if not spec.formula:
+        raise ConfigError(f"model '{spec.name}': a growth model needs a formula")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # warnings are kept on the fit and reported
+        return growth(spec.formula, data=data, reml=spec.reml)
+
+
+def _fit_event_study(spec: ModelSpec, data: pd.DataFrame) -> ModelResult:
     from .models.panel import event_study
 
+    return event_study(data, spec.outcome)
+
+
+# How each kind of plan model is fitted; everything after fitting reads the results protocol.
+FITTERS: dict[str, Callable[[ModelSpec, pd.DataFrame], ModelResult]] = {
+    "growth": _fit_growth,
+    "event_study": _fit_event_study,
+}
+
+
+def fit_plan(study: Study, plan: AnalysisPlan) -> ModelResults:
+    """Fit every model of ``plan`` to the study's scores and store the results.
+
+    Each stored result holds the spec, the fit's lossless ``to_dict()``, the spec's contrasts
+    as tidy rows and, for models that predict, the population trajectory per arm.
+    """
     data = study.scores()
     results = ModelResults()
     for spec in plan.models:
@@ -118,21 +160,21 @@ def fit_plan(study: Study, plan: AnalysisPlan) -> ModelResults:
                 f"model '{spec.name}': outcome '{spec.outcome}' is not a construct of the "
                 f"instrument (constructs: {', '.join(study.instrument.constructs)})"
             )
-        if spec.kind == "growth":
-            if not spec.formula:
-                raise ConfigError(f"model '{spec.name}': a growth model needs a formula")
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # warnings are kept on the fit and reported
-                fit = growth(spec.formula, data=data, reml=spec.reml)
-        else:
-            fit = event_study(data, spec.outcome)
+        fit = FITTERS[spec.kind](spec, data)
         results.fits[spec.name] = fit
         results.specs[spec.name] = spec
         payload: dict[str, Any] = {"spec": spec.model_dump(), "fit": fit.to_dict()}
-        if spec.kind == "growth":
+        if spec.contrasts:
+            rows = pd.concat([fit.lincom(w, name=label) for label, w in spec.contrasts.items()])
+            payload["contrasts"] = _json_rows(rows)
+        if callable(getattr(fit, "predict", None)):
             payload["trajectory"] = _trajectory(fit, study.config, data).to_dict(orient="records")
         study.store.put_result(spec.name, spec.kind, payload)
     return results
+
+
+def _json_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{k: json_number(v) for k, v in row.items()} for row in table.to_dict("records")]
 
 
 def _trajectory(fit: Any, config: StudyConfig, data: pd.DataFrame) -> pd.DataFrame:

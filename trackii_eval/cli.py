@@ -140,11 +140,11 @@ def _do_model(study: Any, plan_file: Path | None, strict: bool) -> int:
     plan = load_plan(plan_file) if plan_file else None
     results = _step("Fitting models", lambda: study.fit_models(plan))
     bad = 0
-    for name, fit in results.fits.items():
-        warnings = getattr(fit, "warnings", [])
+    for name, fit in results.fits.items():  # every fit follows the results protocol
+        warnings = fit.warnings
         state = "ok" if not warnings else "; ".join(warnings)
         out.print(f"model {name}: {state}", highlight=False)
-        bad += bool(getattr(fit, "converged", True) is False)
+        bad += not fit.record.converged
     return 5 if strict and bad else 0
 
 
