@@ -281,6 +281,14 @@ def _library_warning(w: _warnings.WarningMessage) -> str:
     return f"{w.category.__name__}: {text[:200]}"
 
 
+def library_error(exc: BaseException) -> str:
+    """A library exception as one short line: its class and its message, whitespace folded."""
+    text = " ".join(str(exc).split())
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return f"{type(exc).__name__}: {text}"
+
+
 def fit_clustered(model: Any, small: str, what: str) -> tuple[Any, np.ndarray, int, list[str]]:
     """Fit a linearmodels panel model with participant-clustered SEs under ``small``.
 
@@ -299,9 +307,9 @@ def fit_clustered(model: Any, small: str, what: str) -> tuple[Any, np.ndarray, i
             # CR0 sandwich (checked against plm's HC0); the small-sample factor is ours.
             res = model.fit(cov_type="clustered", cluster_entity=True, debiased=False,
                             group_debias=False, auto_df=False, count_effects=False)
-        except (ValueError, np.linalg.LinAlgError) as exc:
-            first = " ".join(str(exc).split())[:200]
-            raise ModelError(f"{what}: the data cannot identify the model ({first})") from None
+        except Exception as exc:  # any library failure becomes one ModelError line
+            raise ModelError(f"{what}: the data cannot identify the model "
+                             f"({library_error(exc)})") from None
     n_clusters = int(res.entity_info["total"])
     scale = cluster_scale(small, int(res.nobs), len(res.params), n_clusters)
     vcov = np.asarray(res.cov, dtype=float) * scale
@@ -389,8 +397,8 @@ def event_study(
         try:
             model = PanelOLS(indexed[outcome], regressors, entity_effects=True,
                              time_effects=True, drop_absorbed=True, check_rank=True)
-        except ValueError as exc:
-            raise ModelError(f"{what}: {' '.join(str(exc).split())[:200]}") from None
+        except Exception as exc:  # any library failure becomes one ModelError line
+            raise ModelError(f"{what}: {library_error(exc)}") from None
         res, vcov, n_clusters, lib_warnings = fit_clustered(model, small, what)
         kept = list(res.params.index)
         for t in todo:
