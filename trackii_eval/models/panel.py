@@ -68,9 +68,9 @@ __all__ = ["CLUSTER_CONVENTIONS", "PanelFit", "cluster_scale", "event_study"]
 
 SmallSample = Literal["stata", "hc1", "none"]
 CLUSTER_CONVENTIONS: dict[str, str] = {
-    "stata": "G/(G-1)·(N-1)/(N-K), as Stata xtreg, fe vce(cluster) and plm vcovHC type 'sss'",
-    "hc1": "N/(N-K), as plm vcovHC(type = 'HC1', cluster = 'group')",
-    "none": "no small-sample factor (CR0)",
+    "stata": "G/(G-1)(N-1)/(N-K) as Stata xtreg, fe and plm 'sss'",
+    "hc1": "N/(N-K) as plm HC1",
+    "none": "CR0, no small-sample factor",
 }
 
 
@@ -357,6 +357,9 @@ def event_study(
     ``vcovHC(type = "sss", cluster = "group")`` (see tests/fixtures/plm/make_fixtures.R).
     """
     what = f"event study of '{outcome}'"
+    if small not in CLUSTER_CONVENTIONS:
+        raise ModelError(f"{what}: small-sample convention must be one of "
+                         f"{', '.join(CLUSTER_CONVENTIONS)}, not {small!r}")
     missing = [c for c in (entity, wave, treated, outcome) if c not in data.columns]
     if missing:
         raise ModelError(f"{what}: column(s) {', '.join(missing)} not in the data")
@@ -375,7 +378,7 @@ def event_study(
     notes = _coverage(frame, entity, wave, treated, waves)
     fingerprint = data_fingerprint(frame.reset_index(drop=True))
     versions = package_versions("linearmodels")
-    vcov_text = f"clustered by participant, {CLUSTER_CONVENTIONS[small]}; t with G-1 df"
+    vcov_text = f"clustered by participant ({CLUSTER_CONVENTIONS[small]}); t(G-1)"
     estimator = "Two-way fixed-effects event study"
     n_groups = {"participant": int(frame[entity].nunique())}
     est = dict.fromkeys(terms, np.nan)

@@ -138,10 +138,10 @@ def panel(
         clusters = _n_clusters(res, n_entities)
         cov = cov * cluster_scale(small, n_obs, len(res.params), clusters)
         df_ref = float(clusters - 1)
-        vcov_text = f"clustered by {entity}, {CLUSTER_CONVENTIONS[small]}; t with G-1 df"
+        vcov_text = f"clustered by {entity} ({CLUSTER_CONVENTIONS[small]}); t(G-1)"
     else:
         df_ref = float(res.df_resid)
-        vcov_text = "classic (model-based); t with residual df"
+        vcov_text = "classic (model-based); t(residual df)"
     terms = [("(Intercept)" if t == "const" else str(t)) for t in res.params.index]
     se = np.sqrt(np.diag(cov))
     stats = {"r2": float(res.rsquared)}

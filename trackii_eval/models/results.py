@@ -455,7 +455,7 @@ def compare(
     stacked = pd.concat(tables, ignore_index=True)
     terms = list(dict.fromkeys(stacked["term"]))
     cells: dict[str, list[str]] = {}
-    for name, tab in zip(named, tables, strict=True):
+    for (name, fit), tab in zip(named.items(), tables, strict=True):
         by_term = tab.set_index("term")
         col = []
         for term in terms:
