@@ -139,6 +139,8 @@ class PanelFit:
         Model statistics (``r2_within``, ...).
     waves : dict
         Term -> wave for event-study effects (empty otherwise).
+    method : str
+        What the terms mean, for the methods section ("" when the estimator says it all).
     """
 
     kind: ClassVar[str] = "panel"
@@ -156,6 +158,7 @@ class PanelFit:
     record: FitRecord
     stats: dict[str, float] = field(default_factory=dict)
     waves: dict[str, int] = field(default_factory=dict)
+    method: str = ""
 
     # ------------------------------------------------------------------ protocol
     @property
@@ -217,8 +220,9 @@ class PanelFit:
         """One methods-section sentence."""
         rec = self.record
         groups = ", ".join(f"{v} {k}s" for k, v in rec.n_groups.items())
-        return (f"{self.estimator} of {self.outcome}: {rec.n_obs} observations of {groups}; "
-                f"standard errors {rec.vcov} ({rec.engine}).")
+        method = f" ({self.method})" if self.method else ""
+        return (f"{self.estimator} of {self.outcome}{method}: {rec.n_obs} observations of "
+                f"{groups}; standard errors {rec.vcov} ({rec.engine}).")
 
     def summary(self) -> str:
         """Text for people: the tidy table, the fit record and the warnings."""
@@ -254,7 +258,7 @@ class PanelFit:
             "vcov": [[json_number(v) for v in row] for row in self.vcov],
             "record": self.record.to_dict(),
             "stats": {k: json_number(v) for k, v in self.stats.items()},
-            "waves": dict(self.waves),
+            "waves": dict(self.waves), "method": self.method,
         }
 
     @classmethod
@@ -271,6 +275,7 @@ class PanelFit:
             record=FitRecord.from_dict(data["record"]),
             stats={k: as_float(v) for k, v in data["stats"].items()},
             waves={k: int(v) for k, v in data["waves"].items()},
+            method=data.get("method", ""),
         )
 
 
@@ -431,6 +436,8 @@ def event_study(
         df=tuple(df_ref if good else np.nan for good in ok), estimable=tuple(ok),
         roles=("effect",) * len(terms), notes=tuple(notes[term_wave[t]] for t in terms),
         vcov=vcov_rows, record=record, stats=stats, waves=term_wave,
+        method="participant and wave fixed effects; one dialogue effect per post-baseline "
+        "wave, the change in the dialogue-comparison gap since baseline",
     )
 
 

@@ -236,9 +236,8 @@ def data_fingerprint(frame: pd.DataFrame) -> str:
     that its models were fitted to the same scores.
     """
     digest = hashlib.sha256()
-    cols = sorted(map(str, frame.columns))
-    ordered = frame[cols] if len(cols) == len(frame.columns) else frame
-    digest.update(repr([(c, str(ordered[c].dtype)) for c in cols]).encode())
+    ordered = frame[sorted(frame.columns, key=str)]
+    digest.update(repr([(str(c), str(t)) for c, t in ordered.dtypes.items()]).encode())
     digest.update(pd.util.hash_pandas_object(ordered, index=False).to_numpy().tobytes())
     return digest.hexdigest()
 

@@ -18,7 +18,7 @@ import pandas as pd
 from scipy import stats
 
 from .. import __version__
-from ..errors import ReportError
+from ..errors import ModelError, ReportError
 from ..models.results import result_from_dict
 from .figures import trajectory_figure
 
@@ -213,7 +213,11 @@ def _network_rows(study: Study, k: int) -> list[dict[str, Any]]:
 
 def _stored_fit(res: dict[str, Any]) -> Any:
     """A stored result as a fit of the results protocol (nothing is refitted)."""
-    return result_from_dict(res["fit"])
+    try:
+        return result_from_dict(res["fit"])
+    except ModelError as exc:
+        name = res.get("spec", {}).get("name", "?")
+        raise ReportError(f"stored result of model '{name}': {exc}") from None
 
 
 def _tidy_row(model: str, row: dict[str, Any], label: str, warn: bool) -> dict[str, Any]:
