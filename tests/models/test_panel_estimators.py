@@ -42,7 +42,7 @@ def test_estimators_match_plm_with_classic_se(estimator: str, key: str) -> None:
 
 @pytest.mark.parametrize(("time_effects", "key"), [(False, "grunfeld_within"),
                                                    (True, "grunfeld_twoways")])
-@pytest.mark.parametrize(("small", "se"), [("stata", "se_sss"), ("hc1", "se_HC1"),
+@pytest.mark.parametrize(("small", "se"), [("sss", "se_sss"), ("hc1", "se_HC1"),
                                            ("none", "se_HC0")])
 def test_within_clustered_se_match_plm_vcovhc(time_effects: bool, key: str, small: str,
                                               se: str) -> None:

@@ -23,7 +23,7 @@ from trackii_eval.models.panel import cluster_scale, event_study
 FIX = Path(__file__).resolve().parents[1] / "fixtures"
 EXPECTED = json.loads((FIX / "plm" / "expected.json").read_text())
 CASE = FIX / "cases" / "event-study-arm-missing-at-a-wave"
-CONVENTIONS = {"stata": "se_sss", "hc1": "se_HC1", "none": "se_HC0"}
+CONVENTIONS = {"sss": "se_sss", "hc1": "se_HC1", "none": "se_HC0"}
 
 
 def _r_terms(names: list[str]) -> list[str]:
@@ -63,11 +63,15 @@ def test_clustered_se_no_longer_counts_participant_effects() -> None:
 
 
 def test_cluster_scale_conventions() -> None:
-    assert cluster_scale("stata", 200, 2, 10) == pytest.approx(10 / 9 * 199 / 198)
+    assert cluster_scale("sss", 200, 2, 10) == pytest.approx(10 / 9 * 199 / 198)
+    assert cluster_scale("sss", 200, 2, 10, n_stata_extra=1) == pytest.approx(10 / 9 * 199 / 198)
+    # xtreg, fe with two slopes counts K' = 3 (the constant it reports)
+    assert cluster_scale("stata", 200, 2, 10, n_stata_extra=1) == pytest.approx(
+        10 / 9 * 199 / 197)
     assert cluster_scale("hc1", 200, 2, 10) == pytest.approx(200 / 198)
     assert cluster_scale("none", 200, 2, 10) == 1.0
     with pytest.raises(ModelError, match="at least 2 clusters"):
-        cluster_scale("stata", 10, 1, 1)
+        cluster_scale("sss", 10, 1, 1)
     with pytest.raises(ModelError, match="convention"):
         cluster_scale("HC3", 10, 1, 5)
 
@@ -89,6 +93,15 @@ def test_case_no_comparison_at_wave3_reports_it_not_estimable() -> None:
     assert not w3["estimable"] and np.isnan(w3["estimate"])
     assert "no comparison participant observed at wave 3" in w3["note"]
     assert any("wave3" in w and "not estimable" in w for w in fit.warnings)
+
+
+def test_stata_convention_differs_from_sss_only_by_the_constant_and_wave_dummies() -> None:
+    data = pd.read_csv(FIX / "plm" / "sim_T6.csv")
+    sss = np.array(event_study(data, "y").std_error)
+    stata = np.array(event_study(data, "y", small="stata").std_error)
+    n, k = EXPECTED["sim_T6"]["nobs"], 5
+    # xtreg y i.wave##i.treated, fe: K' = 5 effects + 5 wave dummies + constant
+    assert_allclose(stata / sss, np.sqrt((n - k) / (n - k - 6)), rtol=1e-12)
 
 
 def test_case_no_dialogue_at_wave3_is_not_a_library_error() -> None:

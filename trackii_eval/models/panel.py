@@ -14,18 +14,21 @@ by a small-sample factor in which ``K`` counts only the *estimated* coefficients
 nested in the clusters are swept out and do not count (Cameron & Miller 2015, §VI.B; counting
 them made the SEs 10% too large with 6 waves and 42% with 2).
 
-=========  ============================  ===================================================
-small      factor                        matches
-=========  ============================  ===================================================
-"stata"    G/(G-1) · (N-1)/(N-K)         Stata ``xtreg, fe vce(cluster id)``; plm
-                                         ``vcovHC(type = "sss", cluster = "group")``;
-                                         fixest's default. **Default.**
-"hc1"      N/(N-K)                       plm ``vcovHC(type = "HC1", cluster = "group")``
-"none"     1                             plm ``type = "HC0"`` (CR0)
-=========  ============================  ===================================================
-
-p-values and intervals use Student's t with G - 1 degrees of freedom (Stata's and fixest's
-reference distribution for clustered inference); ``tidy()["df"]`` shows it.
+=========  ==================================  ============================================
+small      factor                              matches
+=========  ==================================  ============================================
+"sss"      G/(G-1) · (N-1)/(N-K)               plm ``vcovHC(type = "sss", cluster =
+                                               "group")`` (plm's "Stata small sample"),
+                                               fixest's default. **Default**; R fixtures.
+"stata"    G/(G-1) · (N-1)/(N-K')              Stata ``xtreg, fe vce(cluster id)``, whose K'
+                                               also counts the constant it reports and, for
+                                               two-way models written ``i.wave``, the T-1
+                                               wave dummies (by Stata's documented formula;
+                                               no Stata fixture). Differs from "sss" by
+                                               (N-K)/(N-K') - under 1% here.
+"hc1"      N/(N-K)                             plm ``vcovHC(type = "HC1", cluster = "group")``
+"none"     1                                   plm ``type = "HC0"`` (CR0)
+=========  ==================================  ============================================
 
 Coverage is checked before fitting: an effect the data cannot identify (an arm absent at a
 wave, no variation in treatment) is reported as not estimable with the reason instead of being
@@ -66,20 +69,22 @@ from .results import (
 
 __all__ = ["CLUSTER_CONVENTIONS", "PanelFit", "cluster_scale", "event_study"]
 
-SmallSample = Literal["stata", "hc1", "none"]
+SmallSample = Literal["sss", "stata", "hc1", "none"]
 CLUSTER_CONVENTIONS: dict[str, str] = {
-    "stata": "G/(G-1)(N-1)/(N-K) as Stata xtreg, fe and plm 'sss'",
+    "sss": "G/(G-1)(N-1)/(N-K) as plm 'sss'",
+    "stata": "G/(G-1)(N-1)/(N-K') as Stata xtreg, fe",
     "hc1": "N/(N-K) as plm HC1",
     "none": "CR0, no small-sample factor",
 }
 
 
-def cluster_scale(small: str, n_obs: int, n_params: int, n_clusters: int) -> float:
+def cluster_scale(small: str, n_obs: int, n_params: int, n_clusters: int,
+                  n_stata_extra: int = 0) -> float:
     """Small-sample factor that multiplies the CR0 cluster-robust covariance.
 
     Parameters
     ----------
-    small : {"stata", "hc1", "none"}
+    small : {"sss", "stata", "hc1", "none"}
         Convention (see the module docs).
     n_obs : int
         Observations N.
@@ -88,6 +93,9 @@ def cluster_scale(small: str, n_obs: int, n_params: int, n_clusters: int) -> flo
         transformation (they are nested in the clusters).
     n_clusters : int
         Clusters G.
+    n_stata_extra : int
+        Coefficients Stata's ``xtreg, fe`` estimates beyond ``n_params`` (its constant, and
+        T-1 wave dummies in a two-way model); used by ``"stata"`` only (K' = K + extra).
 
     Returns
     -------
@@ -103,12 +111,13 @@ def cluster_scale(small: str, n_obs: int, n_params: int, n_clusters: int) -> flo
                          f"{', '.join(CLUSTER_CONVENTIONS)}, not {small!r}")
     if n_clusters < 2:
         raise ModelError(f"clustered standard errors need at least 2 clusters, got {n_clusters}")
-    if n_obs <= n_params:
-        raise ModelError(f"{n_obs} observations cannot estimate {n_params} coefficients")
-    if small == "stata":
-        return n_clusters / (n_clusters - 1) * (n_obs - 1) / (n_obs - n_params)
+    k = n_params + (n_stata_extra if small == "stata" else 0)
+    if n_obs <= k:
+        raise ModelError(f"{n_obs} observations cannot estimate {k} coefficients")
+    if small in {"sss", "stata"}:
+        return n_clusters / (n_clusters - 1) * (n_obs - 1) / (n_obs - k)
     if small == "hc1":
-        return n_obs / (n_obs - n_params)
+        return n_obs / (n_obs - k)
     return 1.0
 
 
@@ -294,7 +303,8 @@ def library_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-def fit_clustered(model: Any, small: str, what: str) -> tuple[Any, np.ndarray, int, list[str]]:
+def fit_clustered(model: Any, small: str, what: str,
+                  n_stata_extra: int = 0) -> tuple[Any, np.ndarray, int, list[str]]:
     """Fit a linearmodels panel model with participant-clustered SEs under ``small``.
 
     Returns the linearmodels result, the scaled covariance of its parameters, the number of
@@ -316,14 +326,14 @@ def fit_clustered(model: Any, small: str, what: str) -> tuple[Any, np.ndarray, i
             raise ModelError(f"{what}: the data cannot identify the model "
                              f"({library_error(exc)})") from None
     n_clusters = int(res.entity_info["total"])
-    scale = cluster_scale(small, int(res.nobs), len(res.params), n_clusters)
+    scale = cluster_scale(small, int(res.nobs), len(res.params), n_clusters, n_stata_extra)
     vcov = np.asarray(res.cov, dtype=float) * scale
     return res, vcov, n_clusters, [_library_warning(w) for w in caught]
 
 
 def event_study(
     data: pd.DataFrame, outcome: str, *, entity: str = "participant", wave: str = "wave",
-    treated: str = "treated", alpha: float = 0.05, small: SmallSample = "stata",
+    treated: str = "treated", alpha: float = 0.05, small: SmallSample = "sss",
 ) -> PanelFit:
     """Two-way fixed-effects event study of the dialogue's effect at each wave.
 
@@ -339,8 +349,9 @@ def event_study(
     alpha
         1 - confidence level of the stored record (``tidy(level=)`` gives any level).
     small
-        Small-sample convention of the clustered standard errors (module docs): ``"stata"``
-        (default), ``"hc1"`` (plm's HC1) or ``"none"``.
+        Small-sample convention of the clustered standard errors (module docs): ``"sss"``
+        (default, plm's Stata-type factor), ``"stata"`` (xtreg's K'), ``"hc1"`` (plm's HC1)
+        or ``"none"``.
 
     Returns
     -------
@@ -359,7 +370,8 @@ def event_study(
     --------
     The same estimate in Stata: ``xtreg y i.wave##i.treated, fe vce(cluster id)``; in R:
     ``plm(y ~ dialogue_wave2 + ..., effect = "twoways", model = "within")`` with
-    ``vcovHC(type = "sss", cluster = "group")`` (see tests/fixtures/plm/make_fixtures.R).
+    ``vcovHC(type = "sss", cluster = "group")`` (see tests/fixtures/plm/make_fixtures.R);
+    ``small="stata"`` applies xtreg's K'.
     """
     what = f"event study of '{outcome}'"
     if small not in CLUSTER_CONVENTIONS:
@@ -407,7 +419,9 @@ def event_study(
                              time_effects=True, drop_absorbed=True, check_rank=True)
         except Exception as exc:  # any library failure becomes one ModelError line
             raise ModelError(f"{what}: {library_error(exc)}") from None
-        res, vcov, n_clusters, lib_warnings = fit_clustered(model, small, what)
+        # xtreg y i.wave##i.treated, fe also estimates a constant and T-1 wave dummies
+        res, vcov, n_clusters, lib_warnings = fit_clustered(
+            model, small, what, n_stata_extra=1 + len(waves) - 1)
         kept = list(res.params.index)
         for t in todo:
             if t not in kept:

@@ -15,8 +15,8 @@ estimator            model                                       plm ``model =``
 
 Standard errors are ``"classic"`` (model-based, t with the residual df, as ``vcov(plm)``) or
 ``"clustered"`` by entity with the project's small-sample convention (see
-:mod:`trackii_eval.models.panel`: ``"stata"`` G/(G-1)·(N-1)/(N-K) by default, ``"hc1"``
-N/(N-K) as plm's ``vcovHC(type = "HC1")``), t with G - 1 df.
+:mod:`trackii_eval.models.panel`: ``"sss"`` G/(G-1)·(N-1)/(N-K) by default, ``"stata"`` with
+xtreg's K', ``"hc1"`` N/(N-K) as plm's ``vcovHC(type = "HC1")``), t with G - 1 df.
 
 :func:`hausman` is the test of fixed against random effects (Hausman 1978) as
 ``plm::phtest``: H = (b_FE - b_RE)' [V_FE - V_RE]^{-1} (b_FE - b_RE) on the common slopes,
@@ -61,7 +61,7 @@ def panel(
     data: pd.DataFrame, outcome: str, regressors: Sequence[str], *,
     estimator: Estimator = "within", entity: str = "participant", time: str = "wave",
     time_effects: bool = False, vcov: Literal["clustered", "classic"] = "clustered",
-    small: str = "stata",
+    small: str = "sss",
 ) -> PanelFit:
     """Fit a classical panel estimator; the result follows the results protocol.
 
@@ -81,7 +81,7 @@ def panel(
         Two-way fixed effects (``within`` only; plm ``effect = "twoways"``).
     vcov : {"clustered", "classic"}
         Entity-clustered (default) or model-based standard errors.
-    small : {"stata", "hc1", "none"}
+    small : {"sss", "stata", "hc1", "none"}
         Small-sample factor of clustered SEs (see :mod:`trackii_eval.models.panel`).
 
     Returns
@@ -136,7 +136,10 @@ def panel(
                          "use vcov='classic'")
     if vcov == "clustered":
         clusters = _n_clusters(res, n_entities)
-        cov = cov * cluster_scale(small, n_obs, len(res.params), clusters)
+        # xtreg, fe reports a constant (and, with i.year, T-1 year dummies) beyond the slopes
+        extra = (1 + (frame[time].nunique() - 1 if time_effects else 0)
+                 if estimator == "within" else 0)
+        cov = cov * cluster_scale(small, n_obs, len(res.params), clusters, extra)
         df_ref = float(clusters - 1)
         vcov_text = f"clustered by {entity} ({CLUSTER_CONVENTIONS[small]}); t(G-1)"
     else:
