@@ -201,3 +201,16 @@ def test_report_shows_effects_and_headline_contrasts_from_the_protocol(demo_run)
     for fit in results.fits.values():
         for term in fit.tidy().query("role == 'effect'")["term"]:
             assert term in text
+
+
+@pytest.mark.parametrize("name", list(FITS))
+def test_summaries_show_the_table_record_and_warnings(name: str) -> None:
+    fit = FITS[name]
+    text, page = fit.summary(), fit.summary_html()
+    fp = fit.record.data_fingerprint[:16]
+    assert fp in text and fp in page
+    assert "<table" in page and "<script" not in page
+    for term in fit.tidy()["term"]:
+        assert term in text
+    for w in fit.warnings:
+        assert w.split(":")[0] in text

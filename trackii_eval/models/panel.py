@@ -333,7 +333,7 @@ def fit_clustered(model: Any, small: str, what: str,
 
 def event_study(
     data: pd.DataFrame, outcome: str, *, entity: str = "participant", wave: str = "wave",
-    treated: str = "treated", alpha: float = 0.05, small: SmallSample = "sss",
+    treated: str = "treated", small: SmallSample = "sss",
 ) -> PanelFit:
     """Two-way fixed-effects event study of the dialogue's effect at each wave.
 
@@ -346,8 +346,6 @@ def event_study(
         Column to model.
     entity, wave, treated
         Column names.
-    alpha
-        1 - confidence level of the stored record (``tidy(level=)`` gives any level).
     small
         Small-sample convention of the clustered standard errors (module docs): ``"sss"``
         (default, plm's Stata-type factor), ``"stata"`` (xtreg's K'), ``"hc1"`` (plm's HC1)

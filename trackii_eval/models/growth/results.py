@@ -480,9 +480,13 @@ class GrowthFit:
         )
 
     def summary_html(self) -> str:
-        """The summary as an HTML fragment (tidy table, fit record, warnings)."""
-        return summary_html_layout(f"Growth model: {self.formula}", self.record, self.tidy(),
+        """The summary as an HTML fragment (fixed effects, variance components, fit record,
+        warnings)."""
+        body = summary_html_layout(f"Growth model: {self.formula}", self.record, self.tidy(),
                                    self.warnings)
+        random = self.random.round(4).to_html(index=False, escape=True, border=0,
+                                              classes="random", na_rep="")
+        return body + "\n<h5>Random effects</h5>\n" + random
 
     def _repr_html_(self) -> str:
         return self.summary_html()
