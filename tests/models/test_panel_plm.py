@@ -130,10 +130,24 @@ def test_baseline_without_an_arm_makes_every_effect_not_estimable() -> None:
     assert tab["note"].str.contains("baseline wave 1").all()
 
 
-def test_single_wave_is_a_model_error() -> None:
+def test_single_wave_is_reported_not_estimable() -> None:
     data = pd.read_csv(CASE / "a_no_comparison_w3.csv")
-    with pytest.raises(ModelError, match="only wave 1 has observations"):
-        event_study(data[data["wave"] == 1], "perceptions")
+    fit = event_study(data[data["wave"] == 1], "perceptions")
+    assert fit.tidy().empty
+    assert any("only wave 1" in w and "not estimable" in w for w in fit.warnings)
+
+
+def test_a_wave_without_the_outcome_keeps_its_term_not_estimable() -> None:
+    data = pd.read_csv(CASE / "a_no_comparison_w3.csv")
+    data.loc[data["wave"] == 4, "perceptions"] = np.nan  # e.g. the item was not asked
+    tab = event_study(data, "perceptions").tidy().set_index("term")
+    assert list(tab.index) == ["dialogue:wave2", "dialogue:wave3", "dialogue:wave4"]
+    assert tab["estimable"].tolist() == [True, False, False]
+    assert "'perceptions' was not observed at wave 4" in tab.loc["dialogue:wave4", "note"]
+    data.loc[data["wave"] == 1, "perceptions"] = np.nan
+    tab = event_study(data, "perceptions").tidy()
+    assert not tab["estimable"].any()
+    assert tab["note"].str.contains("not observed at the baseline wave 1").all()
 
 
 def test_treatment_changing_within_a_person_is_a_model_error() -> None:

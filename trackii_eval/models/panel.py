@@ -381,16 +381,17 @@ def event_study(
     frame = data[[entity, wave, treated, outcome]].dropna()
     if frame.empty:
         raise ModelError(f"{what}: no complete observations")
-    waves = sorted(frame[wave].unique())
-    if len(waves) < 2:
-        raise ModelError(f"{what}: only wave {waves[0]} has observations; change needs at "
-                         "least two waves")
     if (frame.groupby(entity)[treated].nunique() > 1).any():
         raise ModelError(f"{what}: '{treated}' changes within a participant; the event study "
                          "needs arm membership fixed for each participant")
+    # Every wave of the data gets a term, also one where the outcome was never observed: an
+    # effect the data cannot identify is reported as such, never left out.
+    waves = sorted(data[wave].dropna().unique())
+    model_notes = [] if len(waves) >= 2 else [
+        f"not estimable: the data hold only wave {waves[0]}; change needs at least two waves"]
     terms = [f"dialogue:wave{w}" for w in waves[1:]]
     term_wave = {t: int(w) for t, w in zip(terms, waves[1:], strict=True)}
-    notes = _coverage(frame, entity, wave, treated, waves)
+    notes = _coverage(frame, entity, wave, treated, waves, outcome)
     fingerprint = data_fingerprint(frame.reset_index(drop=True))
     versions = package_versions("linearmodels")
     vcov_text = f"clustered by participant ({CLUSTER_CONVENTIONS[small]}); t(G-1)"
@@ -418,8 +419,9 @@ def event_study(
         except Exception as exc:  # any library failure becomes one ModelError line
             raise ModelError(f"{what}: {library_error(exc)}") from None
         # xtreg y i.wave##i.treated, fe also estimates a constant and T-1 wave dummies
+        n_waves = int(wave_values.nunique())
         res, vcov, n_clusters, lib_warnings = fit_clustered(
-            model, small, what, n_stata_extra=1 + len(waves) - 1)
+            model, small, what, n_stata_extra=1 + n_waves - 1)
         kept = list(res.params.index)
         for t in todo:
             if t not in kept:
@@ -434,7 +436,8 @@ def event_study(
         n_obs = int(res.nobs)
         n_groups = {"participant": int(n_clusters)}
     ok = [not notes[term_wave[t]] for t in terms]
-    warns = [f"{t} {notes[term_wave[t]]}" for t in terms if notes[term_wave[t]]] + lib_warnings
+    warns = model_notes + [f"{t} {notes[term_wave[t]]}" for t in terms if notes[term_wave[t]]]
+    warns += lib_warnings
     if not np.isfinite([se[t] for t, good in zip(terms, ok, strict=True) if good]).all():
         warns.append("non-finite standard errors")
     record = FitRecord(
@@ -454,7 +457,7 @@ def event_study(
 
 
 def _coverage(frame: pd.DataFrame, entity: str, wave: str, treated: str,
-              waves: list[Any]) -> dict[Any, str]:
+              waves: list[Any], outcome: str) -> dict[Any, str]:
     """Why each post-baseline wave's effect cannot be identified ("" when it can).
 
     Only participants seen at two or more waves carry within-person information: someone
@@ -470,6 +473,11 @@ def _coverage(frame: pd.DataFrame, entity: str, wave: str, treated: str,
         reason = (f"not estimable: no variation in treatment (every participant is in the "
                   f"{only} arm)")
         return {w: reason for w in waves[1:]}
+    observed = set(frame[wave].unique())
+    if waves[0] not in observed:
+        reason = (f"not estimable: '{outcome}' was not observed at the baseline wave "
+                  f"{waves[0]}; effects relative to baseline need it")
+        return {w: reason for w in waves[1:]}
     base_arms = arms.get(waves[0], set())
     if len(base_arms) < 2:
         lacking = ", ".join(names[a] for a in (1, 0) if a not in base_arms)
@@ -477,6 +485,9 @@ def _coverage(frame: pd.DataFrame, entity: str, wave: str, treated: str,
                   "(and at a later wave); effects relative to baseline need both arms there")
         return {w: reason for w in waves[1:]}
     for w in waves[1:]:
+        if w not in observed:
+            notes[w] = f"not estimable: '{outcome}' was not observed at wave {w}"
+            continue
         have = arms.get(w, set())
         lacking = [names[a] for a in (1, 0) if a not in have]
         notes[w] = (f"not estimable: no {' or '.join(lacking)} participant observed at wave {w} "
