@@ -32,8 +32,9 @@ small      factor                              matches
 
 Coverage is checked before fitting: an effect the data cannot identify (an arm absent at a
 wave, no variation in treatment) is reported as not estimable with the reason instead of being
-dropped silently; a single wave, or too few clusters, is a :class:`ModelError`. Library
-warnings are kept on the fit and library exceptions become :class:`ModelError`.
+dropped silently (a wave where the outcome was never observed and a single wave included);
+treatment varying within a participant or fewer than two clusters is a :class:`ModelError`.
+Library warnings are kept on the fit and library exceptions become :class:`ModelError`.
 
 References
 ----------
@@ -361,7 +362,7 @@ def event_study(
     Raises
     ------
     ModelError
-        No complete observations, a single wave, treatment varying within a participant,
+        No complete observations, treatment varying within a participant,
         fewer than two clusters, or the library refused the data.
 
     Examples
