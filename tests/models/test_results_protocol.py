@@ -214,3 +214,24 @@ def test_summaries_show_the_table_record_and_warnings(name: str) -> None:
         assert term in text
     for w in fit.warnings:
         assert w.split(":")[0] in text
+
+
+def test_report_rows_come_from_stored_json_through_the_protocol() -> None:
+    from trackii_eval.errors import ReportError
+    from trackii_eval.report.build import _effect_rows, _headline
+
+    fit = FITS["event_study_not_estimable"]
+    stored = {"es": {"kind": "event_study", "spec": {"name": "es", "label": "by wave",
+                                                     "outcome": "perceptions",
+                                                     "headline": True},
+                     "fit": json.loads(json.dumps(fit.to_dict()))}}
+    rows = {r["term"]: r for r in _effect_rows(stored)}
+    assert list(rows) == ["dialogue:wave2", "dialogue:wave3", "dialogue:wave4"]
+    assert rows["dialogue:wave2"]["estimate"] == f"{fit.estimate[0]:.2f}"
+    assert rows["dialogue:wave3"]["estimate"] == "not estimable"
+    assert "no comparison participant" in rows["dialogue:wave3"]["ci"]
+    head = _headline(stored, study=None)  # type: ignore[arg-type]
+    assert [r["label"] for r in head["rows"]] == list(rows)
+    stale = {"old": {**stored["es"], "fit": {"effects": []}}}
+    with pytest.raises(ReportError, match="refit"):
+        _effect_rows(stale)
