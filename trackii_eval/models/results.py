@@ -350,8 +350,20 @@ def _p_text(p: float) -> str:
 # ----------------------------------------------------------------------------- registry
 _RESULT_TYPES: dict[str, type] = {}
 # Modules that define result types; imported on demand so that result_from_dict works before
-# anyone imported the model modules (a report reads stored JSON only).
+# anyone imported the model modules (a report reads stored JSON only). A kind not found there
+# is looked for in every module of trackii_eval.models.
 _RESULT_MODULES = ("trackii_eval.models.growth.results", "trackii_eval.models.panel")
+
+
+def _import_model_modules() -> None:
+    # A result type defined in any module of trackii_eval.models (a later DiD or power module)
+    # registers itself on import; only this package's own modules are ever imported here.
+    import pkgutil
+
+    from .. import models
+
+    for info in pkgutil.walk_packages(models.__path__, prefix="trackii_eval.models."):
+        importlib.import_module(info.name)
 
 
 def register_result(cls: type) -> type:
@@ -372,6 +384,8 @@ def result_from_dict(data: Mapping[str, Any]) -> ModelResult:
     if kind not in _RESULT_TYPES:
         for module in _RESULT_MODULES:
             importlib.import_module(module)
+    if kind not in _RESULT_TYPES:
+        _import_model_modules()
     if kind not in _RESULT_TYPES:
         raise ModelError(
             f"stored model result of kind {kind!r} is not one this version reads "
