@@ -31,6 +31,10 @@ _EXPORTS = {
     "lrt": ".models.growth",
     "PanelFit": ".models.panel",
     "event_study": ".models.panel",
+    "panel": ".models.panel_estimators",
+    "hausman": ".models.panel_estimators",
+    "compare": ".models.results",
+    "result_from_dict": ".models.results",
     "render_report": ".report",
     "reliability": ".scoring.reliability",
     "Study": ".study",
@@ -49,15 +53,19 @@ __all__ = [
     "StudyContext",
     "TrackIIEvalError",
     "__version__",
+    "compare",
     "default_plan",
     "event_study",
     "growth",
+    "hausman",
     "load_context",
     "load_key",
     "load_plan",
     "lrt",
+    "panel",
     "reliability",
     "render_report",
+    "result_from_dict",
     "write_key",
 ]
 
@@ -67,6 +75,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .ingest.pseudonym import load_key, write_key
     from .models.growth import GrowthFit, growth, lrt
     from .models.panel import PanelFit, event_study
+    from .models.panel_estimators import hausman, panel
+    from .models.results import compare, result_from_dict
     from .pipeline import StudyContext, load_context
     from .report import render_report
     from .scoring.reliability import reliability

@@ -8,6 +8,7 @@ that reports read them and never refit.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ._yaml import load_yaml
 from .config import Instrument, StudyConfig
 from .errors import ConfigError, ModelError, warning_line
+from .models.results import Comparison, ModelResult, compare, json_number
 
 if TYPE_CHECKING:
     from .pipeline.context import StudyContext
@@ -38,6 +40,9 @@ class ModelSpec(BaseModel):
     reml: bool = True
     label: str = ""
     headline: bool = False
+    # Named linear combinations of the model's terms to report (label -> term -> weight),
+    # e.g. the dialogue-comparison gap in yearly change after the programme.
+    contrasts: dict[str, dict[str, float]] = Field(default_factory=dict)
 
 
 class AnalysisPlan(BaseModel):
@@ -81,11 +86,17 @@ def default_plan(config: StudyConfig, instrument: Instrument | None = None) -> A
             label=f"Linear growth of {outcome}",
         ))
         if config.program_end_wave is not None:
+            during = f"time:arm[T.{config.treated_arm}]"
             models.append(ModelSpec(
                 name=f"{outcome}_durability", kind="growth", outcome=outcome,
                 formula=f"{outcome} ~ (time + post_time) * arm + (time | participant)",
                 label=f"Piecewise growth of {outcome}: during and after the programme",
                 headline=outcome == "perceptions",
+                contrasts={
+                    "gap in yearly change during the programme": {during: 1.0},
+                    "gap in yearly change after the programme": {
+                        during: 1.0, f"post_time:arm[T.{config.treated_arm}]": 1.0},
+                },
             ))
         models.append(ModelSpec(
             name=f"{outcome}_event_study", kind="event_study", outcome=outcome,
@@ -105,11 +116,12 @@ def default_plan(config: StudyConfig, instrument: Instrument | None = None) -> A
 class ModelResults:
     """The fitted models of a plan, by name (live objects; the store keeps their JSON).
 
+    Every fit satisfies the results protocol (:class:`trackii_eval.models.results.ModelResult`).
     ``payloads`` holds what the model stage stores per model: ``(kind, JSON-ready dict)``;
     ``notes`` the one-line messages of library warnings raised while fitting each model.
     """
 
-    fits: dict[str, Any] = field(default_factory=dict)
+    fits: dict[str, ModelResult] = field(default_factory=dict)
     specs: dict[str, ModelSpec] = field(default_factory=dict)
     payloads: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     notes: dict[str, list[str]] = field(default_factory=dict)
@@ -117,6 +129,33 @@ class ModelResults:
     def summary(self) -> str:
         """Text for people."""
         return "\n\n".join(f"== {name} ==\n{fit.summary()}" for name, fit in self.fits.items())
+
+    def compare(self, *, level: float = 0.95, roles: Any = None) -> Comparison:
+        """The plan's fits side by side (see :func:`trackii_eval.models.results.compare`)."""
+        return compare(self.fits, level=level, roles=roles)
+
+
+def _fit_growth(spec: ModelSpec, data: pd.DataFrame) -> ModelResult:
+    from .models.growth import growth
+
+    if not spec.formula:
+        raise ConfigError(f"model '{spec.name}': a growth model needs a formula")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # warnings are kept on the fit and reported
+        return growth(spec.formula, data=data, reml=spec.reml)
+
+
+def _fit_event_study(spec: ModelSpec, data: pd.DataFrame) -> ModelResult:
+    from .models.panel import event_study
+
+    return event_study(data, spec.outcome)
+
+
+# How each kind of plan model is fitted; everything after fitting reads the results protocol.
+FITTERS: dict[str, Callable[[ModelSpec, pd.DataFrame], ModelResult]] = {
+    "growth": _fit_growth,
+    "event_study": _fit_event_study,
+}
 
 
 def fit_plan(data: pd.DataFrame, ctx: StudyContext, plan: AnalysisPlan) -> ModelResults:
@@ -143,9 +182,6 @@ def fit_plan(data: pd.DataFrame, ctx: StudyContext, plan: AnalysisPlan) -> Model
     ModelError
         An outcome is not a construct of the instrument, or a model cannot be fitted.
     """
-    from .models.growth import growth
-    from .models.panel import event_study
-
     results = ModelResults()
     for spec in plan.models:
         if spec.outcome not in data.columns:
@@ -153,27 +189,29 @@ def fit_plan(data: pd.DataFrame, ctx: StudyContext, plan: AnalysisPlan) -> Model
                 f"model '{spec.name}': outcome '{spec.outcome}' is not a construct of the "
                 f"instrument (constructs: {', '.join(ctx.instrument.constructs)})"
             )
-        if spec.kind == "growth" and not spec.formula:
-            raise ConfigError(f"model '{spec.name}': a growth model needs a formula")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            if spec.kind == "growth":
-                fit = growth(spec.formula, data=data, reml=spec.reml)
-            else:
-                fit = event_study(data, spec.outcome)
-        # the growth engine keeps its own warnings on the fit; others (linearmodels) become
-        # the project's one-line notes, stored with the result and printed by the CLI
-        notes = [] if spec.kind == "growth" else list(dict.fromkeys(
-            warning_line(w.message, w.category) for w in caught))
+            fit = FITTERS[spec.kind](spec, data)
+        # fits keep their own warnings; any other library warning becomes the project's
+        # one-line note, stored with the result and printed by the CLI
+        notes = [line for line in dict.fromkeys(
+            warning_line(w.message, w.category) for w in caught) if line not in fit.warnings]
         results.fits[spec.name] = fit
         results.specs[spec.name] = spec
         results.notes[spec.name] = notes
         payload: dict[str, Any] = {"spec": spec.model_dump(), "fit": fit.to_dict(),
                                    "notes": notes}
-        if spec.kind == "growth":
+        if spec.contrasts:
+            rows = pd.concat([fit.lincom(w, name=label) for label, w in spec.contrasts.items()])
+            payload["contrasts"] = _json_rows(rows)
+        if callable(getattr(fit, "predict", None)):
             payload["trajectory"] = _trajectory(fit, ctx.config, data).to_dict(orient="records")
         results.payloads[spec.name] = (spec.kind, payload)
     return results
+
+
+def _json_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{k: json_number(v) for k, v in row.items()} for row in table.to_dict("records")]
 
 
 def _trajectory(fit: Any, config: StudyConfig, data: pd.DataFrame) -> pd.DataFrame:

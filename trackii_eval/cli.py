@@ -252,11 +252,11 @@ def _do_model(study: Any, strict: bool) -> int:
         _do_score(study)
     results = _step("Fitting models", study.fit_models)
     bad = 0
-    for name, fit in results.fits.items():
-        messages = [*getattr(fit, "warnings", []), *results.notes.get(name, [])]
+    for name, fit in results.fits.items():  # every fit follows the results protocol
+        messages = [*fit.warnings, *results.notes.get(name, [])]
         state = "ok" if not messages else "; ".join(messages)
         out.print(f"model {name}: {state}", highlight=False)
-        bad += bool(getattr(fit, "converged", True) is False)
+        bad += not fit.record.converged
     return 5 if strict and bad else 0
 
 

@@ -19,7 +19,8 @@ import pandas as pd
 from scipy import stats
 
 from .. import __version__
-from ..errors import ReportError
+from ..errors import ModelError, ReportError
+from ..models.results import result_from_dict
 from .figures import trajectory_figure
 
 if TYPE_CHECKING:
@@ -223,36 +224,37 @@ def _network_rows(study: _View, k: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _fixed_rows(fit: dict[str, Any]) -> list[dict[str, Any]]:
-    """Fixed effects of a stored growth fit as a list of rows with a ``term`` key."""
-    fixed = fit["fixed"]
-    if isinstance(fixed, dict):
-        return [{"term": term, **row} for term, row in fixed.items()]
-    return list(fixed)
+def _stored_fit(res: dict[str, Any]) -> Any:
+    """A stored result as a fit of the results protocol (nothing is refitted)."""
+    try:
+        return result_from_dict(res["fit"])
+    except ModelError as exc:
+        name = res.get("spec", {}).get("name", "?")
+        raise ReportError(f"stored result of model '{name}': {exc}") from None
+
+
+def _tidy_row(model: str, row: dict[str, Any], label: str, warn: bool) -> dict[str, Any]:
+    estimable = bool(row.get("estimable", True))
+    return {
+        "model": model, "term": row["term"],
+        "estimate": _fmt(row["estimate"]) if estimable else "not estimable",
+        "ci": f"[{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]" if estimable
+        else str(row.get("note", "")),
+        "df": _fmt(row.get("df"), 1), "p": _p(row.get("p_value")), "label": label, "warn": warn,
+    }
 
 
 def _effect_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every fit's effect terms (role "effect" in the protocol's tidy table) and contrasts."""
     rows = []
     for name, res in results.items():
-        spec, fit = res["spec"], res["fit"]
-        if res["kind"] == "growth":
-            for term in _fixed_rows(fit):
-                if ":" not in term["term"] and "arm" not in term["term"]:
-                    continue
-                rows.append({
-                    "model": name, "term": term["term"], "estimate": _fmt(term["estimate"]),
-                    "ci": f"[{_fmt(term['ci_low'])}, {_fmt(term['ci_high'])}]",
-                    "df": _fmt(term.get("df"), 1), "p": _p(term.get("p_value")),
-                    "label": spec.get("label", ""), "warn": bool(fit.get("warnings")),
-                })
-        else:
-            for term in fit["effects"]:
-                rows.append({
-                    "model": name, "term": term["term"], "estimate": _fmt(term["estimate"]),
-                    "ci": f"[{_fmt(term['ci_low'])}, {_fmt(term['ci_high'])}]", "df": "–",
-                    "p": _p(term["p_value"]), "label": spec.get("label", ""),
-                    "warn": bool(fit.get("warnings")),
-                })
+        fit = _stored_fit(res)
+        label, warn = res["spec"].get("label", ""), bool(fit.warnings)
+        tab = fit.tidy()
+        for row in tab[tab["role"] == "effect"].to_dict("records"):
+            rows.append(_tidy_row(name, row, label, warn))
+        for row in res.get("contrasts", []):
+            rows.append(_tidy_row(name, row, label, warn))
     return rows
 
 
@@ -271,29 +273,7 @@ def _methods(study: _View, results: dict[str, dict[str, Any]], n_people: int, n_
         "excluded."
     )
     for name, res in results.items():
-        fit = res["fit"]
-        if res["kind"] == "growth":
-            opt = fit.get("optimizer", {}) or {}
-            out.append(
-                f"{name}: linear mixed-effects model <code>{html.escape(fit['formula'])}</code> "
-                f"fitted by {'REML' if fit.get('reml') else 'maximum likelihood'} with the "
-                f"{html.escape(str(fit.get('engine', '')))} engine to "
-                f"{fit.get('nobs')} observations of {_ngroups(fit)} participants "
-                f"({'converged' if fit.get('converged') else 'NOT converged'}; optimiser "
-                f"{html.escape(str(opt.get('name', '?')))}, {opt.get('n_evals', '?')} "
-                "evaluations). Degrees of freedom of fixed effects by Satterthwaite's method; "
-                "missing responses are handled by the likelihood (valid under missing at "
-                "random given the modelled covariates and earlier answers)."
-                + (" The fit is singular (a variance component is on its boundary)."
-                   if fit.get("singular") else "")
-            )
-        else:
-            out.append(
-                f"{name}: two-way fixed-effects difference-in-differences (participant and wave "
-                f"effects) with one dialogue effect per post-baseline wave, "
-                f"{fit['nobs']} observations of {fit['n_participants']} participants, standard "
-                "errors clustered by participant (linearmodels PanelOLS)."
-            )
+        out.append(html.escape(f"{name}: {_stored_fit(res).describe()}"))
     out.append(
         "Reliability per construct and wave: Cronbach's alpha with the Feldt interval "
         "(pairwise-complete covariances, as psych::alpha) and McDonald's omega total from a "
@@ -305,11 +285,6 @@ def _methods(study: _View, results: dict[str, dict[str, Any]], n_people: int, n_
         f"{n_people} participants and {n_obs} participant-waves were analysed."
     )
     return out
-
-
-def _ngroups(fit: dict[str, Any]) -> Any:
-    groups = fit.get("ngroups") or {}
-    return groups.get("participant", next(iter(groups.values()), "?"))
 
 
 def render_report(store: Store, ctx: StudyContext, path: str | Path, *,
@@ -353,9 +328,7 @@ def render_report(store: Store, ctx: StudyContext, path: str | Path, *,
         predicted = None
         model_name = None
         for name, res in results.items():
-            if res["kind"] == "growth" and res["spec"]["outcome"] == construct and res.get(
-                "trajectory"
-            ):
+            if res["spec"]["outcome"] == construct and res.get("trajectory"):
                 if model_name is None or res["spec"].get("headline") or "durability" in name:
                     predicted, model_name = pd.DataFrame(res["trajectory"]), name
         observed = _observed_means(scores, construct, k)
@@ -377,7 +350,7 @@ def render_report(store: Store, ctx: StudyContext, path: str | Path, *,
     reliability = store.query("SELECT * FROM reliability") if store.has_table(
         "reliability") else pd.DataFrame()
     warnings_list = [
-        f"{name}: {w}" for name, res in results.items() for w in res["fit"].get("warnings", [])
+        f"{name}: {w}" for name, res in results.items() for w in _stored_fit(res).warnings
     ]
     n_people = scores["participant"].nunique()
     n_obs = scores[["participant", "wave"]].drop_duplicates().shape[0]
@@ -428,21 +401,26 @@ def _reliability_rows(rel: pd.DataFrame, k: int) -> list[dict[str, Any]]:
 
 
 def _headline(results: dict[str, dict[str, Any]], study: _View) -> dict[str, Any] | None:
+    """The headline model's contrasts (or, without any, its effect terms) as sentences."""
     for name, res in results.items():
-        if res["kind"] != "growth" or not res["spec"].get("headline"):
+        if not res["spec"].get("headline"):
             continue
-        fixed = {t["term"]: t for t in _fixed_rows(res["fit"])}
-        arm = study.config.treated_arm
-        during = fixed.get(f"time:arm[T.{arm}]")
-        after = fixed.get(f"post_time:arm[T.{arm}]")
-        if during is None:
+        fit = _stored_fit(res)
+        rows = res.get("contrasts") or [
+            r for r in fit.tidy().to_dict("records") if r["role"] == "effect"
+        ]
+        if not rows:
             continue
         return {
             "model": name, "outcome": res["spec"]["outcome"],
-            "during": _fmt(during["estimate"], 1),
-            "during_ci": f"[{_fmt(during['ci_low'], 1)}, {_fmt(during['ci_high'], 1)}]",
-            "during_p": _p(during["p_value"]),
-            "after": None if after is None else _fmt(during["estimate"] + after["estimate"], 1),
-            "converged": res["fit"].get("converged", False),
+            "label": res["spec"].get("label", ""),
+            "rows": [{
+                "label": r["term"],
+                "estimate": _fmt(r["estimate"], 1) if r.get("estimable", True)
+                else "not estimable",
+                "ci": f"[{_fmt(r['ci_low'], 1)}, {_fmt(r['ci_high'], 1)}]",
+                "p": _p(r["p_value"]),
+            } for r in rows],
+            "converged": fit.record.converged,
         }
     return None

@@ -11,6 +11,7 @@ linear mixed effects models. Journal of Statistical Software 82(13), 1-26.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -22,6 +23,7 @@ from trackii_eval.models.growth.design import prepare
 from trackii_eval.models.growth.formula import parse_formula
 from trackii_eval.models.growth.model import GrowthModel
 from trackii_eval.models.growth.results import GrowthFit
+from trackii_eval.models.results import data_fingerprint, package_versions
 
 __all__ = ["growth", "lrt"]
 
@@ -73,10 +75,17 @@ def growth(formula: str, data: pd.DataFrame, reml: bool = True) -> GrowthFit:
     """
     prep = prepare(parse_formula(formula), data)
     if prep.structure.kind == "native":
-        return GrowthModel.from_prepared(prep).fit(reml=reml)
-    from trackii_eval.models.growth.fallback import fit_statsmodels
+        fit = GrowthModel.from_prepared(prep).fit(reml=reml)
+    else:
+        from trackii_eval.models.growth.fallback import fit_statsmodels
 
-    return fit_statsmodels(prep, reml=reml)
+        fit = fit_statsmodels(prep, reml=reml)
+    # The fit record names the data and the code that made it (results protocol).
+    return dataclasses.replace(
+        fit,
+        fingerprint=data_fingerprint(prep.frame.reset_index(drop=True)),
+        versions=tuple(package_versions("statsmodels").items()),
+    )
 
 
 def lrt(fit_small: GrowthFit, fit_big: GrowthFit, refit: bool = True) -> pd.DataFrame:

@@ -29,16 +29,26 @@ linear mixed effects models. Journal of Statistical Software 82(13), 1-26.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
 from trackii_eval.errors import ModelError
-from trackii_eval.models.growth.optimize import OptimizerInfo
+from trackii_eval.models.growth.optimize import GRAD_TOL, SINGULAR_TOL, OptimizerInfo
+from trackii_eval.models.results import (
+    SCHEMA_VERSION,
+    FitRecord,
+    as_float,
+    register_result,
+    summary_html_layout,
+    term_role,
+    tidy_frame,
+)
 
 __all__ = ["GrowthFit", "VarComp", "parameter_vector"]
 
@@ -71,9 +81,16 @@ def _json_num(v: Any) -> Any:
     return v
 
 
+@register_result
 @dataclass(frozen=True, eq=False)
 class GrowthFit:
     """A fitted growth (linear mixed) model. Immutable; build it with :func:`growth`.
+
+    Satisfies :class:`trackii_eval.models.results.ModelResult` (``tidy``, ``record``,
+    ``summary``/``summary_html``, ``to_dict``/``from_dict``). A fit rebuilt by
+    :meth:`from_dict` keeps every number of the original (tidy tables at any level included)
+    but has no fitting backend: ``predict``, ``ranef``, profile/bootstrap intervals and
+    Satterthwaite df of new contrasts need the live fit.
 
     Attributes
     ----------
@@ -100,6 +117,10 @@ class GrowthFit:
         Convergence checks passed; some variance/diagonal θ on the boundary (< 1e-4).
     optimizer : OptimizerInfo
         Optimiser diagnostics.
+    fingerprint : str
+        SHA-256 of the analysis rows (see ``models.results.data_fingerprint``).
+    versions : tuple of (str, str)
+        Package versions at fit time.
 
     References
     ----------
@@ -132,6 +153,12 @@ class GrowthFit:
     dropped_columns: tuple[str, ...] = ()
     _warnings: tuple[str, ...] = ()
     _backend: Any = field(default=None, repr=False)
+    fingerprint: str = ""
+    versions: tuple[tuple[str, str], ...] = ()
+    # Satterthwaite df of the fixed effects of a fit rebuilt by from_dict (no backend).
+    _fixed_df: tuple[float, ...] | None = None
+
+    kind: ClassVar[str] = "growth"
 
     def __post_init__(self) -> None:
         for name in ("beta", "vcov_beta", "theta"):
@@ -184,7 +211,10 @@ class GrowthFit:
     def _fixed_table(self, level: float) -> pd.DataFrame:
         est = np.array(self.beta)
         se = np.sqrt(np.diag(self.vcov_beta))
-        df = self._df_rows(np.eye(est.size))
+        if self._backend is None and self._fixed_df is not None:
+            df = np.array(self._fixed_df, dtype=float)
+        else:
+            df = self._df_rows(np.eye(est.size))
         with np.errstate(divide="ignore", invalid="ignore"):
             t = est / se
         p, crit = _p_and_crit(t, df, level)
@@ -391,11 +421,129 @@ class GrowthFit:
             index=newdata.index,
         )
 
+    # ----------------------------------------------------------------- results protocol
+    @property
+    def record(self) -> FitRecord:
+        """How the model was fitted and on what (the protocol's fit record)."""
+        opt = self.optimizer
+        crit = "REML" if self.reml else "ML"
+        return FitRecord(
+            estimator=f"linear mixed model ({crit})", engine=self.engine, optimizer=opt.name,
+            tolerances={"gradient": GRAD_TOL, "singular": SINGULAR_TOL},
+            n_evals=int(opt.n_evals), converged=bool(self.converged),
+            warnings=tuple(self.warnings), versions=dict(self.versions),
+            data_fingerprint=self.fingerprint, n_obs=int(self.nobs), n_groups=self.ngroups,
+            vcov="model-based; t with Satterthwaite df" if self.engine == "trackii"
+            else "model-based; normal approximation",
+        )
+
+    def tidy(self, level: float = 0.95) -> pd.DataFrame:
+        """Fixed effects with the protocol's columns (``models.results.TIDY_COLUMNS``).
+
+        ``role`` is ``"effect"`` for coefficients that involve the arm (``arm``/``treated``).
+        """
+        tab = self._fixed_table(level)
+        return tidy_frame(list(self.fixed_names), tab["estimate"], tab["std_error"],
+                          tab["df"], level, role=[term_role(t) for t in self.fixed_names])
+
+    def lincom(self, weights: Mapping[str, float], level: float = 0.95,
+               name: str = "") -> pd.DataFrame:
+        """A linear combination of fixed effects as one tidy row (Satterthwaite df).
+
+        Raises
+        ------
+        ModelError
+            ``weights`` names a term that is not a fixed effect, or the fit was rebuilt by
+            :meth:`from_dict` (the Satterthwaite df needs the live fit).
+        """
+        if self._backend is None and self._fixed_df is not None:
+            raise ModelError("lincom() needs the live fit (Satterthwaite df); refit the model")
+        row = self.contrast(dict(weights))
+        label = name or " + ".join(f"{w:g}*{t}" for t, w in weights.items())
+        role = "effect" if any(term_role(t) == "effect" for t in weights) else "other"
+        return tidy_frame([label], row["estimate"], row["std_error"], row["df"], level,
+                          role=[role])
+
+    def describe(self) -> str:
+        """One methods-section sentence."""
+        rec = self.record
+        groups = ", ".join(f"{v} {k}s" for k, v in rec.n_groups.items())
+        return (
+            f"Linear mixed-effects growth model {self.formula} fitted by "
+            f"{'REML' if self.reml else 'maximum likelihood'} ({self.engine} engine) to "
+            f"{self.nobs} observations of {groups} "
+            f"({'converged' if self.converged else 'NOT converged'}; "
+            f"optimiser {self.optimizer.name}, {self.optimizer.n_evals} evaluations"
+            f"{'; singular fit' if self.singular else ''}); {rec.vcov}. Missing responses are "
+            "handled by the likelihood (valid under missing at random given the modelled "
+            "covariates and earlier answers)."
+        )
+
+    def summary_html(self) -> str:
+        """The summary as an HTML fragment (fixed effects, variance components, fit record,
+        warnings)."""
+        body = summary_html_layout(f"Growth model: {self.formula}", self.record, self.tidy(),
+                                   self.warnings)
+        random = self.random.round(4).to_html(index=False, escape=True, border=0,
+                                              classes="random", na_rep="")
+        return body + "\n<h5>Random effects</h5>\n" + random
+
+    def _repr_html_(self) -> str:
+        return self.summary_html()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GrowthFit:
+        """Rebuild a fit from :meth:`to_dict` (without its fitting backend; see class docs)."""
+        opt = dict(data["optimizer"])
+        info = OptimizerInfo(
+            name=opt["name"], n_evals=int(opt["n_evals"]),
+            gradient_norm=as_float(opt["gradient_norm"]),
+            final_gradient=tuple(as_float(v) for v in opt["final_gradient"]),
+            start_theta=tuple(as_float(v) for v in opt["start_theta"]),
+            final_theta=tuple(as_float(v) for v in opt["final_theta"]),
+            message=opt["message"], engine=opt["engine"], converged=bool(opt["converged"]),
+        )
+        names = tuple(data["fixed_names"])
+        return cls(
+            formula=data["formula"], reml=bool(data["reml"]), engine=data["engine"],
+            nobs=int(data["nobs"]), n_dropped=int(data["n_dropped"]), fixed_names=names,
+            beta=np.array([as_float(v) for v in data["beta"]]),
+            vcov_beta=np.array([[as_float(v) for v in row] for row in data["vcov"]],
+                               dtype=float).reshape(len(names), len(names)),
+            theta=np.array([as_float(v) for v in data["theta"]]),
+            sigma=as_float(data["sigma"]), deviance=as_float(data["deviance"]),
+            loglik=as_float(data["loglik"]), aic=as_float(data["aic"]),
+            bic=as_float(data["bic"]), converged=bool(data["converged"]),
+            singular=bool(data["singular"]), optimizer=info,
+            varcomps=tuple(
+                VarComp(group=r["group"], term=r["term"], term2=r["term2"],
+                        variance=as_float(r["variance"]), std_dev=as_float(r["std_dev"]),
+                        corr=as_float(r["corr"]))
+                for r in data["random"]
+            ),
+            group_counts=tuple((k, int(v)) for k, v in data["ngroups"].items()),
+            dropped_columns=tuple(data["dropped_columns"]),
+            _warnings=tuple(data["warnings"]),
+            fingerprint=data["record"]["data_fingerprint"],
+            versions=tuple(data["record"]["versions"].items()),
+            _fixed_df=tuple(as_float(v) for v in data["df"]),
+        )
+
     # ----------------------------------------------------------------- reporting
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable record of the fit (NaN and inf become None)."""
+        """A lossless JSON-serialisable record of the fit (NaN and inf become None).
+
+        :meth:`from_dict` rebuilds it; ``fixed`` (95% table) and ``record`` are for readers
+        of the raw JSON.
+        """
         fixed = self.fixed
         rec = {
+            "kind": self.kind,
+            "schema": SCHEMA_VERSION,
+            "fixed_names": list(self.fixed_names),
+            "beta": [_json_num(v) for v in self.beta],
+            "df": [_json_num(v) for v in fixed["df"]],
+            "record": self.record.to_dict(),
             "formula": self.formula,
             "engine": self.engine,
             "reml": self.reml,

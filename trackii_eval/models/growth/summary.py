@@ -109,6 +109,9 @@ def format_summary(fit: GrowthFit) -> str:
         f"max|gradient| {opt.gradient_norm:.2g}, converged: {fit.converged}",
         f"theta: {np.array2string(np.asarray(fit.theta), precision=5)}",
     ]
+    if fit.fingerprint:
+        lines.append(f"Data: sha256:{fit.fingerprint[:16]}; "
+                     + ", ".join(f"{k} {v}" for k, v in fit.versions))
     if fit.dropped_columns:
         lines.append(f"Dropped (rank deficient): {', '.join(fit.dropped_columns)}")
     warns = fit.warnings
