@@ -107,10 +107,12 @@ class ModelResults:
 
 def fit_plan(study: Study, plan: AnalysisPlan) -> ModelResults:
     """Fit every model of ``plan`` to the study's scores and store the results."""
+    from .ingest.attributes import require_arms
     from .models.growth import growth
     from .models.panel import event_study
 
     data = study.scores()
+    require_arms(data, study.config)
     results = ModelResults()
     for spec in plan.models:
         if spec.outcome not in data.columns:

@@ -17,6 +17,7 @@ import pandas as pd
 from ..config import StudyConfig, Wave
 from ..errors import IngestError
 from ..store import Store
+from .attributes import apply_participant_list, prepare_wave
 from .readers import RawTable, read_table
 from .sgic import apply_links, link_study
 from .validate import PROBLEM_COLUMNS, ValidatedWave, mask, validate_wave
@@ -114,10 +115,11 @@ def ingest_study(study: Study, key: PseudonymKey, *, replace: bool = False) -> I
     # a changed link (a new decision, a new wave's records) rewrites every wave's pseudonyms
     relink = linkage is not None and store.get_meta("linkage_fingerprint") not in (
         None, linkage.fingerprint)
-    for wave in config.waves:
+    for wave in config.fielded_waves:  # planned waves (no file yet) wait
         path = study.root / wave.file
-        raw = linkage.raws[wave.index] if linkage else read_table(
-            path, format=wave.format, sheet=wave.sheet, header_row=wave.header_row)
+        raw = linkage.raws[wave.index] if linkage else prepare_wave(read_table(
+            path, format=wave.format, sheet=wave.sheet, header_row=wave.header_row),
+            wave, config, instrument)
         if relink:
             with store.transaction():
                 for table in ("responses", "submissions", "quarantine", "files"):
@@ -177,6 +179,8 @@ def ingest_study(study: Study, key: PseudonymKey, *, replace: bool = False) -> I
         with store.transaction():
             store.set_meta("linkage_fingerprint", linkage.fingerprint)
             store.replace_table("linkage", linkage.summary())
+    if config.participants is not None:
+        all_problems.append(apply_participant_list(study, key, linkage))
     if config.ideas:
         _ingest_ideas(study, study.root / config.ideas)
     if config.roster:

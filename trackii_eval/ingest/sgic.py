@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from .attributes import prepare_wave
 from .linkage import CodeSpec, LinkageResult, link_records, read_decisions
 from .readers import RawTable, read_table
 from .validate import PROBLEM_COLUMNS, ValidatedWave, validate_wave
@@ -54,9 +55,10 @@ def link_study(study: Study, key: PseudonymKey) -> SgicLinkage:
     config, instrument = study.config, study.instrument
     spec = CodeSpec.from_config([e.model_dump() for e in config.linkage.elements])
     raws, validated, records = {}, {}, []
-    for wave in config.waves:
-        raw = read_table(study.root / wave.file, format=wave.format, sheet=wave.sheet,
-                         header_row=wave.header_row)
+    for wave in config.fielded_waves:  # planned waves (no file yet) wait
+        raw = prepare_wave(read_table(study.root / wave.file, format=wave.format,
+                                      sheet=wave.sheet, header_row=wave.header_row),
+                           wave, config, instrument)
         checked = validate_wave(raw, wave, config, instrument, display_name=wave.file,
                                 id_column=config.linkage.column)
         raws[wave.index], validated[wave.index] = raw, checked

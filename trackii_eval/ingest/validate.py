@@ -138,6 +138,7 @@ def validate_wave(
 
     arms = {a.id for a in config.arms}
     dialogues = {d.id: d for d in config.dialogues}
+    all_sides = list(dict.fromkeys(s for d in config.dialogues for s in d.sides))
     window = wave.window
     quarantined_rows: set[int] = set()
     seen_ids: dict[str, int] = {}
@@ -175,6 +176,11 @@ def validate_wave(
         elif side is not None and dialogue is not None and side not in dialogues[dialogue].sides:
             problem(row_no, cols.side, side, "unknown_side", "row",
                     f"sides of {dialogue}: {', '.join(dialogues[dialogue].sides)}")
+            row_bad = True
+        elif side is not None and dialogue is None and side not in all_sides:
+            problem(row_no, cols.side, side, "unknown_side", "row",
+                    f"declared sides: {', '.join(all_sides)}; map this wave's values under "
+                    "recode: in study.yaml")
             row_bad = True
         submitted = _submitted_at(rec, meta, cols.submitted_at)
         if submitted is _UNPARSEABLE:
