@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -198,8 +199,15 @@ _LIST_RULES = {
 }
 
 
-def read_participant_list(study: Study) -> tuple[pd.DataFrame, str, RawTable]:
+def read_participant_list(root: Path, config: StudyConfig) -> tuple[pd.DataFrame, str, RawTable]:
     """Read and check the study's participant list, without pseudonymizing anything.
+
+    Parameters
+    ----------
+    root
+        The study folder.
+    config
+        The study (its ``participants:`` and declared categories).
 
     Returns
     -------
@@ -213,10 +221,10 @@ def read_participant_list(study: Study) -> tuple[pd.DataFrame, str, RawTable]:
     IngestError
         When the list lacks its code column or a column named under ``participants.columns``.
     """
-    spec = study.config.participants
-    assert spec is not None
-    config = study.config
-    raw = read_table(study.root / spec.file, sheet=spec.sheet)
+    spec = config.participants
+    if spec is None:
+        raise ValueError("the study declares no participant list (participants:)")
+    raw = read_table(root / spec.file, sheet=spec.sheet)
     header = [str(c) for c in raw.data.columns]
     if spec.code not in header:
         near = difflib.get_close_matches(spec.code, header, n=3, cutoff=0.5)
@@ -254,7 +262,7 @@ def apply_participant_list(study: Study, key: PseudonymKey,
     DataFrame
         Problems (``PROBLEM_COLUMNS``): the list's file, row, column, masked code or value.
     """
-    frame, name, raw = read_participant_list(study)
+    frame, name, raw = read_participant_list(study.root, study.config)
     config = study.config
     problems: list[dict[str, Any]] = []
 
