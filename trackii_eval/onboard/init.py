@@ -246,7 +246,8 @@ def _role_of(name: str, label: str) -> str | None:
 
 
 def _identifier_reason(name: str, label: str, values: pd.Series) -> str | None:
-    if _IDENTIFIER_NAME.search(name) or (label and _IDENTIFIER_NAME.search(label)):
+    label_words = "_".join(re.findall(r"[a-z0-9]+", label.casefold()))
+    if _IDENTIFIER_NAME.search(name) or (label and _IDENTIFIER_NAME.search(label_words)):
         return "its name or label looks like a direct identifier"
     text = values.dropna().map(str).map(str.strip)
     text = text[text != ""]
@@ -694,7 +695,8 @@ def _study_yaml(root: Path, waves: list[_WaveInfo],
     for a in arms:
         flag = ", comparison: true" if a == comparison else ""
         out.append(f"  - {{id: {_q(a)}{flag}}}  # REVIEW: "
-                   + ("guessed as the comparison arm" if flag else "arm found in the exports"))
+                   + ("guessed as the comparison arm" if flag else
+                      "arm found in the exports or the participant list"))
     out.append("waves:")
     code_role = "sgic" if any("sgic" in w.roles for w in waves) else "code"
     canonical = Counter(w.roles.get(code_role) for w in waves if w.roles.get(code_role))
@@ -794,8 +796,15 @@ def _instrument_yaml(waves: list[_WaveInfo], items: list[str],
     out.append("participant: {" + f"id: {_q(pid)}, side: side, arm: arm, dialogue: dialogue, "
                f"submitted_at: {_q(canonical.get('submitted_at', 'submitted_at'))}" + "}")
     out.append("constructs:")
+    outputs = {name: _output_of(name, members, item_scale) for name, members in
+               constructs.items()}
+    per_output = Counter(o for o, _ in outputs.values())
     for name, members in constructs.items():
-        output, raw = _output_of(name, members, item_scale)
+        output, raw = outputs[name]
+        # the one construct of an Allen-Sharp output is named after it, as the default
+        # analysis plan models constructs called perceptions and relationships
+        if per_output[output] == 1 and output != "behaviour" and output not in constructs:
+            name = output
         out.append(f"  {_q(name)}:")
         out.append(f"    output: {output}  # REVIEW: guessed from the names")
         if raw:
