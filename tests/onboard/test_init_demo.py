@@ -46,14 +46,14 @@ def test_init_on_demo_exports_recovers_the_demo_instrument(tmp_path: Path) -> No
         "threat_1", "hostile_1", "stereotype_1"}
     drafted = load_instrument(root / "instrument.yaml")
     # the four attitude outputs are named as in the demo; the outputs guessed from names are
-    # right for 6 of 7 constructs (donation_other, a behaviour, is proposed as a perception)
+    # right for 7 of 7 constructs
     for name in ("perceptions", "relationships", "moderation", "ideas"):
         assert sorted(i.id for i in drafted.constructs[name].items) == sorted(
             i.id for i in truth_inst.constructs[name].items)
     output_of = {i: c.output for c in drafted.constructs.values() for i in (x.id for x in c.items)}
     wrong_output = {c for c, con in truth_inst.constructs.items()
                     if output_of[con.items[0].id] != con.output}
-    assert wrong_output == {"donation_other"}
+    assert wrong_output == set()
     renames = drafted.renames
     assert renames == {w: {"trust_other_a": "trust_other_1"} for w in (3, 4, 5)}
     # the draft is a valid configuration, and its dry run finds what the demo's own does:

@@ -505,6 +505,8 @@ def _scale_name(lo: float, hi: float, labels: dict[Any, str]) -> str:
         return "yesno"
     if (lo, hi) == (0, 100):
         return "range0_100"
+    if lo == 0 and hi > 100:
+        return f"count{int(hi)}"
     text = " ".join(labels.values()).casefold()
     stem = "agree" if "agree" in text else "points"
     if lo == 1:
@@ -606,10 +608,17 @@ def _refine(groups: dict[str, list[str]], corr: pd.DataFrame) -> dict[str, list[
 
 
 def _output_of(name: str, members: list[str], item_scale: dict[str, str]) -> tuple[str, bool]:
+    """Guess a construct's Allen-Sharp output, and whether it is a behaviour scored raw.
+
+    Yes/no items, counts and lone items on a 0-100 range that correlate with no other item
+    (an allocation, a donation) are taken for behaviours; otherwise words in the names decide,
+    and perceptions is the default.
+    """
     text = " ".join([name, *members]).casefold()
-    if all(item_scale[m] in ("yesno",) or (item_scale[m].startswith("points0_") and
-           not item_scale[m].endswith(("_4", "_5", "_6", "_10"))) for m in members) \
-            or all(m.startswith(("n_", "count", "num")) for m in members):
+    scales = [item_scale[m] for m in members]
+    if all(s == "yesno" or s.startswith("count") for s in scales) \
+            or all(m.startswith(("n_", "count", "num")) for m in members) \
+            or (len(members) == 1 and scales[0] == "range0_100"):
         return "behaviour", True
     for output, words in _OUTPUT_WORDS.items():
         if any(re.search(rf"(^|[_\s]){w}", text) for w in words):
