@@ -18,7 +18,7 @@ from trackii_eval import Study
 from trackii_eval.cli import app
 from trackii_eval.ingest.pseudonym import load_key
 
-from .threeformats import write_exports
+from . import write_exports
 
 runner = CliRunner()
 

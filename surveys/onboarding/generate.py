@@ -6,11 +6,15 @@ labels; variable labels carry the question texts); wave 3 a KoboToolbox CSV expo
 XLSForm (side as lower-case choice names). Arms are in the evaluator's own enrolment list.
 Everything is simulated (seeded): two latent attitudes, one per construct, drive the items; the
 third trust item is reverse keyed. Used by the tests, the README guide and the notebook.
+
+Run ``python surveys/onboarding/generate.py`` to rewrite the committed exports in this folder
+(the SPSS file records its creation time, so a rewrite is not byte for byte the same).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -140,3 +144,7 @@ def write_exports(folder: Path, seed: int = 9) -> pd.DataFrame:
     # the evaluator's enrolment list: code -> arm
     people[["code", "arm"]].to_csv(folder / "enrolment_list.csv", index=False)
     return people[["code", "side", "arm"]]
+
+
+if __name__ == "__main__":
+    write_exports(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent)
