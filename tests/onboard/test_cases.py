@@ -4,6 +4,7 @@ differently per wave, and arms known only from the evaluator's own list."""
 from __future__ import annotations
 
 import shutil
+from io import StringIO
 from pathlib import Path
 
 import pandas as pd
@@ -230,3 +231,30 @@ def test_planned_wave_without_file_does_not_block_and_warns_when_overdue(
     assert len(early) == 1 and "wave 2 has a file but is dated 2025-03-01, in the future" \
         in early[0]
     assert early[0].startswith("study.yaml:13: waves[1].date")
+
+
+def test_attribute_named_per_wave_is_stored_and_checked(tmp_path: Path, key) -> None:
+    root = _copy("arm-not-in-exports", tmp_path)
+    wave1 = pd.read_csv(root / "wave1.csv", dtype=str)
+    wave1.insert(2, "Q9", ["gov", "Civil", "army", None, "gov", "gov"])
+    wave1.to_csv(root / "wave1.csv", index=False)
+    enrolment = pd.read_csv(StringIO(_LIST), dtype=str).drop(columns="sector")
+    enrolment.to_csv(root / "enrolment.csv", index=False)
+    _edit(root / "study.yaml", "file: wave1.csv}",
+          "file: wave1.csv,\n     columns: {sector: Q9}, recode: {sector: {gov: government}}}")
+    _edit(root / "study.yaml", "program_end_wave: 2",
+          "program_end_wave: 2\nparticipants: {file: enrolment.csv}\n"
+          "attributes: {sector: [government, civil society]}")
+    study = Study.load(root, out=tmp_path / "out")
+    lines = study.ingest(key).problem_lines()
+    assert lines == ["wave1.csv:4:sector: value is not a declared category: declared sector: "
+                     "government, civil society; map it under the wave's recode: (army)",
+                     "wave1.csv:3:sector: value is not a declared category: declared sector: "
+                     "government, civil society; map it under the wave's recode: (Civil)"][::-1]
+    sectors = study.store.query("SELECT value, source, count(*) AS n FROM "
+                                "participant_attributes GROUP BY ALL")
+    assert sectors.to_dict(orient="list") == {"value": ["government"], "source": ["wave"],
+                                              "n": [3]}
+    # the row with the undeclared sector is kept: its answers are stored
+    assert study.store.query("SELECT count(DISTINCT participant) AS n FROM submissions "
+                             "WHERE wave = 1")["n"].iloc[0] == 6

@@ -28,7 +28,7 @@ import pandas as pd
 from ..config import Instrument, StudyConfig, Wave, category_key
 from ..errors import IngestError, ModelError
 from .readers import RawTable, read_table
-from .validate import PROBLEM_COLUMNS, mask
+from .validate import PROBLEM_COLUMNS, ValidatedWave, mask
 
 if TYPE_CHECKING:
     from ..study import Study
@@ -43,6 +43,8 @@ __all__ = [
     "prepare_wave",
     "read_participant_list",
     "require_arms",
+    "store_wave_attributes",
+    "wave_attributes",
 ]
 
 ATTRIBUTES_TABLE = "participant_attributes"
@@ -185,6 +187,73 @@ def _rename(raw: RawTable, renames: dict[str, str]) -> RawTable:
         metadata_columns=frozenset(renames.get(c, c) for c in raw.metadata_columns),
         identifier_columns=frozenset(renames.get(c, c) for c in raw.identifier_columns),
     )
+
+
+_ATTRIBUTES_SCHEMA = (f"CREATE TABLE IF NOT EXISTS {ATTRIBUTES_TABLE} (participant VARCHAR, "
+                      "attribute VARCHAR, value VARCHAR, source VARCHAR)")
+
+
+def wave_attributes(raw: RawTable, validated: ValidatedWave, config: StudyConfig, wave: Wave
+                    ) -> tuple[ValidatedWave, pd.DataFrame]:
+    """Declared attributes (sector, role, ...) a wave file carries for its kept rows.
+
+    A value that is not a declared category is a cell problem (the attribute is left unknown
+    for that person, the row is kept).
+
+    Returns
+    -------
+    (ValidatedWave, DataFrame)
+        The wave with those problems added; ``raw_id``, ``attribute``, ``value``.
+    """
+    names = [a for a in config.attributes if a in raw.data.columns]
+    rows: list[dict[str, Any]] = []
+    if not names or validated.submissions.empty:
+        return validated, pd.DataFrame(rows, columns=["raw_id", "attribute", "value"])
+    position = {int(r): i for i, r in enumerate(raw.row_numbers)}
+    problems = []
+    for raw_id, row in zip(validated.submissions["raw_id"], validated.submissions["row"],
+                           strict=True):
+        pos = position[int(row)]
+        for name in names:
+            value = raw.data[name].iloc[pos]
+            if value is None or (isinstance(value, float) and pd.isna(value)) or \
+                    not str(value).strip():
+                continue
+            declared = config.categories(name)
+            if declared is not None and value not in declared:
+                problems.append({
+                    "file": wave.file, "wave": wave.index, "row": int(row), "column": name,
+                    "value": str(value)[:40], "rule": "unknown_category", "scope": "cell",
+                    "message": f"{_LIST_RULES['unknown_category']}: declared {name}: "
+                               f"{', '.join(declared)}; map it under the wave's recode:",
+                })
+                continue
+            rows.append({"raw_id": raw_id, "attribute": name, "value": str(value)})
+    if problems:
+        validated = dataclasses.replace(validated, problems=pd.concat(
+            [validated.problems, pd.DataFrame(problems, columns=PROBLEM_COLUMNS)],
+            ignore_index=True))
+    return validated, pd.DataFrame(rows, columns=["raw_id", "attribute", "value"])
+
+
+def store_wave_attributes(store: Any, attributes: pd.DataFrame, pseudo: dict[str, str]) -> None:
+    """Store a wave's attributes for participants who have no value for them yet.
+
+    The first wave that gives a person an attribute sets it; the participant list, read after
+    the waves, overrides it (it is the evaluator's own record).
+    """
+    if attributes.empty:
+        return
+    store.execute(_ATTRIBUTES_SCHEMA)
+    frame = attributes.assign(participant=attributes["raw_id"].map(pseudo), source="wave")
+    frame = frame[frame["participant"].notna()]
+    have = store.query(f"SELECT participant, attribute FROM {ATTRIBUTES_TABLE}")
+    seen = set(zip(have["participant"], have["attribute"], strict=True))
+    frame = frame[[(p, a) not in seen for p, a in zip(frame["participant"], frame["attribute"],
+                                                       strict=True)]]
+    frame = frame.drop_duplicates(["participant", "attribute"])
+    if len(frame):
+        store.append(ATTRIBUTES_TABLE, frame[["participant", "attribute", "value", "source"]])
 
 
 # ----------------------------------------------------------------------------- participant list
@@ -335,11 +404,16 @@ def apply_participant_list(study: Study, key: PseudonymKey,
             sets = ", ".join(f"{k} = ?" for k in update)
             store.execute(f"UPDATE participants SET {sets} WHERE participant = ?",
                           [*update.values(), person])
-        store.execute(f"CREATE TABLE IF NOT EXISTS {ATTRIBUTES_TABLE} (participant VARCHAR, "
-                      "attribute VARCHAR, value VARCHAR)")
+        store.execute(_ATTRIBUTES_SCHEMA)
+        # the list overrides what a wave said for the same person and attribute
+        listed = pd.DataFrame(attrs, columns=["participant", "attribute", "value"]).assign(
+            source="list")
+        keys = set(zip(listed["participant"], listed["attribute"], strict=True))
+        waves = store.query(f"SELECT * FROM {ATTRIBUTES_TABLE} WHERE source <> 'list'")
+        waves = waves[[(p, a) not in keys for p, a in zip(waves["participant"],
+                                                           waves["attribute"], strict=True)]]
         store.execute(f"DELETE FROM {ATTRIBUTES_TABLE}")
-        if attrs:
-            store.append(ATTRIBUTES_TABLE, pd.DataFrame(attrs))
+        store.append(ATTRIBUTES_TABLE, pd.concat([waves, listed], ignore_index=True))
         store.execute("DELETE FROM quarantine WHERE file = ?", [name])
         result = pd.DataFrame(problems, columns=PROBLEM_COLUMNS)
         store.append("quarantine", result.assign(sha256=raw.sha256)[

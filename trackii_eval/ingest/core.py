@@ -17,7 +17,12 @@ import pandas as pd
 from ..config import StudyConfig, Wave
 from ..errors import IngestError
 from ..store import Store
-from .attributes import apply_participant_list, prepare_wave
+from .attributes import (
+    apply_participant_list,
+    prepare_wave,
+    store_wave_attributes,
+    wave_attributes,
+)
 from .readers import RawTable, read_table
 from .sgic import apply_links, link_study
 from .validate import PROBLEM_COLUMNS, ValidatedWave, mask, validate_wave
@@ -150,6 +155,7 @@ def ingest_study(study: Study, key: PseudonymKey, *, replace: bool = False) -> I
             ids = pd.Series(pd.concat(
                 [validated.submissions["raw_id"], validated.attributes["raw_id"]]).unique())
             pseudo = dict(zip(ids, key.pseudonymize_many(ids), strict=True))
+        validated, attributes = wave_attributes(raw, validated, config, wave)
         sha = raw.sha256
         with store.transaction():
             if len(previous):
@@ -158,6 +164,7 @@ def ingest_study(study: Study, key: PseudonymKey, *, replace: bool = False) -> I
                 store.execute("UPDATE files SET active = true WHERE sha256 = ?", [sha])
             else:
                 _write_wave(store, validated, pseudo, wave.index, sha)
+                store_wave_attributes(store, attributes, pseudo)
                 store.append("files", pd.DataFrame([{
                     "file": wave.file, "wave": wave.index, "sha256": sha, "format": raw.format,
                     "rows_read": validated.rows_read, "rows_stored": validated.rows_stored,

@@ -120,7 +120,7 @@ def validate_wave(
         })
 
     # Columns: items, participant columns, identifiers, platform metadata, or unknown.
-    known = {cols.id, cols.arm, cols.side, cols.dialogue}
+    known = {cols.id, cols.arm, cols.side, cols.dialogue, *config.attributes}
     if cols.submitted_at:
         known.add(cols.submitted_at)
     identifier_cols = set(instrument.identifiers) | set(raw.identifier_columns)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..config import StudyConfig, config_warnings, load_instrument, load_study_config
-from ..ingest.attributes import prepare_wave, read_participant_list
+from ..ingest.attributes import prepare_wave, read_participant_list, wave_attributes
 from ..ingest.linkage import CodeSpec, link_records, read_decisions
 from ..ingest.pseudonym import normalise_id
 from ..ingest.readers import read_table
@@ -130,6 +130,7 @@ def check_study(path: str | Path, out: str | Path | None = None) -> CheckReport:
                                       header_row=wave.header_row), wave, config, instrument)
         checked = validate_wave(raw, wave, config, instrument, display_name=wave.file,
                                 id_column=id_column)
+        checked, _ = wave_attributes(raw, checked, config, wave)
         code_column = id_column or instrument.participant.id
         if code_column not in raw.data.columns:
             near = [c for c in raw.data.columns if c not in checked.responses["item"].unique()]
