@@ -320,7 +320,7 @@ def propose(root: Path) -> Draft:
     review += scale_notes
     constructs, reverse, construct_notes = _constructs(items, columns, item_scale, scales)
     review += construct_notes
-    study_yaml, study_notes = _study_yaml(root, waves, participant_list, columns)
+    study_yaml, study_notes = _study_yaml(root, waves, participant_list, form_choices)
     review += study_notes
     instrument_yaml = _instrument_yaml(waves, items, columns, scales, item_scale, missing,
                                        constructs, reverse, renames, form_labels)
@@ -636,14 +636,34 @@ def _q(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _categories(waves: list[_WaveInfo], role: str) -> tuple[list[str], dict[int, dict[str, str]]]:
-    """Declared categories of a role across waves (value labels applied) and per-wave recodes."""
+def _choice_labels(w: _WaveInfo, column: str, form_choices: dict[str, dict[str, str]]
+                   ) -> dict[str, str]:
+    """XLSForm choice labels of a Kobo wave's select_one column, where names and labels differ.
+
+    Ingest applies SPSS/Stata value labels itself; Kobo exports carry choice *names*, so a
+    wave's ``recode:`` has to say what they mean.
+    """
+    if w.raw.format != "kobo" or column not in form_choices:
+        return {}
+    return {name: label for name, label in form_choices[column].items()
+            if category_key(name) != category_key(label)}
+
+
+def _categories(waves: list[_WaveInfo], role: str,
+                form_choices: dict[str, dict[str, str]] | None = None
+                ) -> tuple[list[str], dict[int, dict[str, str]]]:
+    """Declared categories of a role across waves (labels applied) and per-wave recodes."""
     seen: Counter[str] = Counter()
+    recodes: dict[int, dict[str, str]] = {}
     for w in waves:
         col = w.roles.get(role)
         if col is None:
             continue
         labels = {category_key(k): v for k, v in (w.raw.value_labels.get(col) or {}).items()}
+        choices = _choice_labels(w, col, form_choices or {})
+        if choices:
+            recodes[w.index] = choices
+            labels.update({category_key(k): v for k, v in choices.items()})
         for v in w.raw.data[col]:
             if _is_blank(v):
                 continue
@@ -652,7 +672,7 @@ def _categories(waves: list[_WaveInfo], role: str) -> tuple[list[str], dict[int,
     canon: dict[str, str] = {}
     for text, _ in seen.most_common():
         canon.setdefault(category_key(text), text)
-    return list(canon.values()), {}
+    return list(canon.values()), recodes
 
 
 def _code_shape(codes: pd.Series) -> list[tuple[str, int]]:
@@ -670,7 +690,7 @@ def _code_shape(codes: pd.Series) -> list[tuple[str, int]]:
 
 def _study_yaml(root: Path, waves: list[_WaveInfo],
                 participant_list: tuple[Path, RawTable, dict[str, str]] | None,
-                columns: dict[str, list[_Column]]) -> tuple[str, list[str]]:
+                form_choices: dict[str, dict[str, str]]) -> tuple[str, list[str]]:
     notes: list[str] = []
     out = ["# Drafted by `trackii-eval init` from the exports in this folder. Every line marked",
            "# REVIEW is a guess: read it, correct it, then run `trackii-eval check` here.",
@@ -678,9 +698,11 @@ def _study_yaml(root: Path, waves: list[_WaveInfo],
            "  # REVIEW: study id (letters, digits, - and _)",
            f"name: {_q(root.resolve().name)}  # REVIEW: the study's name in the report",
            "instrument: instrument.yaml"]
-    sides, _ = _categories(waves, "side")
-    dialogues = sorted(_categories(waves, "dialogue")[0])
-    arms, _ = _categories(waves, "arm")
+    sides, side_recode = _categories(waves, "side", form_choices)
+    dialogues, dialogue_recode = _categories(waves, "dialogue", form_choices)
+    dialogues = sorted(dialogues)
+    arms, arm_recode = _categories(waves, "arm", form_choices)
+    recodes = {"side": side_recode, "dialogue": dialogue_recode, "arm": arm_recode}
     if participant_list is not None:
         plist = _WaveInfo(0, participant_list[0], participant_list[1],
                           roles=dict(participant_list[2]))
@@ -737,11 +759,17 @@ def _study_yaml(root: Path, waves: list[_WaveInfo],
         if mapping:
             extra.append("columns: {" + ", ".join(f"{k}: {_q(v)}" for k, v in mapping.items())
                          + "}")
+        recode = {role: r[w.index] for role, r in recodes.items() if w.index in r}
+        if recode:
+            extra.append("recode: {" + ", ".join(
+                f"{role}: {{" + ", ".join(f"{_q(k)}: {_q(v)}" for k, v in m.items()) + "}"
+                for role, m in recode.items()) + "}")
+            mapping["recode"] = "from the XLSForm's choices"
         extra_text = (",\n     " + ", ".join(extra)) if extra else ""
         out.append(f"  - {{index: {i + 1}, label: {_q('Wave ' + str(i + 1))}, phase: {phase}, "
                    f"date: {date}, file: {_q(rel)}{window}{extra_text}}}"
                    f"  # REVIEW: label, phase; {why}"
-                   + ("; participant columns named for this wave" if mapping else ""))
+                   + ("; participant columns named or recoded for this wave" if mapping else ""))
     if participant_list is not None:
         p, _, roles = participant_list
         code_col = roles.get("code") or roles.get("sgic")
