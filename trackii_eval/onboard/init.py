@@ -320,6 +320,7 @@ def propose(root: Path) -> Draft:
     review += scale_notes
     constructs, reverse, construct_notes = _constructs(items, columns, item_scale, scales)
     review += construct_notes
+    constructs = _name_by_output(constructs, item_scale)
     study_yaml, study_notes = _study_yaml(root, waves, participant_list, form_choices)
     review += study_notes
     instrument_yaml = _instrument_yaml(waves, items, columns, scales, item_scale, missing,
@@ -626,6 +627,24 @@ def _output_of(name: str, members: list[str], item_scale: dict[str, str]) -> tup
     return "perceptions", False
 
 
+def _name_by_output(constructs: dict[str, list[str]], item_scale: dict[str, str]
+                    ) -> dict[str, list[str]]:
+    """Name the one construct of an Allen-Sharp output after it.
+
+    The default analysis plan models constructs called ``perceptions`` and ``relationships``.
+    """
+    outputs = {name: _output_of(name, members, item_scale)[0]
+               for name, members in constructs.items()}
+    per_output = Counter(outputs.values())
+    named = {}
+    for name, members in constructs.items():
+        output = outputs[name]
+        if per_output[output] == 1 and output != "behaviour" and output not in constructs:
+            name = output
+        named[name] = members
+    return named
+
+
 # ----------------------------------------------------------------------------- writing
 
 
@@ -833,15 +852,8 @@ def _instrument_yaml(waves: list[_WaveInfo], items: list[str],
     out.append("participant: {" + f"id: {_q(pid)}, side: side, arm: arm, dialogue: dialogue, "
                f"submitted_at: {_q(canonical.get('submitted_at', 'submitted_at'))}" + "}")
     out.append("constructs:")
-    outputs = {name: _output_of(name, members, item_scale) for name, members in
-               constructs.items()}
-    per_output = Counter(o for o, _ in outputs.values())
     for name, members in constructs.items():
-        output, raw = outputs[name]
-        # the one construct of an Allen-Sharp output is named after it, as the default
-        # analysis plan models constructs called perceptions and relationships
-        if per_output[output] == 1 and output != "behaviour" and output not in constructs:
-            name = output
+        output, raw = _output_of(name, members, item_scale)
         out.append(f"  {_q(name)}:")
         out.append(f"    output: {output}  # REVIEW: guessed from the names")
         if raw:
