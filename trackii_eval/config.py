@@ -160,21 +160,25 @@ class Instrument(_Frozen):
     def _consistent(self) -> Instrument:
         seen: dict[str, str] = {}
         for cname, construct in self.constructs.items():
-            for item in construct.items:
+            for k, item in enumerate(construct.items):
+                loc = ("constructs", cname, "items", k)
                 if item.id in seen:
-                    raise ValueError(
+                    raise _LocatedError(
+                        loc,
                         f"item '{item.id}' appears in construct '{seen[item.id]}' and in "
                         f"construct '{cname}'; an item belongs to one construct"
                     )
                 seen[item.id] = cname
                 if item.scale not in self.scales:
-                    raise ValueError(
+                    raise _LocatedError(
+                        loc,
                         f"construct '{cname}', item '{item.id}': scale '{item.scale}' is not "
                         f"declared under scales (declared: {', '.join(sorted(self.scales))})"
                     )
                 scale = self.scales[item.scale]
                 if not isinstance(item.reverse, bool) and item.reverse != scale.min + scale.max:
-                    raise ValueError(
+                    raise _LocatedError(
+                        loc,
                         f"construct '{cname}', item '{item.id}': reverse key {item.reverse:g} "
                         f"does not fit scale '{item.scale}' ({scale.min:g}-{scale.max:g}); "
                         f"reverse scoring on it subtracts from {scale.min + scale.max:g}, or "
@@ -370,7 +374,8 @@ class StudyConfig(_Frozen):
         if sum(a.comparison for a in self.arms) > 1:
             raise ValueError("at most one arm can be the comparison arm")
         if self.program_end_wave is not None and self.program_end_wave not in indices:
-            raise ValueError(f"program_end_wave {self.program_end_wave} is not a wave index")
+            raise _LocatedError(("program_end_wave",),
+                                f"program_end_wave {self.program_end_wave} is not a wave index")
         roles = set(PARTICIPANT_ROLES) | set(self.attributes)
         for name in self.attributes:
             if name in PARTICIPANT_ROLES:
