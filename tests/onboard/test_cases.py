@@ -218,11 +218,14 @@ def test_planned_wave_without_file_does_not_block_and_warns_when_overdue(
     study = Study.load(root, out=tmp_path / "out")
     assert [w.planned for w in study.config.waves] == [False, False, True]
     summary = study.ingest(key)
-    assert [f.wave for f in summary.files] == [1, 2]
+    assert [(f.wave, f.status) for f in summary.files] == [
+        (1, "ingested"), (2, "ingested"), (3, "planned")]
+    assert "(planned)" in summary.summary()
     waves = study.store.query("SELECT wave FROM waves ORDER BY wave")["wave"].tolist()
     assert waves == [1, 2, 3]  # shown, with its date, as planned
     study.score()
     assert study.fit_models().fits
+    assert study.report().exists()
     config, lines = load_study_config(root / "study.yaml")
     assert config_warnings(config, lines, today=dt.date(2025, 6, 1)) == []
     late = config_warnings(config, lines, "study.yaml", today=dt.date(2026, 6, 1))

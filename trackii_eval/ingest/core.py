@@ -40,7 +40,7 @@ class FileOutcome:
 
     file: str
     wave: int
-    status: str  # "ingested", "unchanged", "replaced"
+    status: str  # "ingested", "unchanged", "replaced", "planned" (no file yet)
     rows_read: int
     rows_stored: int
     rows_quarantined: int
@@ -120,7 +120,10 @@ def ingest_study(study: Study, key: PseudonymKey, *, replace: bool = False) -> I
     # a changed link (a new decision, a new wave's records) rewrites every wave's pseudonyms
     relink = linkage is not None and store.get_meta("linkage_fingerprint") not in (
         None, linkage.fingerprint)
-    for wave in config.fielded_waves:  # planned waves (no file yet) wait
+    for wave in config.waves:
+        if wave.planned:  # declared without its file yet: shown, never blocking
+            outcomes.append(FileOutcome("(planned)", wave.index, "planned", 0, 0, 0, 0))
+            continue
         path = study.root / wave.file
         raw = linkage.raws[wave.index] if linkage else prepare_wave(read_table(
             path, format=wave.format, sheet=wave.sheet, header_row=wave.header_row),
