@@ -7,7 +7,7 @@ Exit codes (for scripts):
 1   unexpected internal error (please report it; ``--debug`` shows the traceback)
 2   configuration or usage error (study.yaml, instrument.yaml, analysis plan, options)
 3   input error: a wave file cannot be ingested, or no pseudonymization key
-4   ``--strict`` and ingest quarantined rows or cells
+4   ``--strict`` and ingest quarantined rows or cells; ``check`` found something to decide
 5   model error, or ``--strict`` and a model did not converge
 6   store or report error
 ==  ==========================================================================
