@@ -1,4 +1,4 @@
-"""`init` with a KoboToolbox XLSForm: choice names that are codes become a per-wave recode."""
+"""`init` with KoboToolbox XLSForms and Stata labels: choices, variable and value labels."""
 
 from __future__ import annotations
 
@@ -51,3 +51,41 @@ def test_xlsform_choices_recode_side_and_label_items(tmp_path: Path) -> None:
     report = check_study(tmp_path, out=tmp_path / "out")
     assert report.problems.empty
     assert report.unlinked["new"].tolist() == [0]  # all 24 linked in the Kobo wave
+
+
+def test_stata_variable_and_value_labels(tmp_path: Path) -> None:
+    import pyreadstat
+
+    rng = np.random.default_rng(5)
+    n = 30
+    codes = [f"K{200 + i}" for i in range(n)]
+    side = np.where(np.arange(n) % 3 == 0, 1, 2)
+    base = rng.normal(0, 1, n)
+    texts = {"q1": "The other side can be trusted.", "q2": "The other side wants peace.",
+             "q3": "The other side lies to us."}
+
+    def answers() -> dict[str, np.ndarray]:
+        out = {k: np.clip(np.rint(3 + base + rng.normal(0, .5, n)), 1, 5) for k in texts}
+        out["q3"] = 6 - out["q3"]
+        return out
+
+    pd.DataFrame({"pcode": codes, "side": np.where(side == 1, "East", "West"), **answers(),
+                  "date": "2024-02-01"}).to_csv(tmp_path / "a_wave1.csv", index=False)
+    frame = pd.DataFrame({"pcode": codes, "side": side.astype(float), **answers()})
+    frame["date"] = "2025-02-01"
+    pyreadstat.write_dta(frame, str(tmp_path / "b_wave2.dta"),
+                         column_labels={"pcode": "Participant code", "side": "Side", **texts,
+                                        "date": "Interview date"},
+                         variable_value_labels={"side": {1: "East", 2: "West"},
+                                                **{k: {1: "Disagree", 5: "Agree"}
+                                                   for k in texts}})
+    draft = init_study(tmp_path)
+    text = (tmp_path / "instrument.yaml").read_text()
+    assert "text: The other side lies to us." in text
+    assert "labels: {1: Disagree, 5: Agree}" in text  # from the Stata value labels
+    assert {i: v["reverse"] for i, v in draft.items.items()} == {"q1": False, "q2": False,
+                                                                  "q3": True}
+    assert all(v["scale"] == (1, 5) for v in draft.items.values())
+    report = check_study(tmp_path, out=tmp_path / "out")
+    assert report.problems.empty
+    assert report.unlinked["new"].tolist() == [0]  # side 1/2 labelled East/West: all linked
