@@ -89,3 +89,31 @@ def test_stata_variable_and_value_labels(tmp_path: Path) -> None:
     report = check_study(tmp_path, out=tmp_path / "out")
     assert report.problems.empty
     assert report.unlinked["new"].tolist() == [0]  # side 1/2 labelled East/West: all linked
+
+
+def test_choice_text_exports_get_an_ordered_labelled_scale(tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    n = 40
+    vocab = ["Strongly disagree", "Disagree", "Neither agree nor disagree", "Agree",
+             "Strongly agree"]
+    base = rng.normal(0, 1, n)
+
+    def answer(sign: int) -> list[str]:
+        points = np.clip(np.rint(3 + sign * base + rng.normal(0, .5, n)), 1, 5).astype(int)
+        return [vocab[p - 1] for p in points]
+
+    frame = pd.DataFrame({"participant_code": [f"X{i:03d}" for i in range(n)],
+                          "side": np.where(np.arange(n) % 2, "A", "B"),
+                          "hope_1": answer(1), "hope_2": answer(1), "hope_3": answer(-1),
+                          "submitted_at": "2024-01-10"})
+    frame.loc[3, "hope_2"] = "Don't know"
+    frame.to_csv(tmp_path / "wave1.csv", index=False)
+    draft = init_study(tmp_path)
+    text = (tmp_path / "instrument.yaml").read_text()
+    assert "labels: {1: Strongly disagree, 2: Disagree, 3: Neither agree nor disagree, " \
+        "4: Agree, 5: Strongly agree}" in text
+    assert {i: (v["scale"], v["reverse"]) for i, v in draft.items.items()} == {
+        "hope_1": ((1, 5), False), "hope_2": ((1, 5), False), "hope_3": ((1, 5), True)}
+    assert '"Don\'t know": "don\'t know"' in text  # a missing code, not a scale point
+    report = check_study(tmp_path, out=tmp_path / "out")
+    assert report.problems.empty  # every choice text is read as its point

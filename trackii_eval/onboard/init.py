@@ -82,6 +82,31 @@ _OUTPUT_WORDS = {
 }
 
 
+# ordered response vocabularies of exports that write choice text, not codes (Qualtrics "use
+# choice text", Excel sheets typed by hand): the points are numbered from 1 in this order
+_VOCABULARIES = [
+    ["Strongly disagree", "Disagree", "Somewhat disagree", "Neither agree nor disagree",
+     "Somewhat agree", "Agree", "Strongly agree"],
+    ["Strongly disagree", "Disagree", "Neither agree nor disagree", "Agree", "Strongly agree"],
+    ["Strongly disagree", "Disagree", "Neutral", "Agree", "Strongly agree"],
+    ["Never", "Rarely", "Sometimes", "Often", "Always"],
+    ["Not at all", "A little", "Somewhat", "Quite a bit", "A great deal"],
+]
+_VOCAB_MISSING = {"don't know", "dont know", "prefer not to say", "refused", "no answer",
+                  "not applicable", "n/a"}
+
+
+def _vocabulary(values: pd.Series) -> dict[int, str] | None:
+    """The smallest known ordered vocabulary holding every text answer of a column, if any."""
+    texts = {str(v).strip().casefold() for v in values if not _is_blank(v)} - _VOCAB_MISSING
+    if len(texts) < 2:
+        return None
+    for vocab in sorted(_VOCABULARIES, key=len):
+        if texts <= {v.casefold() for v in vocab}:
+            return {i: v for i, v in enumerate(vocab, start=1)}
+    return None
+
+
 def _norm(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.casefold())
 
@@ -361,7 +386,7 @@ def _classify(path: Path, raw: RawTable, form_labels: dict[str, str]) -> _WaveIn
         numeric = _numeric(values)
         present = values.map(lambda v: not _is_blank(v))
         share = numeric[present].notna().mean() if present.any() else 0.0
-        if share >= 0.8 or raw.value_labels.get(name):
+        if share >= 0.8 or raw.value_labels.get(name) or _vocabulary(values[present]):
             info.items[name] = name
             continue
         text = values[present].map(lambda v: str(v).strip())
@@ -409,6 +434,8 @@ def _unify_items(waves: list[_WaveInfo], form_labels: dict[str, str],
         labels = dict(w.raw.value_labels.get(column) or {})
         if not labels and column in form_choices:
             labels = {k: v for k, v in form_choices[column].items()}
+        if not labels:
+            labels = dict(_vocabulary(w.raw.data[column]) or {})
         columns[item].append(_Column(w.index, column, label, labels, w.raw.data[column]))
     items = list(dict.fromkeys(i for w in waves for i in w.items.values()))
     # an item renamed between waves (trust_other_1 in waves 1-2, trust_other_a from wave 3):
@@ -452,9 +479,12 @@ def _scales(items: list[str], columns: dict[str, list[_Column]]
         values, labels = [], {}
         for col in columns[item]:
             nums = _numeric(col.values)
+            by_label = {str(t).strip().casefold(): k for k, t in col.value_labels.items()}
             for v, n in zip(col.values, nums, strict=True):
                 if _is_blank(v):
                     continue
+                if pd.isna(n) and str(v).strip().casefold() in by_label:
+                    continue  # choice text of a labelled point: the labels give the range
                 if pd.isna(n):
                     missing.setdefault(str(v).strip(), str(v).strip().casefold())
                 elif n in _MISSING_NUMBERS and not (0 <= n <= 10):
@@ -534,6 +564,10 @@ def _constructs(items: list[str], columns: dict[str, list[_Column]], item_scale:
         parts = []
         for col in columns[item]:
             nums = _numeric(col.values)
+            if col.value_labels:  # choice text written instead of the point's number
+                by_label = {str(t).strip().casefold(): k for k, t in col.value_labels.items()}
+                as_label = col.values.map(lambda v, m=by_label: m.get(str(v).strip().casefold()))
+                nums = nums.fillna(_numeric(as_label))
             s = scales[item_scale[item]]
             nums = nums.where((nums >= s["min"]) & (nums <= s["max"]))
             parts.append(pd.Series(nums.to_numpy(), index=pd.MultiIndex.from_arrays(
