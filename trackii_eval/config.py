@@ -264,7 +264,8 @@ class Wave(_Frozen):
     (role -> column in the file: ``code``, ``arm``, ``side``, ``dialogue``, ``submitted_at`` or
     an attribute declared under the study's ``attributes``); ``recode`` maps this wave's values
     of a categorical participant column to the declared categories (``side: {1: A, 2: B}``).
-    SPSS/Stata value labels are applied before ``recode``.
+    A ``recode`` key may be the raw value or its SPSS/Stata value label; values it does not
+    name get their value label.
     """
 
     index: int = Field(ge=1)

@@ -4,8 +4,8 @@ Three things real studies need that one study-wide column name cannot give:
 
 * :func:`prepare_wave` names each wave's participant columns (the code is ``Q2`` in a Qualtrics
   wave and ``pcode`` in an SPSS wave) and harmonises categorical participant values across
-  waves: SPSS/Stata value labels first (``1`` -> ``"A"``), then the wave's ``recode:`` map, then
-  a case- and space-insensitive match to the declared categories. A value that still matches
+  waves: the wave's ``recode:`` map, SPSS/Stata value labels (``1`` -> ``"A"``), then a case-
+  and space-insensitive match to the declared categories. A value that still matches
   nothing is left as it is, so validation reports it (file, row, column, value); it is never
   dropped or unlinked in silence.
 * :func:`apply_participant_list` reads the evaluator's own list (code -> arm, dialogue, side,
@@ -75,9 +75,10 @@ def harmonise_values(values: pd.Series, role: str, config: StudyConfig,
                      recode: dict[Any, str] | None = None) -> pd.Series:
     """Map a categorical participant column onto the study's declared categories.
 
-    Order: value labels (SPSS/Stata), then the recode map, then a case- and space-insensitive
-    match to a declared category. Values that match nothing are returned as text, unchanged,
-    so that validation reports them; blanks stay ``None``.
+    Order: the recode map (keyed by the raw value, or by its label), else the value label
+    (SPSS/Stata), then a case- and space-insensitive match to a declared category. Values that
+    match nothing are returned as text, unchanged, so that validation reports them; blanks
+    stay ``None``.
 
     Parameters
     ----------
