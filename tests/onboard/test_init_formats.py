@@ -117,3 +117,30 @@ def test_choice_text_exports_get_an_ordered_labelled_scale(tmp_path: Path) -> No
     assert '"Don\'t know": "don\'t know"' in text  # a missing code, not a scale point
     report = check_study(tmp_path, out=tmp_path / "out")
     assert report.problems.empty  # every choice text is read as its point
+
+
+def test_categorical_columns_become_attributes_stored_at_ingest(tmp_path: Path, key) -> None:
+    from trackii_eval import Study
+
+    rng = np.random.default_rng(2)
+    n = 20
+    base = rng.normal(0, 1, n)
+    for wave, date in ((1, "2024-01-10"), (2, "2025-01-10")):
+        pd.DataFrame({
+            "participant_code": [f"P{i:03d}" for i in range(n)],
+            "side": np.where(np.arange(n) % 2, "A", "B"),
+            "arm": np.where(np.arange(n) < 10, "dialogue", "comparison"),
+            "sector": np.where(np.arange(n) % 3 == 0, "Government", "civil society"),
+            **{f"t_{k}": np.clip(np.rint(4 + base + rng.normal(0, .5, n)), 1, 7).astype(int)
+               for k in (1, 2)},
+            "submitted_at": date,
+        }).to_csv(tmp_path / f"wave{wave}.csv", index=False)
+    init_study(tmp_path)
+    config, _ = load_study_config(tmp_path / "study.yaml")
+    assert config.attributes == {"sector": ["civil society", "Government"]}
+    study = Study.load(tmp_path, out=tmp_path / "out")
+    assert study.ingest(key).problems.empty
+    stored = study.store.query("SELECT value, count(*) AS n FROM participant_attributes "
+                               "GROUP BY 1 ORDER BY 1")
+    assert stored.to_dict(orient="list") == {"value": ["Government", "civil society"],
+                                             "n": [7, 13]}

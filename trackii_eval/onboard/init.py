@@ -73,6 +73,8 @@ _IDENTIFIER_NAME = re.compile(
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
 _PHONE = re.compile(r"^\+?[\d\s().-]{7,}$")
+_ATTRIBUTE_NAMES = {"gender", "sex", "sector", "role", "cohort", "profession", "affiliation",
+                    "agegroup", "region", "occupation", "organisation", "organization"}
 _IGNORE_NAMES = {"responseid", "_uuid", "uuid", "instanceid", "_id", "_index", "recordid"}
 _OUTPUT_WORDS = {
     "moderation": ("mod", "facilitat", "moderat"),
@@ -299,6 +301,7 @@ class _WaveInfo:
     items: dict[str, str] = field(default_factory=dict)  # column -> item id
     identifiers: dict[str, str] = field(default_factory=dict)  # column -> reason
     ignore: list[str] = field(default_factory=list)
+    attributes: list[str] = field(default_factory=list)  # further participant attributes
     dates: pd.Series | None = None
 
 
@@ -386,12 +389,19 @@ def _classify(path: Path, raw: RawTable, form_labels: dict[str, str]) -> _WaveIn
         numeric = _numeric(values)
         present = values.map(lambda v: not _is_blank(v))
         share = numeric[present].notna().mean() if present.any() else 0.0
+        if _norm(name) in _ATTRIBUTE_NAMES:
+            info.attributes.append(name)
+            info.roles[name] = name
+            continue
         if share >= 0.8 or raw.value_labels.get(name) or _vocabulary(values[present]):
             info.items[name] = name
             continue
         text = values[present].map(lambda v: str(v).strip())
         if present.any() and text.nunique() > 0.8 * len(text) and len(text) >= 5:
             info.identifiers[name] = "mostly unique text (a code or free text)"
+        elif present.any() and text.nunique() <= 12:
+            info.attributes.append(name)  # a few categories: a participant attribute
+            info.roles[name] = name
         else:
             info.ignore.append(name)
     if raw.row_meta is not None and raw.row_meta["submitted_at"].notna().any():
@@ -839,6 +849,22 @@ def _study_yaml(root: Path, waves: list[_WaveInfo],
     if not any(w.roles.get(code_role) for w in waves):
         notes.append("no participant code column recognised in any wave: name it per wave "
                      "under waves[].columns: {code: ...}")
+    names = list(dict.fromkeys(a for w in waves for a in w.attributes))
+    if participant_list is not None:
+        for column in participant_list[1].data.columns:
+            if _norm(str(column)) in _ATTRIBUTE_NAMES and column not in names:
+                names.append(str(column))
+    if names:
+        out.append("attributes:  # further participant attributes and their categories")
+        for name in names:
+            cats, _ = _categories(waves, name, form_choices)
+            if participant_list is not None and name in participant_list[1].data.columns:
+                plist = _WaveInfo(0, participant_list[0], participant_list[1],
+                                  roles={name: name})
+                extra, _ = _categories([plist], name)
+                cats += [e for e in extra if category_key(e) not in map(category_key, cats)]
+            out.append(f"  {_q(name)}: [{', '.join(_q(c) for c in cats)}]  # REVIEW: "
+                       "categories seen in the files")
     out.append("privacy: {min_cell_size: 5}")
     return "\n".join(out) + "\n", notes
 
