@@ -144,3 +144,27 @@ def test_categorical_columns_become_attributes_stored_at_ingest(tmp_path: Path, 
                                "GROUP BY 1 ORDER BY 1")
     assert stored.to_dict(orient="list") == {"value": ["Government", "civil society"],
                                              "n": [7, 13]}
+
+
+def test_init_copies_no_one_off_text_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from trackii_eval.cli import app
+
+    rng = np.random.default_rng(4)
+    n = 30
+    items = {f"t_{k}": np.clip(np.rint(4 + rng.normal(0, 1, n)), 1, 7).astype(object)
+             for k in (1, 2)}
+    items["t_1"][0] = "call me on +44 20 7946 0000"  # typed into a number field
+    items["t_1"][1] = "-99"
+    items["t_2"][2] = "-99"
+    pd.DataFrame({"participant_code": [f"P{i:03d}" for i in range(n)], **items}).to_csv(
+        tmp_path / "wave1.csv", index=False)
+    result = CliRunner().invoke(app, ["init", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    drafts = (tmp_path / "study.yaml").read_text() + (tmp_path / "instrument.yaml").read_text()
+    assert "7946" not in drafts and "7946" not in result.output
+    assert '"-99": missing' in drafts
+    again = CliRunner().invoke(app, ["init", str(tmp_path)])
+    assert again.exit_code == 2 and "already exists" in again.output
+    assert CliRunner().invoke(app, ["init", str(tmp_path), "--force"]).exit_code == 0

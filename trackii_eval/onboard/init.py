@@ -399,7 +399,7 @@ def _classify(path: Path, raw: RawTable, form_labels: dict[str, str]) -> _WaveIn
         text = values[present].map(lambda v: str(v).strip())
         if present.any() and text.nunique() > 0.8 * len(text) and len(text) >= 5:
             info.identifiers[name] = "mostly unique text (a code or free text)"
-        elif present.any() and text.nunique() <= 12:
+        elif present.any() and text.nunique() <= min(12, max(2, len(text) // 2)):
             info.attributes.append(name)  # a few categories: a participant attribute
             info.roles[name] = name
         else:
@@ -485,6 +485,7 @@ def _scales(items: list[str], columns: dict[str, list[_Column]]
     item_scale: dict[str, str] = {}
     missing: dict[str, str] = {}
     notes: list[str] = []
+    texts: Counter[str] = Counter()
     for item in items:
         values, labels = [], {}
         for col in columns[item]:
@@ -496,7 +497,7 @@ def _scales(items: list[str], columns: dict[str, list[_Column]]
                 if pd.isna(n) and str(v).strip().casefold() in by_label:
                     continue  # choice text of a labelled point: the labels give the range
                 if pd.isna(n):
-                    missing.setdefault(str(v).strip(), str(v).strip().casefold())
+                    texts[str(v).strip()] += 1
                 elif n in _MISSING_NUMBERS and not (0 <= n <= 10):
                     missing.setdefault(f"{n:g}", "missing")
                 else:
@@ -533,6 +534,19 @@ def _scales(items: list[str], columns: dict[str, list[_Column]]
         if name not in scales:
             scales[name] = {"min": lo, "max": hi, "labels": labels, "basis": basis}
         item_scale[item] = name
+    # text where a number belongs is a missing code only when it recurs and is short; a one-off
+    # answer typed into a number field can name someone, so it is counted, never copied
+    odd = 0
+    for text, count in texts.items():
+        looks_personal = bool(_EMAIL.match(text) or _IPV4.match(text) or _PHONE.match(text))
+        if (count >= 2 or text.casefold() in _VOCAB_MISSING) and len(text) <= 30 \
+                and not looks_personal:
+            missing.setdefault(text, text.casefold())
+        else:
+            odd += count
+    if odd:
+        notes.append(f"{odd} one-off text answer(s) in number items are not shown; ingest "
+                     "will report each by file, row and column")
     return scales, item_scale, missing, notes
 
 
