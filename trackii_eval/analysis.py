@@ -180,8 +180,12 @@ def fit_plan(data: pd.DataFrame, ctx: StudyContext, plan: AnalysisPlan) -> Model
     Raises
     ------
     ModelError
-        An outcome is not a construct of the instrument, or a model cannot be fitted.
+        An outcome is not a construct of the instrument, or a model cannot be fitted, or no
+        participant has an arm.
     """
+    from .ingest.attributes import require_arms
+
+    require_arms(data, ctx.config)
     results = ModelResults()
     for spec in plan.models:
         if spec.outcome not in data.columns:

@@ -9,7 +9,7 @@ Exit codes (for scripts), with the error class behind each:
     ``ConfigError``
 3   input error: a wave file cannot be ingested, no pseudonymization key, or a key that is
     not the store's: ``IngestError``, ``KeyMissingError``, ``KeyMismatchError``
-4   ``--strict`` and ingest quarantined rows or cells
+4   ``--strict`` and ingest quarantined rows or cells; ``check`` found something to decide
 5   model error, or ``--strict`` and a model did not converge: ``ModelError``,
     ``UnsupportedModelError``
 6   store, scoring or report error, or a stage run out of order / on out-of-date output:
@@ -342,6 +342,44 @@ def run(
         if code:
             raise typer.Exit(code)
         _do_report(study)
+
+
+@app.command()
+def check(study_dir: StudyArg, out_dir: OutOpt = None, debug: DebugOpt = False) -> None:
+    """Dry run: validate study.yaml, instrument.yaml and every file without writing a store.
+
+    Lists what ingest would quarantine, leave for review or leave unlinked, and which
+    participants would have no arm. Exits 4 when something needs a decision, 0 when `run`
+    can go ahead.
+    """
+    from .onboard.check import check_study
+
+    with _guard(debug):
+        report = _step("Checking the study", lambda: check_study(study_dir, out_dir))
+        out.print(report.text(MAX_PROBLEM_LINES), highlight=False, soft_wrap=True)
+    raise typer.Exit(4 if report.needs_decision else 0)
+
+
+@app.command()
+def init(
+    exports_dir: Annotated[Path, typer.Argument(help="Folder of wave exports (CSV, Excel, SPSS, "
+                                                "Stata, Qualtrics, KoboToolbox).")],
+    force: Annotated[bool, typer.Option(help="Overwrite an existing study.yaml/instrument.yaml.")]
+    = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Draft study.yaml and instrument.yaml from a folder of exports, every guess marked.
+
+    Reads variable and value labels (SPSS, Stata), the Qualtrics question-text row and a
+    KoboToolbox XLSForm when the folder has one; guesses scales, constructs (from name
+    prefixes), participant columns and identifiers. Review every line marked `# REVIEW`.
+    """
+    from .onboard.init import init_study
+
+    with _guard(debug):
+        draft = _step("Drafting the configuration", lambda: init_study(exports_dir,
+                                                                       overwrite=force))
+        out.print(draft.summary(), highlight=False, soft_wrap=True)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -23,9 +23,12 @@ __all__ = [
     "Instrument",
     "Item",
     "Moderator",
+    "ParticipantList",
     "Scale",
     "StudyConfig",
     "Wave",
+    "category_key",
+    "config_warnings",
     "load_instrument",
     "load_study_config",
 ]
@@ -38,6 +41,36 @@ ModeratorType = Literal["outsider-neutral", "international", "insider-partial"]
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class _LocatedError(ValueError):
+    """A rule broken by one entry of a mapping or list: ``loc`` is the entry's key path.
+
+    Pydantic reports a model validator's error at the model itself (for a whole file: line 1,
+    "(top level)"); the loader uses ``loc`` to point at the entry's own line instead.
+    """
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
+def category_key(value: Any) -> str:
+    """Canonical text of a categorical value, for matching across waves and formats.
+
+    ``1``, ``1.0``, ``"1"`` and ``" 1 "`` are the same category; text is compared without
+    case and surrounding space (``"a"`` and ``"A "`` are the same side).
+    """
+    if isinstance(value, bool):
+        return str(value).casefold()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        return " ".join(text.split()).casefold()
+    return str(int(number)) if number.is_integer() else text
 
 
 # ----------------------------------------------------------------------------- instrument
@@ -127,31 +160,44 @@ class Instrument(_Frozen):
     def _consistent(self) -> Instrument:
         seen: dict[str, str] = {}
         for cname, construct in self.constructs.items():
-            for item in construct.items:
+            for k, item in enumerate(construct.items):
+                loc = ("constructs", cname, "items", k)
                 if item.id in seen:
-                    raise ValueError(
+                    raise _LocatedError(
+                        loc,
                         f"item '{item.id}' appears in construct '{seen[item.id]}' and in "
                         f"construct '{cname}'; an item belongs to one construct"
                     )
                 seen[item.id] = cname
                 if item.scale not in self.scales:
-                    raise ValueError(
+                    raise _LocatedError(
+                        loc,
                         f"construct '{cname}', item '{item.id}': scale '{item.scale}' is not "
                         f"declared under scales (declared: {', '.join(sorted(self.scales))})"
                     )
                 scale = self.scales[item.scale]
                 if not isinstance(item.reverse, bool) and item.reverse != scale.min + scale.max:
-                    raise ValueError(
+                    raise _LocatedError(
+                        loc,
                         f"construct '{cname}', item '{item.id}': reverse key {item.reverse:g} "
                         f"does not fit scale '{item.scale}' ({scale.min:g}-{scale.max:g}); "
                         f"reverse scoring on it subtracts from {scale.min + scale.max:g}, or "
                         "write reverse: true"
                     )
+        participant_columns = {self.participant.id, self.participant.arm, self.participant.side,
+                               self.participant.dialogue, self.participant.submitted_at}
         for wave, mapping in self.renames.items():
             for column, item_id in mapping.items():
                 if item_id not in seen:
-                    raise ValueError(
-                        f"renames[{wave}]: column '{column}' is mapped to unknown item '{item_id}'"
+                    hint = ""
+                    if item_id in participant_columns or item_id in _ROLE_WORDS:
+                        hint = (f"; '{item_id}' is a participant column, not an item: name it "
+                                f"for this wave in study.yaml under the wave's columns: "
+                                f"(e.g. columns: {{code: {column}}})")
+                    raise _LocatedError(
+                        ("renames", wave, column),
+                        f"renames[{wave}]: column '{column}' is mapped to unknown item "
+                        f"'{item_id}'{hint}",
                     )
         return self
 
@@ -204,20 +250,42 @@ class Arm(_Frozen):
     comparison: bool = False
 
 
+# words an evaluator uses for the participant code column, besides the configured names
+_ROLE_WORDS = frozenset({"code", "pcode", "participant_code", "id"})
+# participant roles every study has; others are declared under ``attributes:``
+PARTICIPANT_ROLES = ("code", "arm", "side", "dialogue", "submitted_at")
+
+
 class Wave(_Frozen):
-    """One fielding of the survey."""
+    """One fielding of the survey.
+
+    ``file`` may be left out while the export has not arrived: the wave is then *planned*,
+    shown as such and skipped by ingest. ``columns`` names this wave's participant columns
+    (role -> column in the file: ``code``, ``arm``, ``side``, ``dialogue``, ``submitted_at`` or
+    an attribute declared under the study's ``attributes``); ``recode`` maps this wave's values
+    of a categorical participant column to the declared categories (``side: {1: A, 2: B}``).
+    A ``recode`` key may be the raw value or its SPSS/Stata value label; values it does not
+    name get their value label.
+    """
 
     index: int = Field(ge=1)
     label: str
     phase: Phase
     date: dt.date
-    file: str
+    file: str | None = None
     format: FileFormat | None = None
     sheet: str | int | None = None
     header_row: int | None = Field(default=None, ge=1)
     # text encoding of a CSV export (or of strings in an old SPSS/Stata file); default detected
     encoding: str | None = None
     window: tuple[dt.date, dt.date] | None = None
+    columns: dict[str, str] = Field(default_factory=dict)
+    recode: dict[str, dict[str | int | float | bool, str]] = Field(default_factory=dict)
+
+    @property
+    def planned(self) -> bool:
+        """True while the wave has no file (declared, not yet fielded or not yet exported)."""
+        return self.file is None
 
     @field_validator("encoding")
     @classmethod
@@ -268,6 +336,22 @@ class Linkage(_Frozen):
         return self
 
 
+class ParticipantList(_Frozen):
+    """The evaluator's own list of participants (enrolment list): code -> attributes.
+
+    Read at ingest from CSV, Excel, SPSS or Stata; codes are pseudonymized with the study's
+    key and the list itself is never stored. ``columns`` maps roles (``arm``, ``side``,
+    ``dialogue`` or a declared attribute) to the list's columns; by default a column named
+    like the role is used.
+    """
+
+    file: str
+    code: str = "code"
+    sheet: str | int | None = None
+    columns: dict[str, str] = Field(default_factory=dict)
+    recode: dict[str, dict[str | int | float | bool, str]] = Field(default_factory=dict)
+
+
 class Privacy(_Frozen):
     """Disclosure control settings for everything published."""
 
@@ -287,6 +371,10 @@ class StudyConfig(_Frozen):
     program_end_wave: int | None = None
     ideas: str | None = None
     roster: str | None = None
+    participants: ParticipantList | None = None
+    # further participant attributes (sector, role, gender, cohort): name -> declared
+    # categories, or null to accept any value
+    attributes: dict[str, list[str] | None] = Field(default_factory=dict)
     linkage: Linkage = Linkage()
     context_events: list[ContextEvent] = Field(default_factory=list)
     privacy: Privacy = Privacy()
@@ -317,8 +405,67 @@ class StudyConfig(_Frozen):
         if sum(a.comparison for a in self.arms) > 1:
             raise ValueError("at most one arm can be the comparison arm")
         if self.program_end_wave is not None and self.program_end_wave not in indices:
-            raise ValueError(f"program_end_wave {self.program_end_wave} is not a wave index")
+            raise _LocatedError(("program_end_wave",),
+                                f"program_end_wave {self.program_end_wave} is not a wave index")
+        roles = set(PARTICIPANT_ROLES) | set(self.attributes)
+        for name in self.attributes:
+            if name in PARTICIPANT_ROLES:
+                raise _LocatedError(("attributes", name),
+                                    f"attributes.{name}: '{name}' is a participant column of "
+                                    "every study; declare only further attributes here")
+        for i, wave in enumerate(self.waves):
+            for role in wave.columns:
+                if role not in roles:
+                    raise _LocatedError(
+                        ("waves", i, "columns", role),
+                        f"waves[{i}].columns: '{role}' is not a participant role (roles: "
+                        f"{', '.join(sorted(roles))}; declare further ones under attributes:)",
+                    )
+            for role, mapping in wave.recode.items():
+                self._check_recode(("waves", i, "recode", role), role, mapping)
+        if self.participants is not None:
+            for role in self.participants.columns:
+                if role not in roles - {"code", "submitted_at"}:
+                    raise _LocatedError(
+                        ("participants", "columns", role),
+                        f"participants.columns: '{role}' is not an attribute (use arm, side, "
+                        "dialogue or one declared under attributes:)",
+                    )
+            for role, mapping in self.participants.recode.items():
+                self._check_recode(("participants", "recode", role), role, mapping)
         return self
+
+    def categories(self, role: str) -> list[str] | None:
+        """Declared categories of a participant role (``None``: any value is accepted)."""
+        if role == "arm":
+            return [a.id for a in self.arms]
+        if role == "dialogue":
+            return [d.id for d in self.dialogues]
+        if role == "side":
+            return list(dict.fromkeys(s for d in self.dialogues for s in d.sides))
+        return self.attributes.get(role)
+
+    def _check_recode(self, loc: tuple[str | int, ...], role: str,
+                      mapping: dict[Any, str]) -> None:
+        where = format_loc(loc)
+        if role not in ("arm", "side", "dialogue") and role not in self.attributes:
+            raise _LocatedError(loc, f"{where}: '{role}' is not a categorical participant "
+                                     "column (arm, side, dialogue or a declared attribute)")
+        allowed = self.categories(role)
+        if allowed is None:
+            return
+        for value, target in mapping.items():
+            if target not in allowed:
+                raise _LocatedError(
+                    (*loc, value),
+                    f"{where}: {value} is recoded to '{target}', which is not a declared "
+                    f"{role} (declared: {', '.join(allowed)})",
+                )
+
+    @property
+    def fielded_waves(self) -> list[Wave]:
+        """The waves that have a file (planned waves are left out)."""
+        return [w for w in self.waves if not w.planned]
 
     @property
     def comparison_arm(self) -> str | None:
@@ -346,11 +493,24 @@ class StudyConfig(_Frozen):
 # ----------------------------------------------------------------------------- loading
 
 
+def _line(lines: dict[Loc, int], loc: Loc) -> int | None:
+    # YAML keys are text in the line map (``1:`` under renames) but numbers in pydantic's loc
+    texts = tuple(str(p) for p in loc)
+    for end in range(len(loc), 0, -1):
+        for candidate in (loc[:end], texts[:end]):
+            if candidate in lines:
+                return lines[candidate]
+    return line_of(lines, ())
+
+
 def _raise_validation(path: Path, lines: dict[Loc, int], exc: ValidationError) -> None:
     messages = []
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
-        line = line_of(lines, loc)
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, _LocatedError):
+            loc = (*loc, *cause.loc)
+        line = _line(lines, loc)
         where = f"{path}:{line}" if line else str(path)
         msg = err["msg"].removeprefix("Value error, ")
         key = format_loc(loc)
@@ -394,12 +554,17 @@ def load_study_config(path: str | Path) -> tuple[StudyConfig, dict[Loc, int]]:
     root = path.parent
     problems = []
     for i, wave in enumerate(config.waves):
-        if not (root / wave.file).is_file():
+        if wave.file is not None and not (root / wave.file).is_file():
             line = line_of(lines, ("waves", i, "file"))
             problems.append(
                 f"{path}:{line}: waves[{i}].file: file not found: {wave.file} "
-                f"(looked in {root})"
+                f"(looked in {root}; if the export has not arrived yet, leave file: out and "
+                "the wave is planned)"
             )
+    if config.participants is not None and not (root / config.participants.file).is_file():
+        line = line_of(lines, ("participants", "file"))
+        problems.append(f"{path}:{line}: participants.file: file not found: "
+                        f"{config.participants.file} (looked in {root})")
     for key in ("instrument", "ideas", "roster"):
         name = getattr(config, key)
         if name is not None and not (root / name).is_file():
@@ -408,3 +573,36 @@ def load_study_config(path: str | Path) -> tuple[StudyConfig, dict[Loc, int]]:
     if problems:
         raise ConfigError("\n".join(problems))
     return config, lines
+
+
+def config_warnings(config: StudyConfig, lines: dict[Loc, int] | None = None,
+                    path: str | Path = "study.yaml", *, today: dt.date | None = None
+                    ) -> list[str]:
+    """Things in a valid study configuration that deserve a look but block nothing.
+
+    A wave with a file but dated in the future (a wrong date or the wrong file), a wave whose
+    date falls outside its own fielding window, and a planned wave whose date has passed.
+
+    Returns
+    -------
+    list of str
+        One line each, ``file:line: key: what``.
+    """
+    today = today or dt.date.today()
+    lines = lines or {}
+    out = []
+    for i, wave in enumerate(config.waves):
+        def at(key: str, i: int = i) -> str:
+            line = line_of(lines, ("waves", i, key))
+            return f"{path}:{line}" if line else str(path)
+        if not wave.planned and wave.date > today:
+            out.append(f"{at('date')}: waves[{i}].date: wave {wave.index} has a file but is "
+                       f"dated {wave.date}, in the future; check the date and the file")
+        if wave.window is not None and not wave.window[0] <= wave.date <= wave.window[1]:
+            out.append(f"{at('window')}: waves[{i}].window: wave {wave.index}'s date "
+                       f"{wave.date} is outside its own window {wave.window[0]} to "
+                       f"{wave.window[1]}")
+        if wave.planned and wave.date < today:
+            out.append(f"{at('date')}: waves[{i}]: wave {wave.index} is planned (no file:) but "
+                       f"dated {wave.date}, in the past; add its file when the export arrives")
+    return out

@@ -18,6 +18,12 @@ import pandas as pd
 from ..config import StudyConfig, Wave
 from ..errors import IngestError
 from ..store import Store
+from .attributes import (
+    apply_participant_list,
+    prepare_wave,
+    store_wave_attributes,
+    wave_attributes,
+)
 from .readers import RawTable, read_table, read_wave
 from .readers.base import canonical_text
 from .rules import Rule
@@ -44,7 +50,7 @@ class FileOutcome:
 
     file: str
     wave: int
-    status: str  # "ingested", "unchanged", "replaced"
+    status: str  # "ingested", "unchanged", "replaced", "planned" (no file yet)
     rows_read: int
     rows_stored: int
     rows_quarantined: int
@@ -170,6 +176,9 @@ def ingest_study(store: Store, ctx: StudyContext, key: PseudonymKey, *,
     relink = linkage is not None and store.get_meta("linkage_fingerprint") not in (
         None, linkage.fingerprint)
     for wave in config.waves:
+        if wave.planned:  # declared without its file yet: shown, never blocking
+            outcomes.append(FileOutcome("(planned)", wave.index, "planned", 0, 0, 0, 0))
+            continue
         # the file's hash is taken before reading, so an unchanged file is not parsed again
         raw = linkage.raws[wave.index] if linkage else None
         sha = raw.sha256 if raw is not None else _file_sha(ctx.root / wave.file)
@@ -190,7 +199,7 @@ def ingest_study(store: Store, ctx: StudyContext, key: PseudonymKey, *,
                                         int(counts.iloc[1]), int(counts.iloc[2]), 0))
             continue
         if raw is None:
-            raw = read_wave(ctx.root, wave)
+            raw = prepare_wave(read_wave(ctx.root, wave), wave, config, instrument)
         if len(previous) and not replace:
             raise IngestError(
                 f"{wave.file}: wave {wave.index} was already ingested from a different version "
@@ -205,6 +214,7 @@ def ingest_study(store: Store, ctx: StudyContext, key: PseudonymKey, *,
             ids = pd.Series(pd.concat(
                 [validated.submissions["raw_id"], validated.attributes["raw_id"]]).unique())
             pseudo = dict(zip(ids, key.pseudonymize_many(ids), strict=True))
+        validated, attributes = wave_attributes(raw, validated, config, wave)
         sha = raw.sha256
         with store.transaction():
             if len(previous):
@@ -213,6 +223,7 @@ def ingest_study(store: Store, ctx: StudyContext, key: PseudonymKey, *,
                 store.execute("UPDATE files SET active = true WHERE sha256 = ?", [sha])
             else:
                 _write_wave(store, validated, pseudo, wave.index, sha)
+                store_wave_attributes(store, attributes, pseudo)
                 store.append("files", pd.DataFrame([{
                     "file": wave.file, "wave": wave.index, "sha256": sha, "format": raw.format,
                     "rows_read": validated.rows_read, "rows_stored": validated.rows_stored,
@@ -234,6 +245,8 @@ def ingest_study(store: Store, ctx: StudyContext, key: PseudonymKey, *,
         with store.transaction():
             store.set_meta("linkage_fingerprint", linkage.fingerprint)
             store.replace_table("linkage", linkage.summary())
+    if config.participants is not None:
+        all_problems.append(apply_participant_list(store, ctx, key, linkage))
     if config.ideas:
         _ingest_ideas(store, ctx.root / config.ideas)
     if config.roster:

@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from .attributes import prepare_wave
 from .linkage import CodeSpec, LinkageResult, link_records, read_decisions
-from .readers import RawTable, read_table
+from .readers import RawTable, read_wave
+from .readers.base import canonical_text
 from .validate import PROBLEM_COLUMNS, ValidatedWave, validate_wave
 
 if TYPE_CHECKING:
@@ -58,9 +60,8 @@ def link_study(ctx: StudyContext, key: PseudonymKey) -> SgicLinkage:
     config, instrument = ctx.config, ctx.instrument
     spec = CodeSpec.from_config([e.model_dump() for e in config.linkage.elements])
     raws, validated, records = {}, {}, []
-    for wave in config.waves:
-        raw = read_table(ctx.root / wave.file, format=wave.format, sheet=wave.sheet,
-                         header_row=wave.header_row)
+    for wave in config.fielded_waves:  # planned waves (no file yet) wait
+        raw = prepare_wave(read_wave(ctx.root, wave), wave, config, instrument)
         checked = validate_wave(raw, wave, config, instrument, display_name=wave.file,
                                 id_column=config.linkage.column)
         raws[wave.index], validated[wave.index] = raw, checked
@@ -107,8 +108,9 @@ def _code_pseudonyms(ctx: StudyContext, raws: dict[int, RawTable],
             continue
         for code, row in zip(raw.data[column], raw.row_numbers, strict=True):
             person = pseudonyms.get((wave, int(row)))
-            if person is not None and code is not None and str(code).strip():
-                seen.setdefault(str(code).strip(), set()).add(person)
+            text = canonical_text(code)  # the roster's codes use the same canonical form
+            if person is not None and text:
+                seen.setdefault(text, set()).add(person)
     return {code: next(iter(p)) for code, p in seen.items() if len(p) == 1}
 
 

@@ -142,7 +142,7 @@ def validate_wave(
         })
 
     # Columns: items, participant columns, identifiers, platform metadata, or unknown.
-    known = {cols.id, cols.arm, cols.side, cols.dialogue}
+    known = {cols.id, cols.arm, cols.side, cols.dialogue, *config.attributes}
     if cols.submitted_at:
         known.add(cols.submitted_at)
     identifier_cols = set(instrument.identifiers) | set(raw.identifier_columns)
@@ -160,6 +160,7 @@ def validate_wave(
 
     arms = {a.id for a in config.arms}
     dialogues = {d.id: d for d in config.dialogues}
+    all_sides = list(dict.fromkeys(s for d in config.dialogues for s in d.sides))
     window = wave.window
     quarantined_rows: set[int] = set()
     seen_ids: dict[str, int] = {}
@@ -195,6 +196,11 @@ def validate_wave(
         elif side is not None and dialogue is not None and side not in dialogues[dialogue].sides:
             problem(row_no, cols.side, side, "unknown_side", "row",
                     f"sides of {dialogue}: {', '.join(dialogues[dialogue].sides)}")
+            row_bad = True
+        elif side is not None and dialogue is None and side not in all_sides:
+            problem(row_no, cols.side, side, "unknown_side", "row",
+                    f"declared sides: {', '.join(all_sides)}; map this wave's values under "
+                    "recode: in study.yaml")
             row_bad = True
         submitted = _submitted_at(rec, meta, cols.submitted_at, config.timezone,
                                   bool(utc_flags[pos]))

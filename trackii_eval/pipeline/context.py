@@ -118,8 +118,10 @@ class StudyContext:
         (``linkage decisions``) where there are any."""
         files = {"study": self.root / self.study_file,
                  "instrument": self.root / self.config.instrument}
-        for w in self.config.waves:
+        for w in self.config.fielded_waves:  # a planned wave has no file yet
             files[f"wave {w.index}"] = self.root / w.file
+        if self.config.participants is not None:
+            files["participant list"] = self.root / self.config.participants.file
         if self.config.ideas:
             files["ideas"] = self.root / self.config.ideas
         if self.config.roster:

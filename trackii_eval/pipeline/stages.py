@@ -94,7 +94,7 @@ def ingest(store: Store, ctx: StudyContext, key: PseudonymKey, *,
     run_id = new_run_id("ingest")
     before = input_hashes(ctx)  # the bytes as they were when the run started
     summary = ingest_study(store, ctx, key, replace=replace)
-    for w in ctx.config.waves:
+    for w in ctx.config.fielded_waves:  # a planned wave has no file yet
         role = f"wave {w.index}"
         active = store.query("SELECT sha256 FROM files WHERE wave = ? AND active", [w.index])
         stored = None if active.empty else str(active["sha256"].iloc[0])
