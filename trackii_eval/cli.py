@@ -291,7 +291,7 @@ def audit(
             err.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
         out.print(f"audit: {len(result.files_scanned)} file(s) scanned for "
                   f"{needles.n_values} identifier values and counts below k={k}: "
-                  f"{len(result.findings)} finding(s)", highlight=False)
+                  f"{len(result.findings)} finding(s)", highlight=False, soft_wrap=True)
     raise typer.Exit(DISCLOSURE_RISK if result.findings else 0)
 
 

@@ -18,6 +18,7 @@ import duckdb
 import pandas as pd
 
 from .errors import StoreError
+from .privacy.at_rest import private_dir, private_file
 
 __all__ = ["Store"]
 
@@ -75,8 +76,11 @@ class Store:
             raise StoreError(
                 f"{self.path}: no store yet; run `trackii-eval ingest` for this study first"
             )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        created = not self.path.exists()
+        private_dir(self.path.parent)  # a folder we create is owner-only
         self._con = duckdb.connect(str(self.path), read_only=read_only)
+        if created:
+            private_file(self.path)  # pseudonymized answers: owner-only at rest
         if not read_only:
             self._con.execute(_SCHEMA)
             owner = self.get_meta("study_id")

@@ -418,28 +418,34 @@ class _Scanner:
     def _match(self, file: str, line: int | None, view: str, encoding: str) -> None:
         assert self.needles is not None
         folded = view.casefold()
+        found: set[str] = set()
         for _variant, columns in self.needles.find(folded):
-            for column in sorted(columns):
-                self.add(file, line, "identifier", f"value of column '{column}', {encoding}")
+            found |= columns
+        for column in sorted(found):
+            self.add(file, line, "identifier", f"value of column '{column}', {encoding}")
         compact = _SEPARATORS.sub("", folded)
         if compact != folded:
+            spaced: set[str] = set()
             for _variant, columns in self.needles.find(compact):
-                for column in sorted(columns):
-                    self.add(file, line, "identifier",
-                             f"value of column '{column}', {encoding}, separators removed")
+                spaced |= columns - found
+            for column in sorted(spaced):
+                self.add(file, line, "identifier",
+                         f"value of column '{column}', {encoding}, separators removed")
         digests = self.needles.digests
         for m in _HEX_RUN.finditer(folded):
             run = m.group(0)
+            hits: set[tuple[str, str]] = set()
             for size in _DIGEST_LENGTHS:
                 for start in range(len(run) - size + 1):
-                    hit = digests.get(run[start : start + size])
-                    if hit:
-                        for algo, column in sorted(hit):
-                            base = algo.split(" ")[0]
-                            extra = " (truncated)" if "truncated" in algo else ""
-                            self.add(file, line, base,
-                                     f"unkeyed {base.upper()} hex{extra} of a value of column "
-                                     f"'{column}', {encoding}")
+                    hits |= digests.get(run[start : start + size], set())
+            full = {(a, c) for a, c in hits if " " not in a}
+            for algo, column in sorted(hits):
+                base = algo.split(" ")[0]
+                if algo != base and (base, column) in full:
+                    continue  # the prefix of a full digest found here: one finding
+                extra = " (truncated)" if algo != base else ""
+                self.add(file, line, base, f"unkeyed {base.upper()} hex{extra} of a value of "
+                         f"column '{column}', {encoding}")
 
 
 def _small_cells(scanner: _Scanner, name: str, frame: pd.DataFrame, k: int,
@@ -474,9 +480,8 @@ def _scan_lines(scanner: _Scanner, name: str, text: str, first_line: int = 1) ->
     before = set(scanner.findings)
     for i, line in enumerate(text.splitlines(), start=first_line):
         scanner.scan_text(name, i, line)
-    located = {(k[2], k[3]) for k in set(scanner.findings) - before}
-    for f in probe.findings.values():
-        if (f.kind, f.detail) not in located:  # spans lines (e.g. wrapped base64)
+    if set(scanner.findings) == before:  # only across lines (e.g. wrapped base64)
+        for f in probe.findings.values():
             scanner.add(name, None, f.kind, f.detail)
 
 
