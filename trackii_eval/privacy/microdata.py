@@ -269,7 +269,8 @@ def _age_band(age: pd.Series, width: int = 10) -> pd.Series:
 
 def _free_text(frame: pd.DataFrame, table: str, include: bool) -> tuple[pd.DataFrame, list[str]]:
     extra = [c for c in frame.columns if c not in _ALLOWED[table]]
-    text = [c for c in extra if frame[c].dtype == object]
+    text = [c for c in extra
+            if frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c])]
     other = [c for c in extra if c not in text]
     drop = other + ([] if include else text)
     return frame.drop(columns=drop), [f"{table}.{c}" for c in ([] if include else text)]

@@ -326,7 +326,7 @@ def pseudonyms_in(frame: pd.DataFrame) -> set[str]:
     """Every pseudonym-shaped value in the text columns of ``frame`` (for checks and tests)."""
     found: set[str] = set()
     for column in frame.columns:
-        if frame[column].dtype == object:
+        if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column]):
             for value in frame[column].dropna():
                 found |= set(_PSEUDONYM.findall(str(value)))
     return found
