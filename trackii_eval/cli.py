@@ -265,6 +265,9 @@ def audit(
     = None,
     min_length: Annotated[int, typer.Option(help="Shortest identifier searched as text.")]
     = 6,
+    pseudonyms: Annotated[bool, typer.Option(
+        "--pseudonyms", help="Also flag keyed pseudonyms (for folders meant for publication; "
+        "the store and linkage review file hold them by design).")] = False,
     debug: DebugOpt = False,
 ) -> None:
     """Scan outputs for the study's identifiers and for small count cells.
@@ -284,7 +287,7 @@ def audit(
         if k is None:
             k = Study.load(study_dir).config.privacy.min_cell_size
         result = _step("Scanning outputs", lambda: audit_path(
-            path, needles, k=k, count_columns=count_column or []))
+            path, needles, k=k, count_columns=count_column or [], pseudonyms=pseudonyms))
         for line in result.lines():
             out.print(line, highlight=False, soft_wrap=True, markup=False)
         for note in result.notes:

@@ -162,3 +162,11 @@ def test_cli_exit_codes_and_output(demo_outputs: Path, tmp_path: Path) -> None:
     assert "counts.csv:2: small-cell: column 'n'" in found.output
     for form in _forms(EMAIL):
         assert form not in found.output
+
+
+def test_pseudonyms_flagged_only_when_asked(demo_outputs: Path) -> None:
+    report = demo_outputs / "report.html"
+    assert audit_path(report, None, pseudonyms=True).findings == []  # the report has none
+    review = audit_path(demo_outputs / "linkage_review.csv", None, pseudonyms=True)
+    assert review.findings and {f.kind for f in review.findings} == {"pseudonym"}
+    assert audit_path(demo_outputs / "linkage_review.csv", None).findings == []

@@ -83,6 +83,7 @@ _B64_RUN = re.compile(r"[A-Za-z0-9+/_-]{12,}")
 _HEX_RUN = re.compile(r"[0-9a-f]{16,}")
 _JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})|\\(.)")
 _SEPARATORS = re.compile(r"[\s\-_]+")
+_PSEUDONYM = re.compile(r"\bP-[0-9a-f]{16}\b")
 _HEXISH = re.compile(r"[0-9a-fA-FpP-]+")
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f\ufffd]")
@@ -103,8 +104,8 @@ class Finding:
     line
         1-based line (text), row (table) or ``None``.
     kind
-        ``identifier``, ``sha256``, ``sha1``, ``md5`` (an unkeyed digest of an identifier) or
-        ``small-cell``.
+        ``identifier``, ``sha256``, ``sha1``, ``md5`` (an unkeyed digest of an identifier),
+        ``small-cell`` or ``pseudonym`` (when asked for).
     detail
         Which source column the identifier comes from and in which encoding it was found, or
         which column holds the small count.
@@ -396,8 +397,9 @@ def _base64_views(text: str) -> Iterator[str]:
 
 
 class _Scanner:
-    def __init__(self, needles: Needles | None) -> None:
+    def __init__(self, needles: Needles | None, pseudonyms: bool = False) -> None:
         self.needles = needles
+        self.pseudonyms = pseudonyms
         self.findings: dict[tuple[str, int | None, str, str], Finding] = {}
 
     def add(self, file: str, line: int | None, kind: str, detail: str) -> None:
@@ -406,6 +408,10 @@ class _Scanner:
             self.findings[key] = Finding(file, line, kind, detail)
 
     def scan_text(self, file: str, line: int | None, text: str) -> None:
+        if self.pseudonyms:
+            for encoding, view in _views(text):
+                if _PSEUDONYM.search(view):
+                    self.add(file, line, "pseudonym", f"keyed participant pseudonym, {encoding}")
         if self.needles is None:
             return
         for encoding, view in _views(text):
@@ -473,7 +479,7 @@ def _iter_files(root: Path) -> list[Path]:
 
 def _scan_lines(scanner: _Scanner, name: str, text: str, first_line: int = 1) -> None:
     """Scan a document whole; only if something is found, find the lines it is on."""
-    probe = _Scanner(scanner.needles)
+    probe = _Scanner(scanner.needles, scanner.pseudonyms)
     probe.scan_text(name, None, text)
     if not probe.findings:
         return
@@ -506,6 +512,7 @@ def audit_path(
     *,
     k: int | None = None,
     count_columns: Iterable[str] = (),
+    pseudonyms: bool = False,
 ) -> AuditResult:
     """Scan every file under ``path`` for the study's identifiers and for small count cells.
 
@@ -520,6 +527,11 @@ def audit_path(
         ``None`` skips the small-cell check.
     count_columns
         More column names (beyond :data:`COUNT_COLUMN`) that count people.
+    pseudonyms
+        Also flag keyed participant pseudonyms (``P-`` + 16 hex). They cannot be reversed
+        without the key, but in a published file they link a person's rows across outputs;
+        use for folders meant for publication (the store and the linkage review file hold
+        pseudonyms by design).
 
     Returns
     -------
@@ -538,7 +550,7 @@ def audit_path(
     if k is not None and k < 2:
         raise ConfigError(f"audit: k must be at least 2, got {k}")
     count_columns = list(count_columns)
-    scanner = _Scanner(needles)
+    scanner = _Scanner(needles, pseudonyms)
     scanned: list[str] = []
     notes: list[str] = []
     for file in _iter_files(root):
