@@ -25,6 +25,7 @@ import typer
 from rich.console import Console
 
 from . import errors
+from .privacy.at_rest import set_owner_only_umask as _set_owner_only_umask
 
 app = typer.Typer(
     name="trackii-eval",
@@ -100,10 +101,7 @@ def _step(label: str, fn: Callable[[], Any]) -> Any:
 
 
 def _load(study_dir: Path, out_dir: Path | None) -> Any:
-    from .privacy.at_rest import set_owner_only_umask
     from .study import Study
-
-    set_owner_only_umask()  # store, its write-ahead log and every output: owner-only
 
     return Study.load(study_dir, out=out_dir)
 
@@ -232,6 +230,11 @@ def run(
 
 
 # ----------------------------------------------------------------------------- privacy
+# Everything the command line creates (the store, DuckDB's write-ahead log, reports, problem
+# and review files, exports) is readable by its owner only: the umask is set once, here,
+# because the command line is the process's entry point.
+_set_owner_only_umask()
+
 # Exit code 7: a disclosure risk was found (audit finding; export not k-anonymous).
 DISCLOSURE_RISK = 7
 PassphraseEnvOpt = Annotated[
@@ -378,11 +381,9 @@ def decrypt(
     debug: DebugOpt = False,
 ) -> None:
     """Decrypt an export written with `trackii-eval export --encrypt`."""
-    from .privacy.at_rest import set_owner_only_umask
     from .privacy.encrypt import decrypt_to_folder
 
     with _guard(debug):
-        set_owner_only_umask()
         files = decrypt_to_folder(file, to, _passphrase(passphrase_env, confirm=False))
         out.print(f"{len(files)} file(s) written to {to}", highlight=False)
 

@@ -18,7 +18,6 @@ import duckdb
 import pandas as pd
 
 from .errors import StoreError
-from .privacy.at_rest import private_dir, private_file
 
 __all__ = ["Store"]
 
@@ -76,11 +75,8 @@ class Store:
             raise StoreError(
                 f"{self.path}: no store yet; run `trackii-eval ingest` for this study first"
             )
-        created = not self.path.exists()
-        private_dir(self.path.parent)  # a folder we create is owner-only
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._con = duckdb.connect(str(self.path), read_only=read_only)
-        if created:
-            private_file(self.path)  # pseudonymized answers: owner-only at rest
         if not read_only:
             self._con.execute(_SCHEMA)
             owner = self.get_meta("study_id")
@@ -90,6 +86,10 @@ class Store:
                 raise StoreError(f"{self.path}: this store belongs to study '{owner}', not "
                                  f"'{study_id}'; choose another --out directory")
         self.study_id = study_id
+        if not read_only:  # pseudonymized answers: readable by the owner only, at rest
+            from .privacy.at_rest import private_file
+
+            private_file(self.path)
 
     # -- plumbing --------------------------------------------------------------------------
     def close(self) -> None:

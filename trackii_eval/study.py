@@ -227,7 +227,6 @@ class Study:
 
     def report(self, path: str | Path | None = None, **kwargs: Any) -> Path:
         """Render the self-contained HTML impact report from stored results."""
-        from .privacy.at_rest import private_file
         from .report import render_report
 
-        return private_file(render_report(self, path or self.out / "report.html", **kwargs))
+        return render_report(self, path or self.out / "report.html", **kwargs)

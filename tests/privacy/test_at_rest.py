@@ -27,12 +27,13 @@ def open_umask():
     os.umask(previous)
 
 
-def test_store_created_owner_only_even_under_an_open_umask(open_umask, tmp_path: Path) -> None:
-    store = Store(tmp_path / "new" / "deeper" / "s.duckdb", "s")
+def test_store_is_owner_only_even_under_an_open_umask(open_umask, tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.duckdb", "s")
     store.close()
-    assert (tmp_path / "new" / "deeper" / "s.duckdb").stat().st_mode & 0o777 == 0o600
-    assert (tmp_path / "new").stat().st_mode & 0o777 == 0o700
-    assert (tmp_path / "new" / "deeper").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "s.duckdb").stat().st_mode & 0o777 == 0o600
+    os.chmod(tmp_path / "s.duckdb", 0o644)  # a store written before: tightened when opened
+    Store(tmp_path / "s.duckdb", "s").close()
+    assert (tmp_path / "s.duckdb").stat().st_mode & 0o777 == 0o600
 
 
 def test_private_dir_leaves_existing_folders_alone(open_umask, tmp_path: Path) -> None:
@@ -59,13 +60,10 @@ def test_command_line_sets_an_owner_only_umask(tmp_path: Path) -> None:
     code = (
         "import os; os.umask(0o022)\n"
         "from trackii_eval import cli\n"
-        "from trackii_eval.errors import ConfigError\n"
-        "try:\n"
-        "    cli._load(__import__('pathlib').Path('missing'), None)\n"
-        "except ConfigError:\n"
-        "    pass\n"
         f"open({str(tmp_path / 'out.txt')!r}, 'w').write('x')\n"
+        f"os.mkdir({str(tmp_path / 'folder')!r})\n"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
     assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "folder").stat().st_mode & 0o777 == 0o700
