@@ -170,3 +170,18 @@ def test_pseudonyms_flagged_only_when_asked(demo_outputs: Path) -> None:
     review = audit_path(demo_outputs / "linkage_review.csv", None, pseudonyms=True)
     assert review.findings and {f.kind for f in review.findings} == {"pseudonym"}
     assert audit_path(demo_outputs / "linkage_review.csv", None).findings == []
+
+
+def test_suppressed_cell_recoverable_from_the_total(tmp_path: Path) -> None:
+    # the example: 147 - 132 - 13 = 2 behind "<5"
+    pd.DataFrame({"linkage": ["exact", "fuzzy", "quarantined", "total"],
+                  "records": ["132", "13", "<5", "147"]}).to_csv(tmp_path / "link.csv",
+                                                                 index=False)
+    # two hidden parts: not recoverable by subtraction alone
+    pd.DataFrame({"linkage": ["exact", "fuzzy", "quarantined", "total"],
+                  "records": ["132", "<5", "<5", "147"]}).to_csv(tmp_path / "safe.csv",
+                                                                 index=False)
+    result = audit_path(tmp_path, None, k=5)
+    assert [str(f) for f in result.findings] == [
+        "link.csv:4: recoverable-cell: column 'records': the suppressed count equals the total "
+        "minus the other rows"]

@@ -13,7 +13,9 @@ What is looked for
     be hashed and compared.
 
     Published CSV tables are also scanned for small cells: a count of people between 1 and
-    ``k - 1`` in a column that counts people (``n``, ``n_*``, ``count``, ``*_count``, ...).
+    ``k - 1`` in a column that counts people (``n``, ``n_*``, ``count``, ``*_count``, ...),
+    and for a suppressed count (``<5``, ``suppressed``) that is the only hidden part of a
+    table with a published total row, and so can be recovered by subtraction.
 
 How it is reported
     One :class:`Finding` per file, line, kind and source column; its text names the file,
@@ -105,7 +107,8 @@ class Finding:
         1-based line (text), row (table) or ``None``.
     kind
         ``identifier``, ``sha256``, ``sha1``, ``md5`` (an unkeyed digest of an identifier),
-        ``small-cell`` or ``pseudonym`` (when asked for).
+        ``small-cell``, ``recoverable-cell`` (a suppressed count that a total gives back) or
+        ``pseudonym`` (when asked for).
     detail
         Which source column the identifier comes from and in which encoding it was found, or
         which column holds the small count.
@@ -471,6 +474,43 @@ def _small_cells(scanner: _Scanner, name: str, frame: pd.DataFrame, k: int,
                         f"column '{label}' counts fewer than k={k} people")
 
 
+_SUPPRESSED = re.compile(r"\s*(<\s*\d+|suppressed|\*+|x)\s*", re.IGNORECASE)
+_TOTAL = {"total", "all", "overall", "sum", "all waves", "all dialogues"}
+
+
+def _recoverable_cells(scanner: _Scanner, name: str, frame: pd.DataFrame,
+                       count_columns: Iterable[str]) -> None:
+    """Flag a suppressed count that a published total gives back by subtraction.
+
+    The simplest attack on cell-by-cell suppression (Hundepool et al. 2012, ch. 5): a table with
+    a total row and exactly one hidden part. Narrower intervals from several tables or waves are
+    the disclosure step's attacker LPs, not this scan's.
+    """
+    extra = {c.casefold() for c in count_columns}
+    labels = [c for c in frame.columns if not (
+        str(c).casefold() in extra or (COUNT_COLUMN.fullmatch(str(c).strip()) is not None
+                                       and _NOT_PEOPLE.fullmatch(str(c).strip()) is None))]
+    counts = [c for c in frame.columns if c not in labels]
+    if not labels or not counts:
+        return
+    is_total = frame[labels].apply(
+        lambda col: col.astype(str).str.strip().str.casefold().isin(_TOTAL)).any(axis=1)
+    if is_total.sum() != 1:
+        return
+    for column in counts:
+        values = frame[column].astype(str)
+        total = pd.to_numeric(values[is_total], errors="coerce").iloc[0]
+        parts = values[~is_total]
+        hidden = parts.str.fullmatch(_SUPPRESSED)
+        numeric = pd.to_numeric(parts[~hidden], errors="coerce")
+        if pd.isna(total) or hidden.sum() != 1 or numeric.isna().any():
+            continue
+        row = int(hidden[hidden].index[0])
+        scanner.add(name, row + 2, "recoverable-cell",
+                    f"column '{str(column).strip()}': the suppressed count equals the total "
+                    "minus the other rows")
+
+
 def _iter_files(root: Path) -> list[Path]:
     if root.is_file():
         return [root]
@@ -598,6 +638,7 @@ def audit_path(
                 notes.append(f"{name}: not a readable table; small cells not checked")
             else:
                 _small_cells(scanner, name, frame, k, count_columns)
+                _recoverable_cells(scanner, name, frame, count_columns)
         scanned.append(name)
     findings = sorted(scanner.findings.values(),
                       key=lambda f: (f.file, f.line or 0, f.kind, f.detail))

@@ -56,6 +56,7 @@ import pandas as pd
 
 from ..errors import ConfigError, StoreError
 from .at_rest import owner_only_umask, private_dir, private_file
+from .rekey import key_version
 
 if TYPE_CHECKING:
     from ..study import Study
@@ -457,7 +458,7 @@ def export_microdata(
                 "k_anonymous": report.ok, "min_class_size": report.min_class_size,
                 "pseudonyms": "store (keyed)" if keep_store_pseudonyms
                               else "random per export",
-                "key_version": int(store.get_meta("key_version") or 1),
+                "key_version": key_version(store),
                 "free_text": "included" if include_free_text else "excluded",
                 "excluded_columns": excluded, "rows": rows,
                 "files": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in written},

@@ -45,6 +45,7 @@ from .at_rest import private_file
 
 if TYPE_CHECKING:
     from ..ingest.pseudonym import PseudonymKey
+    from ..store import Store
     from ..study import Study
 
 __all__ = ["KEY_LOG_FILE", "RekeyResult", "key_version", "rekey_store"]
@@ -72,9 +73,12 @@ class RekeyResult:
                 f"now key version {self.key_version}")
 
 
-def key_version(study: Study) -> int:
-    """The version of the key the store's pseudonyms are under (1 until the first rotation)."""
-    value = study.store.get_meta("key_version")
+def key_version(store: Store) -> int:
+    """The version of the key the store's pseudonyms are under (1 until the first rotation).
+
+    For run manifests and reports: ``{"key_fingerprint": ..., "key_version": key_version(store)}``.
+    """
+    value = store.get_meta("key_version")
     return 1 if value is None else int(value)
 
 
@@ -187,7 +191,7 @@ def rekey_store(study: Study, old_key: PseudonymKey, new_key: PseudonymKey) -> R
         mapping, new_linkage_fp, linkage = _sgic_mapping(study, old_key, new_key)
     else:
         mapping = _id_mapping(study, old_key, new_key)
-    version = key_version(study) + 1
+    version = key_version(store) + 1
     path = study.store_path
     study.close()
     fd, tmp_name = tempfile.mkstemp(prefix=".rekey-", suffix=".duckdb", dir=path.parent)
