@@ -171,3 +171,11 @@ def test_encryption_refuses_short_passphrases_and_detects_tampering() -> None:
     blob[-5] ^= 1
     with pytest.raises(EncryptionError, match="wrong passphrase, or the file was changed"):
         decrypt_bytes(bytes(blob), PASSPHRASE)
+
+
+def test_cli_export_below_k_exits_7(demo_run, tmp_path: Path) -> None:
+    study = demo_run[0]
+    result = CliRunner().invoke(app, ["export", str(DEMO), "--out", str(study.out), "--to",
+                                      str(tmp_path / "x"), "--k", "30"])
+    assert result.exit_code == 7, result.output
+    assert "not k-anonymous at k=30" in result.output

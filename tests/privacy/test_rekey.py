@@ -154,11 +154,23 @@ def test_refuses_when_a_wave_file_changed_since_ingest(rotated, tmp_path: Path) 
     shutil.copytree(rotated["study_dir"], study_dir)
     shutil.copytree(rotated["study"].out, tmp_path / "out")
     wave = study_dir / "waves" / "wave3_followup1.csv"
-    wave.write_text(wave.read_text() + "\n")
+    original = wave.read_bytes()
+    wave.write_bytes(original + b"\n")
     write_key(tmp_path / "c.key")
     runner = CliRunner()
-    result = runner.invoke(app, ["rekey", str(study_dir), "--out", str(tmp_path / "out"),
-                                 "--old-key-file", str(rotated["base"] / "b.key"),
-                                 "--new-key-file", str(tmp_path / "c.key")])
+    args = ["rekey", str(study_dir), "--out", str(tmp_path / "out"),
+            "--old-key-file", str(rotated["base"] / "b.key"),
+            "--new-key-file", str(tmp_path / "c.key")]
+    result = runner.invoke(app, args)
     assert result.exit_code == 6, result.output
     assert "wave3_followup1.csv: differs from the version ingested" in result.output
+    # with the file restored, a second rotation goes through: key version 3
+    wave.write_bytes(original)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "now key version 3" in result.output
+    again = Study.load(study_dir, out=tmp_path / "out")
+    log = again.store.query("SELECT version, previous_fingerprint FROM key_log ORDER BY version")
+    assert log["version"].tolist() == [1, 2, 3]
+    assert log["previous_fingerprint"].iloc[2] == rotated["key_b"].fingerprint
+    again.close()

@@ -35,7 +35,7 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pandas as pd
@@ -149,6 +149,30 @@ def _sgic_mapping(study: Study, old: PseudonymKey, new: PseudonymKey
     return mapping, fingerprint, linkage
 
 
+def _prepare(study: Study, old_key: PseudonymKey, new_key: PseudonymKey
+             ) -> tuple[dict[str, str], str | None, Any, int]:
+    """Check the store against the keys and sources; the old -> new pseudonym mapping."""
+    store = study.store
+    stored_fp = store.get_meta("key_fingerprint")
+    if stored_fp is None:
+        raise StoreError(f"{study.store_path}: nothing ingested yet; no pseudonyms to re-key")
+    if stored_fp != old_key.fingerprint:
+        raise StoreError(
+            f"{study.store_path}: its pseudonyms were made with the key of fingerprint "
+            f"{stored_fp}, not with the old key given (fingerprint {old_key.fingerprint}); pass "
+            "the key the store was last ingested or re-keyed with as --old-key-file")
+    if new_key == old_key:
+        raise StoreError("the new key is the old key; make a new one with `trackii-eval keygen`")
+    _check_current(study)
+    linkage = None
+    new_linkage_fp = None
+    if study.config.linkage.method == "sgic":
+        mapping, new_linkage_fp, linkage = _sgic_mapping(study, old_key, new_key)
+    else:
+        mapping = _id_mapping(study, old_key, new_key)
+    return mapping, new_linkage_fp, linkage, key_version(store) + 1
+
+
 def rekey_store(study: Study, old_key: PseudonymKey, new_key: PseudonymKey) -> RekeyResult:
     """Re-pseudonymize ``study``'s store under ``new_key``.
 
@@ -173,27 +197,11 @@ def rekey_store(study: Study, old_key: PseudonymKey, new_key: PseudonymKey) -> R
         ingested, or a pseudonym in the store is not explained by the sources. The store is
         unchanged in every such case.
     """
-    store = study.store
-    stored_fp = store.get_meta("key_fingerprint")
-    if stored_fp is None:
-        raise StoreError(f"{study.store_path}: nothing ingested yet; no pseudonyms to re-key")
-    if stored_fp != old_key.fingerprint:
-        raise StoreError(
-            f"{study.store_path}: its pseudonyms were made with the key of fingerprint "
-            f"{stored_fp}, not with the old key given (fingerprint {old_key.fingerprint}); pass "
-            "the key the store was last ingested or re-keyed with as --old-key-file")
-    if new_key == old_key:
-        raise StoreError("the new key is the old key; make a new one with `trackii-eval keygen`")
-    _check_current(study)
-    linkage = None
-    new_linkage_fp = None
-    if study.config.linkage.method == "sgic":
-        mapping, new_linkage_fp, linkage = _sgic_mapping(study, old_key, new_key)
-    else:
-        mapping = _id_mapping(study, old_key, new_key)
-    version = key_version(store) + 1
+    try:
+        mapping, new_linkage_fp, linkage, version = _prepare(study, old_key, new_key)
+    finally:
+        study.close()  # the store file is replaced below; reopened on next use
     path = study.store_path
-    study.close()
     fd, tmp_name = tempfile.mkstemp(prefix=".rekey-", suffix=".duckdb", dir=path.parent)
     os.close(fd)
     os.unlink(tmp_name)  # DuckDB creates the file itself
