@@ -60,6 +60,8 @@ def _derive(study: Study) -> None:
 def _tables(study: Study) -> dict[str, pd.DataFrame]:
     out = {}
     for table, order in TABLES.items():
+        if not study.store.has_table(table):
+            continue
         frame = study.store.query(f"SELECT * FROM {table}")
         out[table] = frame.sort_values(order).reset_index(drop=True)
     return out
@@ -174,3 +176,33 @@ def test_refuses_when_a_wave_file_changed_since_ingest(rotated, tmp_path: Path) 
     assert log["version"].tolist() == [1, 2, 3]
     assert log["previous_fingerprint"].iloc[2] == rotated["key_b"].fingerprint
     again.close()
+
+
+def test_rekey_of_a_study_linked_by_participant_code(tmp_path: Path) -> None:
+    study_dir = tmp_path / "study"
+    shutil.copytree(DEMO, study_dir)
+    lines = (study_dir / "study.yaml").read_text().splitlines()
+    start = lines.index("linkage:")
+    end = next(i for i in range(start + 1, len(lines)) if not lines[i].startswith(" "))
+    (study_dir / "study.yaml").write_text("\n".join(lines[:start] + lines[end:]) + "\n")
+    write_key(tmp_path / "a.key")
+    write_key(tmp_path / "b.key")
+    key_a, key_b = load_key(tmp_path / "a.key"), load_key(tmp_path / "b.key")
+    study = Study.load(study_dir, out=tmp_path / "out")
+    assert study.config.linkage.method == "id"
+    study.ingest(key_a)
+    _derive(study)
+    old = set().union(*(pseudonyms_in(f) for f in _tables(study).values()))
+    result = rekey_store(study, key_a, key_b)
+    fresh = Study.load(study_dir, out=tmp_path / "fresh")
+    fresh.ingest(key_b)
+    _derive(fresh)
+    got, want = _tables(study), _tables(fresh)
+    for table in TABLES:
+        if table != "linkage":
+            pd.testing.assert_frame_equal(got[table], want[table], check_dtype=False, obj=table)
+    now = set().union(*(pseudonyms_in(f) for f in got.values()))
+    assert len(now) == len(old) > 200 and not (old & now)
+    assert result.key_version == 2 and len(got["ties"]) > 1000
+    study.close()
+    fresh.close()
