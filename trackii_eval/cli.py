@@ -295,6 +295,10 @@ def audit(
             out.print(line, highlight=False, soft_wrap=True, markup=False)
         for note in result.notes:
             err.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
+        if needles.n_too_short:
+            err.print(f"note: {needles.n_too_short} identifier value(s) shorter than "
+                      f"{min_length} characters were searched as digests only (as text they "
+                      "match ordinary words and numbers)", highlight=False, soft_wrap=True)
         out.print(f"audit: {len(result.files_scanned)} file(s) scanned for "
                   f"{needles.n_values} identifier values and counts below k={k}: "
                   f"{len(result.findings)} finding(s)", highlight=False, soft_wrap=True)
