@@ -48,10 +48,12 @@ import unicodedata
 import urllib.parse
 import zipfile
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
@@ -68,8 +70,10 @@ __all__ = [
 
 #: Column names that count people in a published table (case-insensitive, full match).
 COUNT_COLUMN = re.compile(
-    r"(n|count|counts|freq|frequency|records|persons|people|participants|respondents|cases"
-    r"|n_[a-z0-9_]+|[a-z0-9_]+_count|[a-z0-9_]+_n)",
+    r"(n|count|counts|freq|frequency|records|persons|people|participants|respondents|responded"
+    r"|cases|stored|rows read|rows stored|rows quarantined|quarantined|ambiguous|exact|fuzzy"
+    r"|new|by decision|linked|stayed|left|dropped|excluded"
+    r"|n_[a-z0-9_]+|[a-z0-9_]+_count|[a-z0-9_]+_n|rows_[a-z_]+)",
     re.IGNORECASE,
 )
 # counts of things that are not people, even though named like counts
@@ -457,58 +461,126 @@ class _Scanner:
                          f"column '{column}', {encoding}")
 
 
-def _small_cells(scanner: _Scanner, name: str, frame: pd.DataFrame, k: int,
-                 count_columns: Iterable[str]) -> None:
-    extra = {c.casefold() for c in count_columns}
-    for column in frame.columns:
-        label = str(column).strip()
-        is_count = (label.casefold() in extra or (COUNT_COLUMN.fullmatch(label) is not None
-                    and _NOT_PEOPLE.fullmatch(label) is None))
-        if not is_count:
-            continue
-        numbers = pd.to_numeric(frame[column], errors="coerce")
-        small = (numbers >= 1) & (numbers < k) & (numbers == numbers.round())
-        for pos in small[small].index:
-            # line in the file: header is line 1, first data row line 2
-            scanner.add(name, int(pos) + 2, "small-cell",
-                        f"column '{label}' counts fewer than k={k} people")
+def _is_count(label: str, extra: set[str]) -> bool:
+    label = label.strip()
+    return label.casefold() in extra or (COUNT_COLUMN.fullmatch(label) is not None
+                                         and _NOT_PEOPLE.fullmatch(label) is None)
 
 
 _SUPPRESSED = re.compile(r"\s*(<\s*\d+|suppressed|\*+|x)\s*", re.IGNORECASE)
 _TOTAL = {"total", "all", "overall", "sum", "all waves", "all dialogues"}
 
 
-def _recoverable_cells(scanner: _Scanner, name: str, frame: pd.DataFrame,
-                       count_columns: Iterable[str]) -> None:
-    """Flag a suppressed count that a published total gives back by subtraction.
+def _check_table(scanner: _Scanner, name: str, frame: pd.DataFrame, k: int,
+                 count_columns: Iterable[str], where: Callable[[int], tuple[int | None, str]]
+                 ) -> None:
+    """Small and recoverable count cells of one published table.
 
-    The simplest attack on cell-by-cell suppression (Hundepool et al. 2012, ch. 5): a table with
-    a total row and exactly one hidden part. Narrower intervals from several tables or waves are
-    the disclosure step's attacker LPs, not this scan's.
+    ``where(row position)`` gives the finding's line and a location prefix for its detail.
+    Three rules: a count of 1 to k-1 people (minimum frequency rule); a suppressed count that
+    is the only hidden part beside a total row; and a suppressed count in a row whose count
+    columns obey an additive relation (one column the sum of the others, as checked on every
+    fully shown row) with no other cell of the row hidden. Both recoveries are the simplest
+    attacks on cell-by-cell suppression (Hundepool et al. 2012, ch. 5); narrower intervals from
+    several tables or waves are the disclosure step's attacker LPs, not this scan's.
     """
     extra = {c.casefold() for c in count_columns}
-    labels = [c for c in frame.columns if not (
-        str(c).casefold() in extra or (COUNT_COLUMN.fullmatch(str(c).strip()) is not None
-                                       and _NOT_PEOPLE.fullmatch(str(c).strip()) is None))]
-    counts = [c for c in frame.columns if c not in labels]
-    if not labels or not counts:
+    counts = [c for c in frame.columns if _is_count(str(c), extra)]
+    labels = [c for c in frame.columns if c not in counts]
+    if not counts:
         return
-    is_total = frame[labels].apply(
-        lambda col: col.astype(str).str.strip().str.casefold().isin(_TOTAL)).any(axis=1)
-    if is_total.sum() != 1:
-        return
+    text = frame[counts].astype(str)
+    hidden = text.apply(lambda col: col.str.fullmatch(_SUPPRESSED)).fillna(False).astype(bool)
+    numbers = text.apply(lambda col: pd.to_numeric(col.str.replace(",", ""), errors="coerce"))
+    whole = numbers.notna() & (numbers == numbers.round())
     for column in counts:
-        values = frame[column].astype(str)
-        total = pd.to_numeric(values[is_total], errors="coerce").iloc[0]
-        parts = values[~is_total]
-        hidden = parts.str.fullmatch(_SUPPRESSED)
-        numeric = pd.to_numeric(parts[~hidden], errors="coerce")
-        if pd.isna(total) or hidden.sum() != 1 or numeric.isna().any():
+        small = whole[column] & (numbers[column] >= 1) & (numbers[column] < k)
+        for pos in np.flatnonzero(small.to_numpy()):
+            line, at = where(int(pos))
+            scanner.add(name, line, "small-cell",
+                        f"{at}column '{str(column).strip()}' counts fewer than k={k} people")
+    # a total row: one hidden part is the total minus the others
+    if labels:
+        is_total = frame[labels].apply(
+            lambda col: col.astype(str).str.strip().str.casefold().isin(_TOTAL)).any(axis=1)
+        if is_total.sum() == 1:
+            for column in counts:
+                total = numbers.loc[is_total, column].iloc[0]
+                parts = ~is_total
+                n_hidden = int(hidden.loc[parts, column].sum())
+                shown_ok = whole.loc[parts & ~hidden[column], column].all()
+                if pd.notna(total) and n_hidden == 1 and shown_ok:
+                    pos = int(np.flatnonzero((parts & hidden[column]).to_numpy())[0])
+                    line, at = where(pos)
+                    scanner.add(name, line, "recoverable-cell",
+                                f"{at}column '{str(column).strip()}': the suppressed count "
+                                "equals the total row minus the other rows")
+    # a total column: one hidden cell of a row is the row's total minus its other parts
+    if len(counts) >= 3 and hidden.any(axis=None):
+        visible = whole.all(axis=1)
+        for total_col in counts:
+            parts = [c for c in counts if c != total_col]
+            rows = visible & (numbers[parts].sum(axis=1) > 0)
+            if rows.sum() < 2 or not (numbers.loc[rows, total_col]
+                                      == numbers.loc[rows, parts].sum(axis=1)).all():
+                continue
+            one_hidden = hidden[counts].sum(axis=1) == 1
+            others_ok = (whole[counts] | hidden[counts]).all(axis=1)
+            for pos in np.flatnonzero((one_hidden & others_ok).to_numpy()):
+                column = next(c for c in counts if hidden[c].iloc[pos])
+                line, at = where(int(pos))
+                scanner.add(name, line, "recoverable-cell",
+                            f"{at}column '{str(column).strip()}': the suppressed count follows "
+                            f"from '{str(total_col).strip()}' = sum of "
+                            f"{', '.join(repr(str(c).strip()) for c in parts)} (shown rows)")
+            break
+
+
+class _HTMLTables(HTMLParser):
+    """The cell texts of every ``<table>`` of an HTML document (stdlib only)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tables: list[list[list[str]]] = []
+        self._stack: list[list[list[str]]] = []
+        self._row: list[str] | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            self._stack.append([])
+            self.tables.append(self._stack[-1])
+        elif tag == "tr" and self._stack:
+            self._row = []
+            self._stack[-1].append(self._row)
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None and self._row is not None:
+            self._row.append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "tr":
+            self._row = None
+        elif tag == "table" and self._stack:
+            self._stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _html_tables(text: str) -> list[pd.DataFrame]:
+    parser = _HTMLTables()
+    parser.feed(text)
+    frames = []
+    for rows in parser.tables:
+        if len(rows) < 2:
             continue
-        row = int(hidden[hidden].index[0])
-        scanner.add(name, row + 2, "recoverable-cell",
-                    f"column '{str(column).strip()}': the suppressed count equals the total "
-                    "minus the other rows")
+        header, body = rows[0], [r for r in rows[1:] if len(r) == len(rows[0])]
+        if body and len(set(header)) == len(header):
+            frames.append(pd.DataFrame(body, columns=header))
+    return frames
 
 
 def _iter_files(root: Path) -> list[Path]:
@@ -637,8 +709,13 @@ def audit_path(
             except (pd.errors.ParserError, pd.errors.EmptyDataError):
                 notes.append(f"{name}: not a readable table; small cells not checked")
             else:
-                _small_cells(scanner, name, frame, k, count_columns)
-                _recoverable_cells(scanner, name, frame, count_columns)
+                # line in the file: the header is line 1, the first data row line 2
+                _check_table(scanner, name, frame, k, count_columns,
+                             lambda pos: (pos + 2, ""))
+        if k is not None and suffix in {".html", ".htm"}:
+            for t, frame in enumerate(_html_tables(text), start=1):
+                _check_table(scanner, name, frame, k, count_columns,
+                             lambda pos, t=t: (None, f"table {t}, row {pos + 1}: "))
         scanned.append(name)
     findings = sorted(scanner.findings.values(),
                       key=lambda f: (f.file, f.line or 0, f.kind, f.detail))
