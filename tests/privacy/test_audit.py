@@ -177,8 +177,8 @@ def test_store_table_leak_is_found(demo_outputs: Path, demo_needles) -> None:
                 "quarantine)", [SGIC])
     con.close()
     result = audit_path(demo_outputs / "demo.duckdb", demo_needles)
-    assert [(f.file, f.kind) for f in result.findings] == [("demo.duckdb#quarantine",
-                                                            "identifier")]
+    assert [(f.file, f.line, f.kind) for f in result.findings] == [
+        ("demo.duckdb#quarantine.value", None, "identifier")]
 
 
 def test_cli_exit_codes_and_output(demo_outputs: Path, tmp_path: Path) -> None:

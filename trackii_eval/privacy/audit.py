@@ -88,7 +88,7 @@ _DB_SUFFIXES = {".duckdb", ".db"}
 _B64_RUN = re.compile(r"[A-Za-z0-9+/_-]{12,}")
 _HEX_RUN = re.compile(r"[0-9a-f]{16,}")
 _JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})|\\(.)")
-_SEPARATORS = re.compile(r"[\s\-_]+")
+_SEPARATORS = re.compile(r"(?:[^\S\n]|[-_])+")  # never joins two lines
 _PSEUDONYM = re.compile(r"\bP-[0-9a-f]{16}\b")
 _HEXISH = re.compile(r"[0-9a-fA-FpP-]+")
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
@@ -106,9 +106,10 @@ class Finding:
     Attributes
     ----------
     file
-        The file, relative to the audited folder (for a store: ``store.duckdb#table``).
+        The file, relative to the audited folder (for a store: ``store.duckdb#table.column``).
     line
-        1-based line (text), row (table) or ``None``.
+        1-based line of a text file or CSV table; ``None`` for stores and HTML tables (the
+        detail says where).
     kind
         ``identifier``, ``sha256``, ``sha1``, ``md5`` (an unkeyed digest of an identifier),
         ``small-cell``, ``recoverable-cell`` (a suppressed count that a total gives back) or
@@ -589,14 +590,18 @@ def _iter_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file())
 
 
-def _scan_lines(scanner: _Scanner, name: str, text: str, first_line: int = 1) -> None:
+def _scan_lines(scanner: _Scanner, name: str, text: str, *, locate: bool = True) -> None:
     """Scan a document whole; only if something is found, find the lines it is on."""
     probe = _Scanner(scanner.needles, scanner.pseudonyms)
     probe.scan_text(name, None, text)
     if not probe.findings:
         return
+    if not locate:
+        for f in probe.findings.values():
+            scanner.add(name, None, f.kind, f.detail)
+        return
     before = set(scanner.findings)
-    for i, line in enumerate(text.splitlines(), start=first_line):
+    for i, line in enumerate(text.splitlines(), start=1):
         scanner.scan_text(name, i, line)
     if set(scanner.findings) == before:  # only across lines (e.g. wrapped base64)
         for f in probe.findings.values():
@@ -604,16 +609,21 @@ def _scan_lines(scanner: _Scanner, name: str, text: str, first_line: int = 1) ->
 
 
 def _scan_duckdb(scanner: _Scanner, name: str, path: Path) -> None:
+    """Scan every column of every table, one distinct value per line (stores can be large)."""
     import duckdb
 
     con = duckdb.connect(str(path), read_only=True)
     try:
-        tables = [t for (t,) in con.execute(
-            "SELECT table_name FROM information_schema.tables ORDER BY table_name").fetchall()]
-        for table in tables:
-            frame = con.execute(f'SELECT * FROM "{table}"').df()
-            body = frame.to_csv(index=False, header=False)
-            _scan_lines(scanner, f"{name}#{table}", body)
+        columns = con.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "ORDER BY table_name, ordinal_position").fetchall()
+        for table, column in columns:
+            values = con.execute(
+                f'SELECT DISTINCT CAST("{column}" AS VARCHAR) FROM "{table}" '
+                f'WHERE "{column}" IS NOT NULL').fetchall()
+            if values:
+                _scan_lines(scanner, f"{name}#{table}.{column}",
+                            "\n".join(v for (v,) in values), locate=False)
     finally:
         con.close()
 
