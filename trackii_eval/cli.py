@@ -261,7 +261,8 @@ def audit(
     study_dir: Annotated[Path, typer.Option("--study", help="Study folder: its wave files "
                                             "give the identifiers to look for.")],
     k: Annotated[int | None, typer.Option(help="Minimum cell size for count columns of CSV "
-                                          "tables (default: the study's min_cell_size).")]
+                                          "and HTML tables (default: the study's "
+                                          "min_cell_size, at least 5).")]
     = None,
     count_column: Annotated[list[str] | None, typer.Option(
         "--count-column", help="Another column name that counts people (repeatable).")]
@@ -288,7 +289,9 @@ def audit(
         needles = _step("Reading identifiers from the wave files",
                         lambda: study_needles(study_dir, min_length=min_length))
         if k is None:
-            k = Study.load(study_dir).config.privacy.min_cell_size
+            # the floor: no published cell describes fewer than 5 people, whatever
+            # study.yaml says
+            k = max(Study.load(study_dir).config.privacy.min_cell_size, 5)
         result = _step("Scanning outputs", lambda: audit_path(
             path, needles, k=k, count_columns=count_column or [], pseudonyms=pseudonyms))
         for line in result.lines():
