@@ -14,6 +14,8 @@ Exit codes (for scripts), with the error class behind each:
     ``UnsupportedModelError``
 6   store, scoring or report error, or a stage run out of order / on out-of-date output:
     ``StoreError``, ``StaleResultError``, ``ScoringError``, ``ReportError``
+7   disclosure risk: ``audit`` found an identifier or a small or recoverable cell;
+    ``export`` is not k-anonymous
 ==  ==========================================================================
 """
 
@@ -32,6 +34,7 @@ from rich.console import Console
 from typer.core import TyperCommand, TyperGroup
 
 from . import errors
+from .privacy.at_rest import set_owner_only_umask as _set_owner_only_umask
 
 
 class _FlagHelp:
@@ -380,6 +383,172 @@ def init(
         draft = _step("Drafting the configuration", lambda: init_study(exports_dir,
                                                                        overwrite=force))
         out.print(draft.summary(), highlight=False, soft_wrap=True)
+
+
+# ----------------------------------------------------------------------------- privacy
+# Everything the command line creates (the store, DuckDB's write-ahead log, reports, problem
+# and review files, exports) is readable by its owner only: the umask is set once, here,
+# because the command line is the process's entry point.
+_set_owner_only_umask()
+
+# Exit code 7: a disclosure risk was found (audit finding; export not k-anonymous).
+DISCLOSURE_RISK = 7
+PassphraseEnvOpt = Annotated[
+    str, typer.Option("--passphrase-env", help="Environment variable holding the passphrase "
+                      "(prompted for when it is not set).")
+]
+
+
+def _passphrase(env_var: str, *, confirm: bool) -> str:
+    import os
+
+    value = os.environ.get(env_var)
+    if value:
+        return value
+    if not sys.stdin.isatty():
+        raise errors.ConfigError(f"no passphrase: set {env_var} or run in a terminal to be "
+                                 "prompted")
+    return typer.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm)
+
+
+@app.command()
+def audit(
+    path: Annotated[Path, typer.Argument(help="Folder of outputs (or one file) to scan.")],
+    study_dir: Annotated[Path, typer.Option("--study", help="Study folder: its wave files "
+                                            "give the identifiers to look for.")],
+    k: Annotated[int | None, typer.Option(help="Minimum cell size for count columns of CSV "
+                                          "and HTML tables (default: the study's "
+                                          "min_cell_size, at least 5).")]
+    = None,
+    count_column: Annotated[list[str] | None, typer.Option(
+        "--count-column", help="Another column name that counts people (repeatable).")]
+    = None,
+    min_length: Annotated[int, typer.Option(help="Shortest identifier searched as text.")]
+    = 6,
+    pseudonyms: Annotated[bool, typer.Option(
+        "--pseudonyms", help="Also flag keyed pseudonyms (for folders meant for publication; "
+        "the store and linkage review file hold them by design).")] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Scan outputs for the study's identifiers and for small count cells.
+
+    Looks for every value of the participant code, linkage code and declared identifier
+    columns of the study's wave files, in any case, HTML-, URL- or JSON-escaped, base64
+    embedded, or as an unkeyed SHA-256/SHA-1/MD5 digest; and for counts of 1 to k-1 people in
+    CSV tables. One line per finding (file:line: kind: detail), never the identifier itself.
+    Exit code 7 when anything is found, 0 when clean.
+    """
+    from .privacy.audit import audit_path, study_needles
+    from .study import Study
+
+    with _guard(debug):
+        needles = _step("Reading identifiers from the wave files",
+                        lambda: study_needles(study_dir, min_length=min_length))
+        if k is None:
+            # the issue's floor: no published cell describes fewer than 5 people, whatever
+            # study.yaml says
+            k = max(Study.load(study_dir).config.privacy.min_cell_size, 5)
+        result = _step("Scanning outputs", lambda: audit_path(
+            path, needles, k=k, count_columns=count_column or [], pseudonyms=pseudonyms))
+        for line in result.lines():
+            out.print(line, highlight=False, soft_wrap=True, markup=False)
+        for note in result.notes:
+            err.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
+        if needles.n_too_short:
+            err.print(f"note: {needles.n_too_short} identifier value(s) shorter than "
+                      f"{min_length} characters were searched as digests only (as text they "
+                      "match ordinary words and numbers)", highlight=False, soft_wrap=True)
+        out.print(f"audit: {len(result.files_scanned)} file(s) scanned for "
+                  f"{needles.n_values} identifier values and counts below k={k}: "
+                  f"{len(result.findings)} finding(s)", highlight=False, soft_wrap=True)
+    raise typer.Exit(DISCLOSURE_RISK if result.findings else 0)
+
+
+@app.command()
+def rekey(
+    study_dir: StudyArg,
+    old_key_file: Annotated[Path, typer.Option("--old-key-file", help="The key the store is "
+                                               "under now.")],
+    new_key_file: Annotated[Path, typer.Option("--new-key-file", help="The new key (make it "
+                                               "with `trackii-eval keygen`).")],
+    out_dir: OutOpt = None, debug: DebugOpt = False,
+) -> None:
+    """Re-pseudonymize the store under a new key, from the source wave files.
+
+    Every pseudonym in every table is replaced; links across waves and linkage decisions are
+    kept; the key version goes up by one (store meta and key_log table) and the rotation is
+    logged in key_rotation.log next to the store. Re-render the report afterwards; keep the old
+    key until the rotation is checked, then destroy it.
+    """
+    from .ingest.pseudonym import load_key
+    from .privacy.rekey import rekey_store
+
+    with _guard(debug):
+        study = _load(study_dir, out_dir)
+        old, new = load_key(old_key_file), load_key(new_key_file)
+        result = _step("Re-keying the store", lambda: rekey_store(study, old, new))
+        out.print(result.summary(), highlight=False)
+
+
+@app.command("export")
+def export_(
+    study_dir: StudyArg,
+    to: Annotated[Path, typer.Option("--to", help="Export folder to create (or, with "
+                                     "--encrypt, the encrypted file to write).")],
+    out_dir: OutOpt = None,
+    k: Annotated[int | None, typer.Option(help="Minimum class size over the quasi-identifiers "
+                                          "(default: the study's min_cell_size).")] = None,
+    drop: Annotated[list[str] | None, typer.Option(
+        "--drop", help="Leave out a quasi-identifier column (repeatable).")] = None,
+    include_free_text: Annotated[bool, typer.Option(
+        "--include-free-text", help="Export free-text columns (only after review).")] = False,
+    keep_store_pseudonyms: Annotated[bool, typer.Option(
+        "--keep-store-pseudonyms", help="Use the store's pseudonyms instead of fresh random "
+        "export IDs.")] = False,
+    allow_below_k: Annotated[bool, typer.Option(
+        "--allow-below-k", help="Write even when not k-anonymous.")] = False,
+    encrypt: Annotated[bool, typer.Option("--encrypt", help="Encrypt the export with a "
+                                          "passphrase (scrypt + Fernet).")] = False,
+    passphrase_env: PassphraseEnvOpt = "TRACKII_EVAL_EXPORT_PASSPHRASE",
+    debug: DebugOpt = False,
+) -> None:
+    """Write de-identified microdata for archiving with scholars.
+
+    Pseudonymous responses and scores, a data dictionary and a k-anonymity report over the
+    quasi-identifiers (arm, side, dialogue, sector, gender, age band: those present). Free
+    text is excluded unless --include-free-text. An export that is not k-anonymous is refused
+    (exit code 7) with coarsening options in k_anonymity.md.
+    """
+    from .privacy.microdata import ExportRefused, export_microdata
+
+    with _guard(debug):
+        study = _load(study_dir, out_dir)
+        phrase = _passphrase(passphrase_env, confirm=True) if encrypt else None
+        try:
+            result = _step("Exporting microdata", lambda: export_microdata(
+                study, to, k=k, drop=drop or [], include_free_text=include_free_text,
+                keep_store_pseudonyms=keep_store_pseudonyms, allow_below_k=allow_below_k,
+                passphrase=phrase))
+        except ExportRefused as exc:
+            _fail(exc)
+            raise typer.Exit(DISCLOSURE_RISK) from None
+        out.print(result.summary(), highlight=False)
+
+
+@app.command()
+def decrypt(
+    file: Annotated[Path, typer.Argument(help="Encrypted export.")],
+    to: Annotated[Path, typer.Option("--to", help="Folder to extract into (created "
+                                     "owner-only).")],
+    passphrase_env: PassphraseEnvOpt = "TRACKII_EVAL_EXPORT_PASSPHRASE",
+    debug: DebugOpt = False,
+) -> None:
+    """Decrypt an export written with `trackii-eval export --encrypt`."""
+    from .privacy.encrypt import decrypt_to_folder
+
+    with _guard(debug):
+        files = decrypt_to_folder(file, to, _passphrase(passphrase_env, confirm=False))
+        out.print(f"{len(files)} file(s) written to {to}", highlight=False)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -110,6 +110,10 @@ class Store:
                 raise StoreError(f"{self.path}: this store belongs to study '{owner}', not "
                                  f"'{study_id}'; choose another --out directory")
         self.study_id = study_id
+        if not read_only:  # pseudonymized answers: readable by the owner only, at rest
+            from .privacy.at_rest import private_file
+
+            private_file(self.path)
 
     # -- plumbing --------------------------------------------------------------------------
     def close(self) -> None:

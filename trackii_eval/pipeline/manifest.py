@@ -63,6 +63,8 @@ def build_manifest(store: Store, ctx: StudyContext,
         "seeds": None if score is None else score.inputs.get("seeds"),
         "disclosure": {"min_cell_size": ctx.config.privacy.min_cell_size},
         "key_fingerprint": stored_key_fingerprint(store),
+        # 1 until the first rotation (`trackii-eval rekey`); the store's meta keeps it
+        "key_version": int(store.get_meta("key_version") or 1),
         "runs": {stage: None if run is None else run.to_dict() for stage, run in runs.items()},
         "outputs": {name: {"path": p.name, "sha256": file_sha256(p)}
                     for name, p in (outputs or {}).items()},
