@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ._yaml import load_yaml
 from .config import Instrument, StudyConfig
 from .errors import ConfigError, ModelError, warning_line
-from .models.results import Comparison, ModelResult, compare, json_number
+from .models.results import Comparison, ModelResult, compare, json_number, tidy_frame
 
 if TYPE_CHECKING:
     from .pipeline.context import StudyContext
@@ -158,6 +158,19 @@ FITTERS: dict[str, Callable[[ModelSpec, pd.DataFrame], ModelResult]] = {
 }
 
 
+def _contrast(fit: ModelResult, label: str, weights: dict[str, float]) -> pd.DataFrame:
+    """One contrast of the plan as a tidy row; a contrast whose terms the fit lacks (a term
+    the data could not identify, e.g. ``post_time`` before any wave after the programme) is
+    a row marked not estimable with the reason, never a crash nor a silent omission."""
+    terms = set(fit.tidy()["term"])
+    missing = [t for t in weights if t not in terms]
+    if not missing:
+        return fit.lincom(weights, name=label)
+    return tidy_frame([label], [np.nan], [np.nan], [np.nan], 0.95, estimable=[False],
+                      role=["effect"],
+                      note=[f"not estimable: the fit has no term {', '.join(missing)}"])
+
+
 def fit_plan(data: pd.DataFrame, ctx: StudyContext, plan: AnalysisPlan) -> ModelResults:
     """Fit every model of ``plan`` to the wide scores ``data``; nothing is stored.
 
@@ -206,7 +219,7 @@ def fit_plan(data: pd.DataFrame, ctx: StudyContext, plan: AnalysisPlan) -> Model
         payload: dict[str, Any] = {"spec": spec.model_dump(), "fit": fit.to_dict(),
                                    "notes": notes}
         if spec.contrasts:
-            rows = pd.concat([fit.lincom(w, name=label) for label, w in spec.contrasts.items()])
+            rows = pd.concat([_contrast(fit, label, w) for label, w in spec.contrasts.items()])
             payload["contrasts"] = _json_rows(rows)
         if callable(getattr(fit, "predict", None)):
             payload["trajectory"] = _trajectory(fit, ctx.config, data).to_dict(orient="records")

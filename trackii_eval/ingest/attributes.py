@@ -29,6 +29,7 @@ from ..config import Instrument, StudyConfig, Wave, category_key
 from ..errors import IngestError, ModelError
 from .readers import RawTable, read_table
 from .readers.base import canonical_text
+from .rules import Rule
 from .validate import PROBLEM_COLUMNS, ValidatedWave, mask
 
 if TYPE_CHECKING:
@@ -261,14 +262,9 @@ def store_wave_attributes(store: Any, attributes: pd.DataFrame, pseudo: dict[str
 
 # ----------------------------------------------------------------------------- participant list
 
-_LIST_RULES = {
-    "missing_code": "missing participant code in the participant list",
-    "duplicate_code": "code listed twice in the participant list (the first row is used)",
-    "not_in_study": "code in the participant list matches no participant of the ingested waves",
-    "unknown_category": "value is not a declared category",
-    "conflicts_with_waves": "the participant list and the wave files disagree (the wave files' "
-                            "value is kept; correct one of them)",
-}
+# the registry's descriptions, by code (one registry of rules: ingest/rules.py)
+_LIST_RULES = {r: Rule(r).description for r in (
+    "missing_code", "duplicate_code", "not_in_study", "unknown_category", "conflicts_with_waves")}
 
 
 def read_participant_list(root: Path, config: StudyConfig) -> tuple[pd.DataFrame, str, RawTable]:

@@ -88,6 +88,27 @@ class Rule(StrEnum):
         "code is not a linked participant of the study (unknown, or its records are still "
         "ambiguous: see linkage_review.csv)",
         "correct the code, or decide the ambiguous links first")
+    # -- the participant list and declared attributes (attributes.py) ----------------------
+    missing_code = ("missing_code", "row", "missing participant code in the participant list",
+                    "fill in the code in the list, or leave the row out")
+    duplicate_code = (
+        "duplicate_code", "row",
+        "code listed twice in the participant list (the first row is used)",
+        "keep one row per participant in the list")
+    not_in_study = (
+        "not_in_study", "row",
+        "code in the participant list matches no participant of the ingested waves",
+        "check the code, or the person has not answered yet")
+    unknown_category = (
+        "unknown_category", "cell", "value is not a declared category",
+        "declare the category under attributes: in study.yaml or map it under the wave's "
+        "recode:")
+    conflicts_with_waves = (
+        "conflicts_with_waves", "cell",
+        "the participant list and the wave files disagree (the wave files' value is kept; "
+        "correct one of them)",
+        "correct the list or the wave file")
+
     # -- whole files: refused, nothing ingested (readers, validate.py) -----------------------
     missing_required_column = (
         "missing_required_column", "refused", "a required column is not in the header",

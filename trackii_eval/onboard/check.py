@@ -15,10 +15,11 @@ from pathlib import Path
 import pandas as pd
 
 from ..config import StudyConfig, config_warnings, load_instrument, load_study_config
+from ..errors import IngestError
 from ..ingest.attributes import prepare_wave, read_participant_list, wave_attributes
 from ..ingest.linkage import CodeSpec, link_records, read_decisions
 from ..ingest.pseudonym import normalise_id
-from ..ingest.readers import read_table
+from ..ingest.readers import read_wave
 from ..ingest.sgic import LINKAGE_REVIEW_FILE
 from ..ingest.validate import PROBLEM_COLUMNS, validate_wave
 
@@ -126,18 +127,29 @@ def check_study(path: str | Path, out: str | Path | None = None) -> CheckReport:
             files.append({"wave": wave.index, "file": "(planned)", "read": 0, "stored": 0,
                           "quarantined": 0})
             continue
-        raw = prepare_wave(read_table(root / wave.file, format=wave.format, sheet=wave.sheet,
-                                      header_row=wave.header_row), wave, config, instrument)
-        checked = validate_wave(raw, wave, config, instrument, display_name=wave.file,
-                                id_column=id_column)
-        checked, _ = wave_attributes(raw, checked, config, wave)
+        raw = prepare_wave(read_wave(root, wave), wave, config, instrument)
         code_column = id_column or instrument.participant.id
         if code_column not in raw.data.columns:
-            near = [c for c in raw.data.columns if c not in checked.responses["item"].unique()]
+            # ingest refuses such a file as a whole: say which column to name, and go on
+            # checking the other waves
+            items = {i.id for c in instrument.constructs.values() for i in c.items}
+            near = [c for c in raw.data.columns if c not in items]
             decisions.append(
                 f"{wave.file}: no participant code column '{code_column}'; name this wave's "
                 f"code column in study.yaml (waves[{config.waves.index(wave)}].columns: "
                 f"{{code: ...}}; columns that are not items: {', '.join(map(str, near[:8]))})")
+            files.append({"wave": wave.index, "file": wave.file, "read": len(raw.data),
+                          "stored": 0, "quarantined": len(raw.data)})
+            continue
+        try:
+            checked = validate_wave(raw, wave, config, instrument, display_name=wave.file,
+                                    id_column=id_column)
+        except IngestError as exc:  # a file-level refusal: ingest would store nothing of it
+            decisions.append(str(exc))
+            files.append({"wave": wave.index, "file": wave.file, "read": len(raw.data),
+                          "stored": 0, "quarantined": len(raw.data)})
+            continue
+        checked, _ = wave_attributes(raw, checked, config, wave)
         files.append({"wave": wave.index, "file": wave.file, "read": checked.rows_read,
                       "stored": checked.rows_stored, "quarantined": checked.rows_quarantined})
         problems.append(checked.problems)
