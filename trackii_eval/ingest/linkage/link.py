@@ -1,0 +1,713 @@
+"""The linking algorithm (see the package docstring for the deciding rule)."""
+
+from __future__ import annotations
+
+import gc
+import json
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ...errors import IngestError
+from ..pseudonym import normalise_id
+from .codes import CodeElement, CodeSpec, _digits_close, _within_one_edit
+from .result import _NEW, LinkageResult
+
+# ----------------------------------------------------------------------------- linking
+
+
+class _Persons:
+    """Persons formed so far, with hash indexes for exact and one-element-masked codes.
+
+    Index keys are strings built once per distinct (block, code), so Python caches their
+    hashes. Per person and element, the number of records giving each value is kept: a code
+    whose values are all the most frequent (ties included) is *supported*; a code outvoted on
+    some element is a one-off slip of that person and only weak evidence for linking.
+    """
+
+    def __init__(self, n_elements: int) -> None:
+        self.n_elements = n_elements
+        self.key: list[str] = []
+        # exact key -> {person: earliest record index with that code}
+        self.exact: dict[str, dict[int, int]] = defaultdict(dict)
+        # masked key -> {(person, value of the masked element): earliest record index}
+        self.masked: dict[str, dict[tuple[int, str], int]] = defaultdict(dict)
+        self.counts: list[list[dict[str, int]]] = []
+        self.codes: list[dict[str, tuple[str, ...]]] = []  # exact key -> code, per person
+        self.supp: list[set[str]] = []  # exact keys of the person's supported codes
+        self.n_records: list[int] = []
+        self.key_count: dict[str, int] = defaultdict(int)
+
+    def new(self, base: tuple[str, ...]) -> int:
+        # JSON array text: unambiguous whatever the side, dialogue or code contain.
+        head = "[" + ",".join(_json_str(x) for x in base)
+        self.key_count[head] += 1
+        self.key.append(f"{head},{self.key_count[head]}]")
+        self.counts.append([{} for _ in range(self.n_elements)])
+        self.codes.append({})
+        self.supp.append(set())
+        self.n_records.append(0)
+        return len(self.key) - 1
+
+    def add_code(self, person: int, code: tuple[str, ...] | None, keys: _Keys | None,
+                 rec: int) -> None:
+        if code is None or keys is None:
+            return
+        self.n_records[person] += 1
+        counts = self.counts[person]
+        for j, v in enumerate(code):
+            counts[j][v] = counts[j].get(v, 0) + 1
+        known = self.codes[person]
+        if keys.exact not in known:
+            # Index a code the first time the person gives it (most people repeat theirs);
+            # the record kept is the earliest with that code.
+            known[keys.exact] = code
+            self.exact[keys.exact][person] = rec
+            for i, mkey in enumerate(keys.masked):
+                self.masked[mkey][(person, code[i])] = rec
+        if len(known) == 1:
+            self.supp[person] = {keys.exact}
+        else:
+            top = [max(c.values()) for c in counts]
+            self.supp[person] = {
+                k for k, c in known.items()
+                if all(counts[j][v] == top[j] for j, v in enumerate(c))
+            }
+
+
+_json_str = json.encoder.encode_basestring  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class _Keys:
+    exact: str
+    masked: tuple[str, ...]
+
+
+def _validate_records(records: pd.DataFrame) -> pd.DataFrame:
+    required = ["record_id", "wave", "code", "side"]
+    missing = [c for c in required if c not in records.columns]
+    if missing:
+        raise IngestError(f"linkage input: missing column(s) {', '.join(missing)}")
+    frame = records.reset_index(drop=True)
+    rid = frame["record_id"].tolist()
+    bad = [i for i, v in enumerate(rid) if not isinstance(v, str) or not v.strip()]
+    if bad:
+        raise IngestError(
+            "linkage input: column record_id is empty or not text in row(s) "
+            + ", ".join(str(i) for i in bad[:10])
+        )
+    if len(set(rid)) != len(rid):
+        seen: set[str] = set()
+        dup = sorted({v for v in rid if v in seen or seen.add(v)})  # type: ignore[func-returns-value]
+        raise IngestError(
+            "linkage input: column record_id must be unique; repeated: " + ", ".join(dup[:10])
+        )
+    waves = pd.to_numeric(frame["wave"], errors="coerce").to_numpy(dtype=float)
+    bad_wave = [r for r, w in zip(rid, waves, strict=True) if not np.isfinite(w) or w != int(w)]
+    if bad_wave:
+        raise IngestError(
+            "linkage input: column wave must be an integer; bad for record(s) "
+            + ", ".join(bad_wave[:10])
+        )
+    sides = frame["side"].tolist()
+    bad_side = [
+        r for r, x in zip(rid, sides, strict=True) if not isinstance(x, str) or not x.strip()
+    ]
+    if bad_side:
+        raise IngestError(
+            "linkage input: column side is empty for record(s) " + ", ".join(bad_side[:10])
+        )
+    dialogues = frame["dialogue"].tolist() if "dialogue" in frame.columns else [None] * len(rid)
+    # Few distinct sides and dialogues: normalise each once.
+    norm = {v: normalise_id(v) for v in {*sides, *(d for d in dialogues if isinstance(d, str))}}
+    return pd.DataFrame({
+        "record_id": np.array(rid, dtype=object),
+        "wave": waves.astype(np.int64),
+        "code": frame["code"].to_numpy(dtype=object),
+        "side": np.array([norm[x] for x in sides], dtype=object),
+        "dialogue": np.array(
+            [norm[d] if isinstance(d, str) else "" for d in dialogues], dtype=object
+        ),
+    })
+
+
+def _prepare_decisions(
+    decisions: pd.DataFrame | None, rec_index: dict[str, int], waves: np.ndarray,
+    sides: list[str],
+) -> tuple[dict[int, str], dict[int, list[tuple[int, str]]], pd.DataFrame]:
+    """Turn decisions into per-record constraints.
+
+    Returns ``forced_new`` (record -> source), ``forced_links`` (record -> [(earlier record,
+    source)]) and the applied decisions.
+    """
+    empty = pd.DataFrame(columns=["record_id", "decision", "source"])
+    if decisions is None or len(decisions) == 0:
+        return {}, {}, empty
+    missing = [c for c in ("record_id", "decision") if c not in decisions.columns]
+    if missing:
+        raise IngestError(f"decisions: missing column(s) {', '.join(missing)}")
+    frame = decisions.reset_index(drop=True)
+    sources = (
+        frame["source"].astype(str).tolist() if "source" in frame.columns
+        else [f"decisions row {i + 1}" for i in range(len(frame))]
+    )
+    forced_new: dict[int, str] = {}
+    forced_links: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    for record, decision, source in zip(frame["record_id"], frame["decision"], sources,
+                                        strict=True):
+        record, decision = str(record).strip(), str(decision).strip()
+        if record not in rec_index:
+            raise IngestError(
+                f"{source}: column record_id: record '{record}' is not among the records being "
+                "linked (was its wave file changed or removed?)"
+            )
+        r = rec_index[record]
+        if decision.casefold() == _NEW:
+            forced_new[r] = source
+            continue
+        if decision not in rec_index:
+            raise IngestError(
+                f"{source}: column decision: '{decision}' is neither 'new' nor a known record ID"
+            )
+        t = rec_index[decision]
+        if t == r:
+            raise IngestError(f"{source}: column decision links record '{record}' to itself")
+        if waves[t] == waves[r]:
+            raise IngestError(
+                f"{source}: column decision links two records of wave {waves[r]} ('{record}' and "
+                f"'{decision}'); a person answers a wave once"
+            )
+        if sides[t] != sides[r]:
+            raise IngestError(
+                f"{source}: column decision links records from different sides ('{record}' and "
+                f"'{decision}'); a person does not change side"
+            )
+        # The later record follows the earlier one, whichever of the two carries the decision.
+        later, earlier = (r, t) if waves[r] > waves[t] else (t, r)
+        forced_links[later].append((earlier, source))
+    clash = [r for r in forced_new if r in forced_links]
+    if clash:
+        r = clash[0]
+        raise IngestError(
+            f"{forced_new[r]} and {forced_links[r][0][1]}: column decision: a record cannot be "
+            "both a new person and linked to an earlier record"
+        )
+    applied = frame.assign(source=sources)[["record_id", "decision", "source"]].copy()
+    applied["record_id"] = applied["record_id"].astype(str).str.strip()
+    applied["decision"] = [
+        _NEW if str(d).strip().casefold() == _NEW else str(d).strip() for d in applied["decision"]
+    ]
+    return forced_new, dict(forced_links), applied
+
+
+def link_records(
+    records: pd.DataFrame,
+    spec: CodeSpec | Iterable[CodeElement | Mapping[str, Any] | Sequence[Any]] | None = None,
+    *,
+    decisions: pd.DataFrame | None = None,
+    max_element_edits: int | None = 1,
+    guard_near_neighbours: bool = True,
+    max_chance_agreement: float = 0.05,
+    review_possible_matches: bool = False,
+) -> LinkageResult:
+    """Link records of the same person across waves.
+
+    Parameters
+    ----------
+    records
+        Columns ``record_id`` (unique opaque text such as ``"wave3.csv:row 17"``), ``wave``
+        (int), ``code`` (the raw code or participant ID), ``side`` (text) and optionally
+        ``dialogue`` (text or missing; records without a dialogue form their own block per
+        side).
+    spec
+        The self-generated code's declared elements; ``None`` means ``code`` is an assigned
+        participant ID, matched exactly after :func:`~trackii_eval.ingest.pseudonym.normalise_id`
+        (no fuzzy matching: an assigned ID with a typo is another ID).
+    decisions
+        Evaluator decisions as returned by :func:`read_decisions`.
+    max_element_edits
+        For a fuzzy match, how far the one differing element may be from the person's value:
+        ``1`` (default) one slip as defined in the module docstring (per element kind);
+        ``None`` any value; ``0`` no fuzzy matching at all.
+    guard_near_neighbours
+        Leave a record ambiguous when another person who has not answered this wave could be
+        its author through a single slip (see the module docstring). Turning this off links
+        more records and makes wrong links more likely.
+    max_chance_agreement
+        Largest acceptable expected number of *other* persons of the block who would agree
+        with the record as well as its candidate does, by chance (from value frequencies over
+        the block's records so far). ``inf`` turns the check off.
+    review_possible_matches
+        Also list, as ``possible_match``, records that would become new persons although a
+        person differs from them in one element by more than a slip (more review work,
+        fewer missed links and no phantom persons from a badly mistyped element).
+
+    Returns
+    -------
+    LinkageResult
+        Links, ambiguous records and statistics.
+
+    Raises
+    ------
+    IngestError
+        For malformed input (missing columns, duplicate or empty record IDs, non-integer
+        waves, missing sides) and for decisions that refer to unknown records, contradict
+        each other or break the one-record-per-wave rule; messages name the decision's file
+        and row.
+
+    References
+    ----------
+    .. [1] Schnell, R., Bachteler, T. and Reiher, J. (2010). Improving the use of
+       self-generated identification codes. Evaluation Review 34(5), 391-418.
+    .. [2] Christen, P. (2012). Data Matching. Springer (blocking, ch. 4).
+    .. [3] Damerau, F. J. (1964). Communications of the ACM 7(3), 171-176.
+    """
+    if spec is not None and not isinstance(spec, CodeSpec):
+        spec = CodeSpec.from_config(spec)
+    if max_element_edits not in (0, 1, None):
+        raise IngestError("max_element_edits must be 0, 1 or None")
+    # Linking allocates hundreds of thousands of small dicts and tuples, none in reference
+    # cycles; the cyclic garbage collector would rescan them over and over (a third of the
+    # run time at 100k records) for nothing.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _link(records, spec, decisions, max_element_edits, guard_near_neighbours,
+                     max_chance_agreement, review_possible_matches)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _link(
+    records: pd.DataFrame, spec: CodeSpec | None, decisions: pd.DataFrame | None,
+    max_element_edits: int | None, guard_near_neighbours: bool, max_chance_agreement: float,
+    review_possible_matches: bool,
+) -> LinkageResult:
+    frame = _validate_records(records)
+    n = len(frame)
+    rids: list[str] = frame["record_id"].tolist()
+    waves = frame["wave"].to_numpy()
+    sides: list[str] = frame["side"].tolist()
+    raw_codes: list[object] = frame["code"].tolist()
+    blocks = list(zip(sides, frame["dialogue"].tolist(), strict=True))
+    block_id: dict[tuple[str, str], int] = {}
+    bids = [block_id.setdefault(b, len(block_id)) for b in blocks]
+    # Parse each distinct raw code once: most people give the same code at every wave.
+    parsed: dict[object, tuple[str, ...] | None] = {}
+    if spec is None:
+        n_el, names, fuzzy_on = 1, (), False
+
+        def parse(c: object) -> tuple[str, ...] | None:
+            return (normalise_id(c),) if isinstance(c, str) and normalise_id(c) else None
+    else:
+        n_el, names = len(spec.elements), tuple(spec.names)
+        fuzzy_on = max_element_edits != 0
+        parse = spec.parse
+    codes = [
+        parsed[c] if c in parsed else parsed.setdefault(c, parse(c))
+        if isinstance(c, str) else None
+        for c in raw_codes
+    ]
+    # Index keys, shared by every record with the same block and code.
+    key_cache: dict[tuple[int, tuple[str, ...]], _Keys] = {}
+
+    def make_keys(bid: int, code: tuple[str, ...]) -> _Keys:
+        head = f"{bid}\x1f"
+        masked = tuple(
+            f"{head}{i}\x1f" + "\x1e".join((*code[:i], "", *code[i + 1 :]))
+            for i in range(n_el)
+        ) if n_el > 1 else ()
+        return _Keys(head + "\x1e".join(code), masked)
+
+    keys: list[_Keys | None] = [
+        None if code is None
+        else key_cache[(bid, code)] if (bid, code) in key_cache
+        else key_cache.setdefault((bid, code), make_keys(bid, code))
+        for bid, code in zip(bids, codes, strict=True)
+    ]
+    # How close the one differing element must be for a fuzzy candidate, per element kind.
+    closeness: list[Callable[[str, str], bool]] = [
+        (lambda a, b: True) if max_element_edits is None
+        else _digits_close if e.kind == "digits" else _within_one_edit
+        for e in (spec.elements if spec is not None else ())
+    ]
+    rec_index = {r: i for i, r in enumerate(rids)}
+    forced_new, forced_links, applied = _prepare_decisions(decisions, rec_index, waves, sides)
+
+    persons = _Persons(n_el)
+    person_of = np.full(n, -1, dtype=np.int64)
+    method: list[str | None] = [None] * n
+    matched_el: list[str | None] = [None] * n
+    matched_rec: list[str | None] = [None] * n
+    decided = np.zeros(n, dtype=bool)
+    ambiguous: list[dict[str, Any]] = []
+
+    def base_key(r: int) -> tuple[str, str, str]:
+        code, raw = codes[r], raw_codes[r]
+        if code is not None:
+            canonical = "".join(code)
+        else:  # a malformed code made a person by decision; "?" keeps it apart
+            canonical = "?" + (normalise_id(raw) if isinstance(raw, str) else "")
+        return (*blocks[r], canonical)
+
+    Ring = dict[int, tuple[int | None, int]]
+
+    def candidates(r: int) -> tuple[dict[int, int], Ring, Ring]:
+        """Earlier persons near record ``r``, in three rings.
+
+        ``exact``: person -> record, the code equals one of the person's supported codes.
+        ``near``: person -> (element, record), the code is one slip (in one element) from a
+        supported code of the person, or equals an outvoted code (element ``None``); these
+        are fuzzy link candidates. ``far``: person -> (element, record), any other person
+        within one element, whatever the difference; never linked, only rivals.
+        """
+        code, k = codes[r], keys[r]
+        exact: dict[int, int] = {}
+        near: Ring = {}
+        far: Ring = {}
+        supp = persons.supp
+        for p, rec in persons.exact.get(k.exact, {}).items():
+            if k.exact in supp[p]:
+                exact[p] = rec
+            elif fuzzy_on:
+                near[p] = (None, rec)
+            else:
+                far[p] = (None, rec)
+        for i, mkey in enumerate(k.masked):
+            hit = persons.masked.get(mkey)
+            if not hit:
+                continue
+            close, mine = closeness[i], code[i]
+            for (p, value), rec in hit.items():
+                if value == mine or p in exact or p in near:
+                    continue
+                # keys[rec].exact is the person's code that has this value.
+                if fuzzy_on and close(value, mine) and keys[rec].exact in supp[p]:
+                    near[p] = (i, rec)
+                    far.pop(p, None)
+                else:
+                    far.setdefault(p, (i, rec))
+        return exact, near, far
+
+    # Unresolved records of earlier waves may be persons of their own: a record with the same
+    # code is never linked past them ("shadows"), and the persons they could be are
+    # "shadowed": never the target of a fuzzy link until the evaluator has decided.
+    shadow_exact: dict[str, list[int]] = defaultdict(list)
+    shadowed: set[int] = set()
+    wave_ambiguous: list[int] = []
+    wave_shadowed: set[int] = set()
+    # Value frequencies per block and element over the records of waves up to the current
+    # one (never later waves, so adding a wave does not change how earlier waves linked).
+    value_counts: dict[tuple[int, int], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    block_records: dict[int, int] = defaultdict(int)
+    block_persons: dict[int, int] = defaultdict(int)
+    block_wave: dict[int, int] = defaultdict(int)
+    close_mass: dict[tuple[int, int, str], int] = {}
+
+    def chance(r: int, skip: int | None, p: int) -> float:
+        """Expected number of persons other than ``p`` agreeing with record ``r`` by chance.
+
+        Agreement means: every element but ``skip`` equal, and ``skip`` within one slip but
+        not equal. Value-specific frequencies (over the block's records so far, leaving out
+        ``r`` and ``p``'s own records) make agreement on rare values strong evidence and on
+        common values weak evidence, as in frequency-based Fellegi-Sunter matching.
+        """
+        bid, code = bids[r], codes[r]
+        own = persons.counts[p]
+        total = block_records[bid] - 1 - persons.n_records[p]
+        if total <= 0:
+            return 0.0
+        e = float(max(block_persons[bid] - 1, block_wave[bid] - 1, 0))
+        for j, v in enumerate(code):
+            if j != skip:
+                k = value_counts[(bid, j)].get(v, 0) - 1 - own[j].get(v, 0)
+                e *= max(k, 0) / total
+        if skip is None or e <= max_chance_agreement:
+            # The share of values one slip from the record's is at most 1: below the
+            # threshold already, so skip summing it (most blocks are small).
+            return e
+        close, v = closeness[skip], code[skip]
+        ck = (bid, skip, v)
+        if ck not in close_mass:
+            close_mass[ck] = sum(
+                c for u, c in value_counts[(bid, skip)].items() if u != v and close(u, v)
+            )
+        k = close_mass[ck] - sum(c for u, c in own[skip].items() if u != v and close(u, v))
+        return e * max(k, 0) / total
+
+    def amb(r: int, reason: str, ex: Mapping[int, int] | None = None,
+            fz: Ring | None = None, shadows: Sequence[int] = ()) -> None:
+        ambiguous.append(_amb(r, reason, ex or {}, fz or {}, rids, waves, persons, names,
+                              shadows))
+        wave_ambiguous.append(r)
+        wave_shadowed.update(ex or {})
+        wave_shadowed.update(fz or {})
+
+    wave_members: dict[int, list[int]] = defaultdict(list)
+    for r in sorted(range(n), key=lambda i: (waves[i], rids[i])):
+        wave_members[int(waves[r])].append(r)
+
+    for w in sorted(wave_members):
+        members = wave_members[w]
+        block_wave.clear()
+        close_mass.clear()
+        for r in members:
+            if codes[r] is not None:
+                block_records[bids[r]] += 1
+                block_wave[bids[r]] += 1
+                for j, v in enumerate(codes[r]):
+                    value_counts[(bids[r], j)][v] += 1
+        reserved: dict[int, int] = {}  # person -> record holding it by decision
+        new_records: list[int] = []
+        accepted: list[tuple[int, int]] = []
+
+        # 1. Decisions first: they are the evaluator's word and reserve their persons.
+        for r in members:
+            if r in forced_new:
+                decided[r] = True
+                new_records.append(r)
+            elif r in forced_links:
+                p, earlier, source = _decided_person(r, forced_links[r], person_of, rids)
+                if p in reserved:
+                    raise IngestError(
+                        f"{source}: column decision links '{rids[r]}' to the person that "
+                        f"'{rids[reserved[p]]}' of the same wave is also linked to; a person "
+                        "answers a wave once"
+                    )
+                reserved[p] = r
+                decided[r] = True
+                method[r], matched_rec[r] = "decision", rids[earlier]
+                accepted.append((r, p))
+
+        # 2. Candidates of every other record among the persons of earlier waves.
+        rings: dict[int, tuple[dict[int, int], Ring, Ring]] = {}
+        exact_claims: dict[int, list[int]] = defaultdict(list)
+        for r in members:
+            if decided[r]:
+                continue
+            if codes[r] is None:
+                amb(r, "malformed_code")
+                continue
+            rings[r] = exact, near, _ = candidates(r)
+            shadows = shadow_exact.get(keys[r].exact, ())
+            if shadows and (exact or near):
+                amb(r, "tied_candidates", exact, near, shadows)
+            elif len(exact) > 1:
+                amb(r, "tied_candidates", exact)
+            elif len(exact) == 1:
+                exact_claims[next(iter(exact))].append(r)
+
+        # 3. Exact pairs: one exact candidate person, claimed exactly by no other record of
+        # this wave and not held by a decision, on a code not so common that another person
+        # could share it by chance.
+        pairs: dict[int, int] = {}
+        for p, rs in exact_claims.items():
+            if p in reserved or len(rs) > 1:
+                for r in rs:
+                    amb(r, "same_wave_conflict", rings[r][0])
+            elif chance(rs[0], None, p) > max_chance_agreement:
+                amb(rs[0], "common_code", rings[rs[0]][0])
+            else:
+                pairs[p] = rs[0]
+        # A person who answered this wave (exact pair or decision) is "explained": no other
+        # record of the wave can be them. An exact pair stands only if every other person one
+        # slip away from the record is explained; otherwise the record may be that person's
+        # mistyped answer. (Two neighbours who each answer with their own code are not
+        # suspected of being swapped: that needs two slips, each onto the other's code.)
+        # Dropping a pair un-explains its person, so iterate to a fixed point.
+        explained = set(pairs) | set(reserved)
+        changed = guard_near_neighbours
+        while changed:
+            changed = False
+            for p, r in list(pairs.items()):
+                rivals = {q: v for q, v in rings[r][1].items() if q not in explained}
+                if rivals:
+                    amb(r, "near_neighbour", rings[r][0], rivals)
+                    del pairs[p]
+                    explained.discard(p)
+                    changed = True
+        for p, r in pairs.items():
+            method[r], matched_rec[r] = "exact", rids[rings[r][0][p]]
+            accepted.append((r, p))
+
+        # 4. Fuzzy: records without an exact candidate, against unexplained persons.
+        settled = set(wave_ambiguous) | {r for r, _ in accepted}
+        paired = set(pairs.values())
+        exactly_claimed = {
+            q for r, (exact, _, _) in rings.items() if r not in paired for q in exact
+        }
+        fuzzy_claims: dict[int, list[int]] = defaultdict(list)
+        for r, (exact, near, far) in rings.items():
+            if exact or r in settled:
+                continue
+            cands = {q: v for q, v in near.items() if q not in explained}
+            rivals = {q: v for q, v in far.items() if q not in explained}
+            if not cands:
+                # Nobody unexplained is one slip away: a new person (also when the close
+                # persons already answered this wave).
+                if rivals and review_possible_matches:
+                    amb(r, "possible_match", {}, rivals)
+                else:
+                    new_records.append(r)
+            elif len(cands) > 1:
+                amb(r, "tied_candidates", {}, cands)
+            elif rivals and guard_near_neighbours:
+                # Another person is within one element too, by a bigger difference.
+                amb(r, "near_neighbour", {}, {**cands, **rivals})
+            elif cands.keys() & exactly_claimed:
+                amb(r, "same_wave_conflict", {}, cands)
+            elif cands.keys() & shadowed:
+                amb(r, "contested_person", {}, cands)
+            else:
+                fuzzy_claims[next(iter(cands))].append(r)
+        for p, rs in fuzzy_claims.items():
+            if len(rs) > 1:
+                for r in rs:
+                    amb(r, "same_wave_conflict", {}, {p: rings[r][1][p]})
+                continue
+            r = rs[0]
+            el, rec = rings[r][1][p]
+            if chance(r, el, p) > max_chance_agreement:
+                amb(r, "common_code", {}, {p: (el, rec)})
+                continue
+            # el is None for an exact match on a code the person used once and then outvoted.
+            method[r] = "fuzzy" if el is not None else "exact"
+            matched_el[r] = names[el] if el is not None else None
+            matched_rec[r] = rids[rec]
+            accepted.append((r, p))
+
+        # 5. Commit: new persons in record-ID order (stable ordinals), then index the codes.
+        # Nothing of this wave was visible to its own records, so the order within a wave
+        # never matters.
+        for r in sorted(new_records, key=lambda i: rids[i]):
+            p = persons.new(base_key(r))
+            block_persons[bids[r]] += 1
+            method[r] = "new"
+            accepted.append((r, p))
+        for r, p in accepted:
+            person_of[r] = p
+            persons.add_code(p, codes[r], keys[r], r)
+        for r in wave_ambiguous:
+            if keys[r] is not None:
+                shadow_exact[keys[r].exact].append(r)
+        shadowed |= wave_shadowed
+        wave_ambiguous.clear()
+        wave_shadowed.clear()
+
+    return _assemble(frame, rids, waves, person_of, persons, method, matched_el, matched_rec,
+                     decided, ambiguous, applied, names)
+
+
+def _decided_person(
+    r: int, links: list[tuple[int, str]], person_of: np.ndarray, rids: list[str]
+) -> tuple[int, int, str]:
+    """The person the evaluator linked record ``r`` to (all its links must agree)."""
+    targets = []
+    for earlier, source in links:
+        p = int(person_of[earlier])
+        if p < 0:
+            raise IngestError(
+                f"{source}: column decision: record '{rids[earlier]}' is itself unresolved "
+                "(ambiguous) in this run; decide it too, then re-run"
+            )
+        targets.append((p, earlier, source))
+    if len({t[0] for t in targets}) > 1:
+        raise IngestError(
+            f"{', '.join(sorted({t[2] for t in targets}))}: column decision links record "
+            f"'{rids[r]}' to records of different persons; link those earlier records to "
+            "each other first"
+        )
+    return targets[0]
+
+
+def _amb(
+    r: int, reason: str, exact: Mapping[int, int], fuzzy: Mapping[int, tuple[int | None, int]],
+    rids: list[str], waves: np.ndarray, persons: _Persons, names: tuple[str, ...],
+    shadows: Sequence[int] = (),
+) -> dict[str, Any]:
+    cands: list[tuple[int | None, int, str | None]] = [
+        (p, rec, None) for p, rec in sorted(exact.items())
+    ]
+    cands += [(p, rec, None if el is None else names[el]) for p, (el, rec) in sorted(fuzzy.items())]
+    cands += [(None, rec, None) for rec in shadows]
+    return {
+        "record_id": rids[r],
+        "wave": int(waves[r]),
+        "reason": reason,
+        "candidates": tuple(rids[rec] for _, rec, _ in cands),
+        "candidate_persons": tuple(None if p is None else persons.key[p] for p, _, _ in cands),
+        "differing_elements": tuple(el for _, _, el in cands),
+    }
+
+
+def _assemble(
+    frame: pd.DataFrame, rids: list[str], waves: np.ndarray, person_of: np.ndarray,
+    persons: _Persons, method: list[str | None], matched_el: list[str | None],
+    matched_rec: list[str | None], decided: np.ndarray, ambiguous: list[dict[str, Any]],
+    applied: pd.DataFrame, names: tuple[str, ...],
+) -> LinkageResult:
+    keys = np.array([*persons.key, None], dtype=object)
+    person_keys = keys[np.where(person_of >= 0, person_of, len(persons.key))]
+    person = pd.Series(person_keys, index=pd.Index(rids, name="record_id"), name="person",
+                       dtype=object)
+    ok = person_of >= 0
+    links = pd.DataFrame({
+        "record_id": np.array(rids, dtype=object)[ok],
+        "wave": waves[ok],
+        "person": person_keys[ok],
+        "method": np.array(method, dtype=object)[ok],
+        "matched_element": np.array(matched_el, dtype=object)[ok],
+        "matched_record": np.array(matched_rec, dtype=object)[ok],
+        "decided": decided[ok],
+    })
+    amb = pd.DataFrame(ambiguous, columns=["record_id", "wave", "reason", "candidates",
+                                           "candidate_persons", "differing_elements"])
+    links = links.sort_values(["wave", "record_id"], kind="stable").reset_index(drop=True)
+    amb = amb.sort_values(["wave", "record_id"], kind="stable").reset_index(drop=True)
+
+    # Statistics, per wave and overall.
+    wave_values = sorted(set(waves.tolist()))
+    baseline = wave_values[0] if wave_values else None
+    base_persons = set(person_of[(waves == baseline) & ok].tolist()) if wave_values else set()
+    rows = []
+    meth = np.array(method, dtype=object)
+    for w in wave_values:
+        in_w = waves == w
+        counts = {m: int(np.sum(in_w & (meth == m))) for m in ("exact", "fuzzy", "decision",
+                                                               "new")}
+        n_amb = int(np.sum(amb["wave"] == w))
+        seen = set(person_of[in_w & ok].tolist()) & base_persons
+        n_w = int(in_w.sum())
+        linked = counts["exact"] + counts["fuzzy"] + counts["decision"]
+        rows.append({
+            "wave": w, "records": n_w, **counts, "ambiguous": n_amb,
+            "linked_share": linked / n_w if n_w else float("nan"),
+            "match_rate": len(seen) / len(base_persons) if base_persons else float("nan"),
+        })
+    per_wave = pd.DataFrame(rows, columns=["wave", "records", "exact", "fuzzy", "decision",
+                                           "new", "ambiguous", "linked_share", "match_rate"])
+    sizes = np.bincount(person_of[ok], minlength=len(persons.key)) if len(persons.key) else []
+    stats = {
+        "n_records": len(rids),
+        "n_persons": len(persons.key),
+        "n_exact": int(per_wave["exact"].sum()),
+        "n_fuzzy": int(per_wave["fuzzy"].sum()),
+        "n_decision": int(per_wave["decision"].sum()),
+        "n_new": int(per_wave["new"].sum()),
+        "n_ambiguous": len(amb),
+        "n_singletons": int(np.sum(np.asarray(sizes) == 1)),
+        "n_baseline_persons": len(base_persons),
+        "n_decided": int(decided.sum()),
+        "match_rate_by_wave": dict(zip(per_wave["wave"].tolist(),
+                                       per_wave["match_rate"].astype(float).tolist(),
+                                       strict=True)),
+    }
+    return LinkageResult(person, links, amb, stats, per_wave, applied.reset_index(drop=True),
+                         names)
+
