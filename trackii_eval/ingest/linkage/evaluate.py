@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from .codes import EXAMPLE_SGIC
 
 # ----------------------------------------------------------------------------- evaluation
 
@@ -118,6 +121,7 @@ def simulate_sgic_panel(
     attrition: float = 0.15,
     late_joiners: float = 0.03,
     shared_code_rate: float = 0.01,
+    similar_code_rate: float = 0.0,
     format_noise: float = 0.3,
     dialogue_size: int = 24,
     comparison_share: float = 0.3,
@@ -129,7 +133,9 @@ def simulate_sgic_panel(
     sides) or the comparison group (no dialogue: large blocks, where chance coincidences of
     codes concentrate). Codes follow :data:`EXAMPLE_SGIC`; mothers' names, birthplaces and
     birth years are drawn from skewed distributions, so near-identical codes occur by chance
-    as they do in real communities, and ``shared_code_rate`` of persons are given exactly the
+    as they do in real communities, ``similar_code_rate`` of persons are given the code of
+    another person of their block with one element changed (a neighbour one element away),
+    and ``shared_code_rate`` of persons are given exactly the
     code of another person of their block. At each later wave a person is missing with
     probability ``attrition`` and ``late_joiners * n`` new persons appear. Each record has,
     with probability ``typo_rate``, exactly one error: an adjacent-key substitution in one
@@ -148,7 +154,8 @@ def simulate_sgic_panel(
         Share of records with one error.
     seed
         Seed of the random generator; the same seed gives the same panel.
-    attrition, late_joiners, shared_code_rate, format_noise, dialogue_size, comparison_share,
+    attrition, late_joiners, shared_code_rate, similar_code_rate, format_noise, dialogue_size,
+    comparison_share,
     sides
         See above.
 
@@ -198,6 +205,17 @@ def simulate_sgic_panel(
         by_block[(person["side"], person["dialogue"])].append(i)
     # Two people of one block sharing a code by chance (more often than one would think).
     for i in range(n):
+        if similar_code_rate and rng.random() < similar_code_rate:
+            same = [j for j in by_block[(people[i]["side"], people[i]["dialogue"])] if j != i]
+            if same:
+                code = list(people[same[int(rng.integers(len(same)))]]["code"])
+                el = int(rng.integers(4))
+                pool = (_MOTHER_NAMES if el == 0 else _PLACES[people[i]["s"]] if el == 2 else
+                        [f"{k:02d}" for k in (range(1, 13) if el == 1 else range(100))])
+                choices = [v for v in pool if v != code[el]]
+                code[el] = choices[int(rng.integers(len(choices)))]
+                people[i]["code"] = code
+                continue
         if rng.random() < shared_code_rate:
             same = [j for j in by_block[(people[i]["side"], people[i]["dialogue"])] if j != i]
             if same:
@@ -262,3 +280,80 @@ def simulate_sgic_panel(
     truth_s = pd.Series(dict(truth), name="truth")
     truth_s.index.name = "record_id"
     return records, truth_s.reindex(records["record_id"])
+
+
+def measure_linkage(
+    seeds: Iterable[int] = range(20),
+    *,
+    typo_rate: float = 0.08,
+    n: int = 300,
+    waves: int = 4,
+    late_joiners: float = 0.0,
+    similar_code_rate: float = 0.05,
+    **link_options: Any,
+) -> pd.DataFrame:
+    """Link simulated panels and score them against the truth, one row per seed.
+
+    Parameters
+    ----------
+    seeds
+        Seeds of :func:`simulate_sgic_panel`.
+    typo_rate, n, waves, late_joiners, similar_code_rate
+        Passed to :func:`simulate_sgic_panel`.
+    **link_options
+        Passed to :func:`~trackii_eval.ingest.linkage.link_records` (``late_entrants``
+        defaults to ``late_joiners > 0``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Per seed: ``records``; ``wrong_links`` (records joined to another true person's
+        records: merges); ``silent_wrong_links`` (those without a review line on either
+        record); ``split_persons`` (true persons whose stored records carry two or more
+        pseudonyms); ``silent_splits`` (splits none of whose later pieces starts with a listed
+        record); ``review_share`` (records quarantined for review / records);
+        ``listed_share`` (records stored but listed / records); ``match_rate`` (mean over
+        follow-up waves of the share of baseline persons correctly linked, relative to those
+        truly present) and ``recall`` (later records of a person correctly linked).
+
+    References
+    ----------
+    .. [1] Christen, P. (2012). Data Matching, ch. 7 (measuring linkage quality). Springer.
+    """
+    from .link import link_records  # here: link imports nothing from this module
+
+    rows = []
+    for seed in seeds:
+        recs, truth = simulate_sgic_panel(n, waves, typo_rate, seed, late_joiners=late_joiners,
+                                          similar_code_rate=similar_code_rate)
+        options = {"late_entrants": late_joiners > 0, **link_options}
+        res = link_records(recs, EXAMPLE_SGIC, **options)
+        score = score_linkage(recs, res.person, truth)
+        flagged = set(res.ambiguous["record_id"]) | set(res.listed["record_id"])
+        df = pd.DataFrame({"record_id": recs["record_id"], "wave": recs["wave"],
+                           "pred": res.person.reindex(recs["record_id"]).to_numpy(),
+                           "true": truth.reindex(recs["record_id"]).to_numpy()})
+        df = df[df["pred"].notna()].sort_values(["wave", "record_id"])
+        first = df.drop_duplicates("pred")  # the record that started each predicted person
+        owner = dict(zip(first["pred"], first["true"], strict=True))
+        starter = dict(zip(first["pred"], first["record_id"], strict=True))
+        wrong = df[~df["record_id"].isin(first["record_id"])
+                   & (df["pred"].map(owner) != df["true"])]
+        silent_wrong = wrong[~wrong["record_id"].isin(flagged)
+                             & ~wrong["pred"].map(starter).isin(flagged)]
+        pieces = first.groupby("true")["record_id"].agg(list)
+        split = pieces[pieces.map(len) > 1]
+        silent_split = split[[not any(i in flagged for i in ids[1:]) for ids in split]]
+        rates = [score["match_rate_by_wave"][w] / score["achievable_by_wave"][w]
+                 for w in score["match_rate_by_wave"] if w != min(score["match_rate_by_wave"])
+                 and score["achievable_by_wave"][w] > 0]
+        rows.append({
+            "seed": seed, "records": len(recs), "wrong_links": len(wrong),
+            "silent_wrong_links": len(silent_wrong), "split_persons": len(split),
+            "silent_splits": len(silent_split),
+            "review_share": len(res.ambiguous) / len(recs),
+            "listed_share": len(res.listed) / len(recs),
+            "match_rate": float(np.mean(rates)) if rates else float("nan"),
+            "recall": score["recall"],
+        })
+    return pd.DataFrame(rows)

@@ -24,9 +24,8 @@ class _Persons:
     """Persons formed so far, with hash indexes for exact and one-element-masked codes.
 
     Index keys are strings built once per distinct (block, code), so Python caches their
-    hashes. Per person and element, the number of records giving each value is kept: a code
-    whose values are all the most frequent (ties included) is *supported*; a code outvoted on
-    some element is a one-off slip of that person and only weak evidence for linking.
+    hashes. Every code a person has given is indexed (their own slips included): a later
+    record near any of them is near the person.
     """
 
     def __init__(self, n_elements: int) -> None:
@@ -37,8 +36,7 @@ class _Persons:
         # masked key -> {(person, value of the masked element): earliest record index}
         self.masked: dict[str, dict[tuple[int, str], int]] = defaultdict(dict)
         self.counts: list[list[dict[str, int]]] = []
-        self.codes: list[dict[str, tuple[str, ...]]] = []  # exact key -> code, per person
-        self.supp: list[set[str]] = []  # exact keys of the person's supported codes
+        self.codes: list[set[str]] = []  # exact keys of the person's codes
         self.n_records: list[int] = []
         self.key_count: dict[str, int] = defaultdict(int)
 
@@ -48,8 +46,7 @@ class _Persons:
         self.key_count[head] += 1
         self.key.append(f"{head},{self.key_count[head]}]")
         self.counts.append([{} for _ in range(self.n_elements)])
-        self.codes.append({})
-        self.supp.append(set())
+        self.codes.append(set())
         self.n_records.append(0)
         return len(self.key) - 1
 
@@ -65,18 +62,10 @@ class _Persons:
         if keys.exact not in known:
             # Index a code the first time the person gives it (most people repeat theirs);
             # the record kept is the earliest with that code.
-            known[keys.exact] = code
+            known.add(keys.exact)
             self.exact[keys.exact][person] = rec
             for i, mkey in enumerate(keys.masked):
                 self.masked[mkey][(person, code[i])] = rec
-        if len(known) == 1:
-            self.supp[person] = {keys.exact}
-        else:
-            top = [max(c.values()) for c in counts]
-            self.supp[person] = {
-                k for k, c in known.items()
-                if all(counts[j][v] == top[j] for j, v in enumerate(c))
-            }
 
 
 _json_str = json.encoder.encode_basestring  # type: ignore[attr-defined]
@@ -204,18 +193,23 @@ def _prepare_decisions(
     ]
     return forced_new, dict(forced_links), applied
 
-
 def link_records(
     records: pd.DataFrame,
     spec: CodeSpec | Iterable[CodeElement | Mapping[str, Any] | Sequence[Any]] | None = None,
     *,
     decisions: pd.DataFrame | None = None,
-    max_element_edits: int | None = 1,
-    guard_near_neighbours: bool = True,
+    fuzzy: bool = True,
+    review_possible_matches: bool = True,
+    late_entrants: bool = True,
     max_chance_agreement: float = 0.05,
-    review_possible_matches: bool = False,
 ) -> LinkageResult:
     """Link records of the same person across waves.
+
+    The deciding rule is in the docstring of :mod:`trackii_eval.ingest.linkage`. In short,
+    against the persons of earlier waves in the record's side and dialogue: an exact code is
+    linked to its one person; otherwise the one person within one element (any difference in
+    that element) is linked; no one within one element makes a new person; everything else
+    goes to review.
 
     Parameters
     ----------
@@ -230,27 +224,29 @@ def link_records(
         (no fuzzy matching: an assigned ID with a typo is another ID).
     decisions
         Evaluator decisions as returned by :func:`read_decisions`.
-    max_element_edits
-        For a fuzzy match, how far the one differing element may be from the person's value:
-        ``1`` (default) one slip as defined in the module docstring (per element kind);
-        ``None`` any value; ``0`` no fuzzy matching at all.
-    guard_near_neighbours
-        Leave a record ambiguous when another person who has not answered this wave could be
-        its author through a single slip (see the module docstring). Turning this off links
-        more records and makes wrong links more likely.
-    max_chance_agreement
-        Largest acceptable expected number of *other* persons of the block who would agree
-        with the record as well as its candidate does, by chance (from value frequencies over
-        the block's records so far). ``inf`` turns the check off.
+    fuzzy
+        Link codes that differ from one person's in one element. ``False``: exact matches
+        only (records near a person are then still never new persons without a review line).
     review_possible_matches
-        Also list, as ``possible_match``, records that would become new persons although a
-        person differs from them in one element by more than a slip (more review work,
-        fewer missed links and no phantom persons from a badly mistyped element).
+        ``True`` (the safe default): a record with an earlier person within one element that
+        cannot be linked without guessing is quarantined for review. ``False``: such a record
+        is stored as a new person and listed (reason ``possible_match``) in the review file,
+        and an exact match is not held back for an absent near neighbour.
+    late_entrants
+        Whether people may join after the baseline wave. If not, every record after baseline
+        that becomes a new person is listed (reason ``unexpected_new``) and counted per wave
+        in ``per_wave["new_unexpected"]``.
+    max_chance_agreement
+        With ``late_entrants``: largest acceptable expected number of *other* persons of the
+        block who would agree with the record as well as its candidate does, by chance (from
+        value frequencies over the block's records so far, as in frequency-based
+        Fellegi-Sunter matching); ``inf`` turns the check off. Without late entrants every
+        person who could agree is known and already a candidate, so no check is needed.
 
     Returns
     -------
     LinkageResult
-        Links, ambiguous records and statistics.
+        Links, records for review, records listed and statistics.
 
     Raises
     ------
@@ -264,30 +260,29 @@ def link_records(
     ----------
     .. [1] Schnell, R., Bachteler, T. and Reiher, J. (2010). Improving the use of
        self-generated identification codes. Evaluation Review 34(5), 391-418.
-    .. [2] Christen, P. (2012). Data Matching. Springer (blocking, ch. 4).
-    .. [3] Damerau, F. J. (1964). Communications of the ACM 7(3), 171-176.
+    .. [2] Christen, P. (2012). Data Matching. Springer (blocking, ch. 4; clerical review,
+       ch. 7).
     """
     if spec is not None and not isinstance(spec, CodeSpec):
         spec = CodeSpec.from_config(spec)
-    if max_element_edits not in (0, 1, None):
-        raise IngestError("max_element_edits must be 0, 1 or None")
     # Linking allocates hundreds of thousands of small dicts and tuples, none in reference
-    # cycles; the cyclic garbage collector would rescan them over and over (a third of the
-    # run time at 100k records) for nothing.
+    # cycles; the cyclic garbage collector would rescan them over and over for nothing.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _link(records, spec, decisions, max_element_edits, guard_near_neighbours,
-                     max_chance_agreement, review_possible_matches)
+        return _link(records, spec, decisions, fuzzy, review_possible_matches, late_entrants,
+                     max_chance_agreement)
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
+Ring = dict[int, tuple[int | None, int]]
+
+
 def _link(
     records: pd.DataFrame, spec: CodeSpec | None, decisions: pd.DataFrame | None,
-    max_element_edits: int | None, guard_near_neighbours: bool, max_chance_agreement: float,
-    review_possible_matches: bool,
+    fuzzy_on: bool, review: bool, late_entrants: bool, max_chance_agreement: float,
 ) -> LinkageResult:
     frame = _validate_records(records)
     n = len(frame)
@@ -301,20 +296,19 @@ def _link(
     # Parse each distinct raw code once: most people give the same code at every wave.
     parsed: dict[object, tuple[str, ...] | None] = {}
     if spec is None:
-        n_el, names, fuzzy_on = 1, (), False
+        n_el, names = 1, ()
+        fuzzy_on = False
 
         def parse(c: object) -> tuple[str, ...] | None:
             return (normalise_id(c),) if isinstance(c, str) and normalise_id(c) else None
     else:
         n_el, names = len(spec.elements), tuple(spec.names)
-        fuzzy_on = max_element_edits != 0
         parse = spec.parse
     codes = [
         parsed[c] if c in parsed else parsed.setdefault(c, parse(c))
         if isinstance(c, str) else None
         for c in raw_codes
     ]
-    # Index keys, shared by every record with the same block and code.
     key_cache: dict[tuple[int, tuple[str, ...]], _Keys] = {}
 
     def make_keys(bid: int, code: tuple[str, ...]) -> _Keys:
@@ -331,10 +325,10 @@ def _link(
         else key_cache.setdefault((bid, code), make_keys(bid, code))
         for bid, code in zip(bids, codes, strict=True)
     ]
-    # How close the one differing element must be for a fuzzy candidate, per element kind.
-    closeness: list[Callable[[str, str], bool]] = [
-        (lambda a, b: True) if max_element_edits is None
-        else _digits_close if e.kind == "digits" else _within_one_edit
+    # What one slip is, per element kind: only used to RANK candidates and to weigh chance
+    # agreement, never to exclude the only candidate.
+    slip: list[Callable[[str, str], bool]] = [
+        _digits_close if e.kind == "digits" else _within_one_edit
         for e in (spec.elements if spec is not None else ())
     ]
     rec_index = {r: i for i, r in enumerate(rids)}
@@ -347,6 +341,11 @@ def _link(
     matched_rec: list[str | None] = [None] * n
     decided = np.zeros(n, dtype=bool)
     ambiguous: list[dict[str, Any]] = []
+    listed: list[dict[str, Any]] = []
+    # Unresolved records of earlier waves, indexed like persons: a record without an exact
+    # match that is near one of them may be the same person, so it is not linked past them.
+    pending_exact: dict[str, list[int]] = defaultdict(list)
+    pending_masked: dict[str, list[int]] = defaultdict(list)
 
     def base_key(r: int) -> tuple[str, str, str]:
         code, raw = codes[r], raw_codes[r]
@@ -356,67 +355,53 @@ def _link(
             canonical = "?" + (normalise_id(raw) if isinstance(raw, str) else "")
         return (*blocks[r], canonical)
 
-    Ring = dict[int, tuple[int | None, int]]
+    def candidates(r: int) -> tuple[dict[int, int], Ring, list[int], set[int]]:
+        """Earlier persons and unresolved records within one element of record ``r``.
 
-    def candidates(r: int) -> tuple[dict[int, int], Ring, Ring]:
-        """Earlier persons near record ``r``, in three rings.
-
-        ``exact``: person -> record, the code equals one of the person's supported codes.
-        ``near``: person -> (element, record), the code is one slip (in one element) from a
-        supported code of the person, or equals an outvoted code (element ``None``); these
-        are fuzzy link candidates. ``far``: person -> (element, record), any other person
-        within one element, whatever the difference; never linked, only rivals.
+        ``exact``: person -> record, the person has given this very code. ``near``: person ->
+        (element, record), another person whose code differs from this one in one element
+        (a slip-sized difference preferred where the person has several codes). ``pend``:
+        unresolved records of earlier waves with this code or one element from it.
+        ``slipped``: the persons of ``near`` one slip away (see :mod:`.codes`).
         """
         code, k = codes[r], keys[r]
-        exact: dict[int, int] = {}
+        exact = dict(persons.exact.get(k.exact, {}))
         near: Ring = {}
-        far: Ring = {}
-        supp = persons.supp
-        for p, rec in persons.exact.get(k.exact, {}).items():
-            if k.exact in supp[p]:
-                exact[p] = rec
-            elif fuzzy_on:
-                near[p] = (None, rec)
-            else:
-                far[p] = (None, rec)
+        slipped: set[int] = set()
+        pend = list(pending_exact.get(k.exact, ()))
         for i, mkey in enumerate(k.masked):
+            pend.extend(pending_masked.get(mkey, ()))
             hit = persons.masked.get(mkey)
             if not hit:
                 continue
-            close, mine = closeness[i], code[i]
+            mine = code[i]
             for (p, value), rec in hit.items():
-                if value == mine or p in exact or p in near:
+                if value == mine or p in exact or p in slipped:
                     continue
-                # keys[rec].exact is the person's code that has this value.
-                if fuzzy_on and close(value, mine) and keys[rec].exact in supp[p]:
+                if slip[i](value, mine):
+                    slipped.add(p)
                     near[p] = (i, rec)
-                    far.pop(p, None)
-                else:
-                    far.setdefault(p, (i, rec))
-        return exact, near, far
+                elif p not in near:
+                    near[p] = (i, rec)
+        # Rank: persons one slip away first (keyboard rules order candidates, never
+        # exclude one).
+        near = dict(sorted(near.items(), key=lambda kv: kv[0] not in slipped))
+        return exact, near, sorted(set(pend)), slipped
 
-    # Unresolved records of earlier waves may be persons of their own: a record with the same
-    # code is never linked past them ("shadows"), and the persons they could be are
-    # "shadowed": never the target of a fuzzy link until the evaluator has decided.
-    shadow_exact: dict[str, list[int]] = defaultdict(list)
-    shadowed: set[int] = set()
-    wave_ambiguous: list[int] = []
-    wave_shadowed: set[int] = set()
     # Value frequencies per block and element over the records of waves up to the current
     # one (never later waves, so adding a wave does not change how earlier waves linked).
     value_counts: dict[tuple[int, int], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     block_records: dict[int, int] = defaultdict(int)
     block_persons: dict[int, int] = defaultdict(int)
     block_wave: dict[int, int] = defaultdict(int)
-    close_mass: dict[tuple[int, int, str], int] = {}
 
     def chance(r: int, skip: int | None, p: int) -> float:
         """Expected number of persons other than ``p`` agreeing with record ``r`` by chance.
 
-        Agreement means: every element but ``skip`` equal, and ``skip`` within one slip but
-        not equal. Value-specific frequencies (over the block's records so far, leaving out
-        ``r`` and ``p``'s own records) make agreement on rare values strong evidence and on
-        common values weak evidence, as in frequency-based Fellegi-Sunter matching.
+        Agreement means every element but ``skip`` equal (and ``skip`` as close as ``p``'s:
+        one slip, or merely different). Value-specific frequencies over the block's records
+        so far, leaving out ``r`` and ``p``'s own records, make agreement on rare values
+        strong evidence and on common values weak evidence (Winkler 1989).
         """
         bid, code = bids[r], codes[r]
         own = persons.counts[p]
@@ -429,34 +414,35 @@ def _link(
                 k = value_counts[(bid, j)].get(v, 0) - 1 - own[j].get(v, 0)
                 e *= max(k, 0) / total
         if skip is None or e <= max_chance_agreement:
-            # The share of values one slip from the record's is at most 1: below the
-            # threshold already, so skip summing it (most blocks are small).
-            return e
-        close, v = closeness[skip], code[skip]
-        ck = (bid, skip, v)
-        if ck not in close_mass:
-            close_mass[ck] = sum(
-                c for u, c in value_counts[(bid, skip)].items() if u != v and close(u, v)
-            )
-        k = close_mass[ck] - sum(c for u, c in own[skip].items() if u != v and close(u, v))
+            return e  # the share for the differing element is at most 1
+        v = code[skip]
+        close = slip[skip] if any(slip[skip](u, v) for u in own[skip] if u != v) else None
+        k = sum(c for u, c in value_counts[(bid, skip)].items()
+                if u != v and (close is None or close(u, v)))
+        k -= sum(c for u, c in own[skip].items() if u != v and (close is None or close(u, v)))
         return e * max(k, 0) / total
 
-    def amb(r: int, reason: str, ex: Mapping[int, int] | None = None,
-            fz: Ring | None = None, shadows: Sequence[int] = ()) -> None:
-        ambiguous.append(_amb(r, reason, ex or {}, fz or {}, rids, waves, persons, names,
-                              shadows))
-        wave_ambiguous.append(r)
-        wave_shadowed.update(ex or {})
-        wave_shadowed.update(fz or {})
+    def hold(r: int, reason: str, ex: Mapping[int, int] | None = None,
+             fz: Ring | None = None, pend: Sequence[int] = (), *,
+             may_store: bool = True) -> None:
+        """Quarantine ``r`` for review, or (review off and ``may_store``) store and list it."""
+        row = _amb(r, reason, ex or {}, fz or {}, rids, waves, persons, names, pend)
+        if review or not may_store:
+            ambiguous.append(row)
+            wave_held.append(r)
+        else:
+            listed.append({**row, "reason": "possible_match", "held_for": reason})
+            listed_now.add(r)
+            new_records.append(r)
 
     wave_members: dict[int, list[int]] = defaultdict(list)
     for r in sorted(range(n), key=lambda i: (waves[i], rids[i])):
         wave_members[int(waves[r])].append(r)
+    baseline = min(wave_members) if wave_members else None
 
     for w in sorted(wave_members):
         members = wave_members[w]
         block_wave.clear()
-        close_mass.clear()
         for r in members:
             if codes[r] is not None:
                 block_records[bids[r]] += 1
@@ -465,6 +451,8 @@ def _link(
                     value_counts[(bids[r], j)][v] += 1
         reserved: dict[int, int] = {}  # person -> record holding it by decision
         new_records: list[int] = []
+        wave_held: list[int] = []
+        listed_now: set[int] = set()
         accepted: list[tuple[int, int]] = []
 
         # 1. Decisions first: they are the evaluator's word and reserve their persons.
@@ -486,98 +474,74 @@ def _link(
                 accepted.append((r, p))
 
         # 2. Candidates of every other record among the persons of earlier waves.
-        rings: dict[int, tuple[dict[int, int], Ring, Ring]] = {}
+        rings: dict[int, tuple[dict[int, int], Ring, list[int], set[int]]] = {}
         exact_claims: dict[int, list[int]] = defaultdict(list)
+        inexact: list[int] = []
         for r in members:
             if decided[r]:
                 continue
             if codes[r] is None:
-                amb(r, "malformed_code")
+                hold(r, "malformed_code", may_store=False)
                 continue
-            rings[r] = exact, near, _ = candidates(r)
-            shadows = shadow_exact.get(keys[r].exact, ())
-            if shadows and (exact or near):
-                amb(r, "tied_candidates", exact, near, shadows)
-            elif len(exact) > 1:
-                amb(r, "tied_candidates", exact)
+            rings[r] = exact, near, pend, _ = candidates(r)
+            if len(exact) > 1:
+                hold(r, "tied_candidates", exact, may_store=False)
             elif len(exact) == 1:
                 exact_claims[next(iter(exact))].append(r)
+            else:
+                inexact.append(r)
 
-        # 3. Exact pairs: one exact candidate person, claimed exactly by no other record of
-        # this wave and not held by a decision, on a code not so common that another person
-        # could share it by chance.
-        pairs: dict[int, int] = {}
+        # 3. Exact matches. A person whose code was typed exactly in this wave counts as
+        # present ("typed"), whatever becomes of that record: this keeps the decision about
+        # one record from cascading to the next (ambiguity stays local).
+        typed = set(exact_claims) | set(reserved)
         for p, rs in exact_claims.items():
             if p in reserved or len(rs) > 1:
                 for r in rs:
-                    amb(r, "same_wave_conflict", rings[r][0])
-            elif chance(rs[0], None, p) > max_chance_agreement:
-                amb(rs[0], "common_code", rings[rs[0]][0])
-            else:
-                pairs[p] = rs[0]
-        # A person who answered this wave (exact pair or decision) is "explained": no other
-        # record of the wave can be them. An exact pair stands only if every other person one
-        # slip away from the record is explained; otherwise the record may be that person's
-        # mistyped answer. (Two neighbours who each answer with their own code are not
-        # suspected of being swapped: that needs two slips, each onto the other's code.)
-        # Dropping a pair un-explains its person, so iterate to a fixed point.
-        explained = set(pairs) | set(reserved)
-        changed = guard_near_neighbours
-        while changed:
-            changed = False
-            for p, r in list(pairs.items()):
-                rivals = {q: v for q, v in rings[r][1].items() if q not in explained}
-                if rivals:
-                    amb(r, "near_neighbour", rings[r][0], rivals)
-                    del pairs[p]
-                    explained.discard(p)
-                    changed = True
-        for p, r in pairs.items():
-            method[r], matched_rec[r] = "exact", rids[rings[r][0][p]]
-            accepted.append((r, p))
-
-        # 4. Fuzzy: records without an exact candidate, against unexplained persons.
-        settled = set(wave_ambiguous) | {r for r, _ in accepted}
-        paired = set(pairs.values())
-        exactly_claimed = {
-            q for r, (exact, _, _) in rings.items() if r not in paired for q in exact
-        }
-        fuzzy_claims: dict[int, list[int]] = defaultdict(list)
-        for r, (exact, near, far) in rings.items():
-            if exact or r in settled:
+                    hold(r, "same_wave_conflict", rings[r][0], may_store=False)
                 continue
-            cands = {q: v for q, v in near.items() if q not in explained}
-            rivals = {q: v for q, v in far.items() if q not in explained}
-            if not cands:
-                # Nobody unexplained is one slip away: a new person (also when the close
-                # persons already answered this wave).
-                if rivals and review_possible_matches:
-                    amb(r, "possible_match", {}, rivals)
-                else:
-                    new_records.append(r)
-            elif len(cands) > 1:
-                amb(r, "tied_candidates", {}, cands)
-            elif rivals and guard_near_neighbours:
-                # Another person is within one element too, by a bigger difference.
-                amb(r, "near_neighbour", {}, {**cands, **rivals})
-            elif cands.keys() & exactly_claimed:
-                amb(r, "same_wave_conflict", {}, cands)
-            elif cands.keys() & shadowed:
-                amb(r, "contested_person", {}, cands)
+            r = rs[0]
+            # The record could be a slip of a person one slip away who has not typed their own
+            # code in this wave. Only persons count here, never unresolved records, and only a
+            # slip (a bigger difference landing exactly on another person's code is rarer
+            # than the person typing their own code).
+            rivals = {q: v for q, v in rings[r][1].items()
+                      if q in rings[r][3] and q not in typed}
+            if rivals and review:
+                hold(r, "near_neighbour", rings[r][0], rivals)
+            elif late_entrants and chance(r, None, p) > max_chance_agreement:
+                hold(r, "common_code", rings[r][0])
             else:
-                fuzzy_claims[next(iter(cands))].append(r)
+                method[r], matched_rec[r] = "exact", rids[rings[r][0][p]]
+                accepted.append((r, p))
+
+        # 4. No exact match: the persons (and unresolved records) within one element decide.
+        fuzzy_claims: dict[int, list[int]] = defaultdict(list)
+        for r in inexact:
+            _, near, pend, _ = rings[r]
+            if not near and not pend:
+                new_records.append(r)
+            elif not fuzzy_on:
+                hold(r, "possible_match", {}, near, pend)
+            elif pend:
+                hold(r, "near_unresolved", {}, near, pend)
+            elif len(near) > 1:
+                hold(r, "several_candidates", {}, near)
+            elif next(iter(near)) in typed:
+                hold(r, "same_wave_conflict", {}, near)
+            else:
+                fuzzy_claims[next(iter(near))].append(r)
         for p, rs in fuzzy_claims.items():
             if len(rs) > 1:
                 for r in rs:
-                    amb(r, "same_wave_conflict", {}, {p: rings[r][1][p]})
+                    hold(r, "same_wave_conflict", {}, {p: rings[r][1][p]})
                 continue
             r = rs[0]
             el, rec = rings[r][1][p]
-            if chance(r, el, p) > max_chance_agreement:
-                amb(r, "common_code", {}, {p: (el, rec)})
+            if late_entrants and chance(r, el, p) > max_chance_agreement:
+                hold(r, "common_code", {}, {p: (el, rec)})
                 continue
-            # el is None for an exact match on a code the person used once and then outvoted.
-            method[r] = "fuzzy" if el is not None else "exact"
+            method[r] = "fuzzy"
             matched_el[r] = names[el] if el is not None else None
             matched_rec[r] = rids[rec]
             accepted.append((r, p))
@@ -590,18 +554,20 @@ def _link(
             block_persons[bids[r]] += 1
             method[r] = "new"
             accepted.append((r, p))
+            if w != baseline and not late_entrants and not decided[r] and r not in listed_now:
+                listed.append({**_amb(r, "unexpected_new", {}, {}, rids, waves, persons,
+                                      names), "held_for": None})
         for r, p in accepted:
             person_of[r] = p
             persons.add_code(p, codes[r], keys[r], r)
-        for r in wave_ambiguous:
+        for r in wave_held:
             if keys[r] is not None:
-                shadow_exact[keys[r].exact].append(r)
-        shadowed |= wave_shadowed
-        wave_ambiguous.clear()
-        wave_shadowed.clear()
+                pending_exact[keys[r].exact].append(r)
+                for mkey in keys[r].masked:
+                    pending_masked[mkey].append(r)
 
     return _assemble(frame, rids, waves, person_of, persons, method, matched_el, matched_rec,
-                     decided, ambiguous, applied, names)
+                     decided, ambiguous, listed, applied, names, late_entrants)
 
 
 def _decided_person(
@@ -650,7 +616,8 @@ def _assemble(
     frame: pd.DataFrame, rids: list[str], waves: np.ndarray, person_of: np.ndarray,
     persons: _Persons, method: list[str | None], matched_el: list[str | None],
     matched_rec: list[str | None], decided: np.ndarray, ambiguous: list[dict[str, Any]],
-    applied: pd.DataFrame, names: tuple[str, ...],
+    listed: list[dict[str, Any]], applied: pd.DataFrame, names: tuple[str, ...],
+    late_entrants: bool,
 ) -> LinkageResult:
     keys = np.array([*persons.key, None], dtype=object)
     person_keys = keys[np.where(person_of >= 0, person_of, len(persons.key))]
@@ -670,6 +637,9 @@ def _assemble(
                                            "candidate_persons", "differing_elements"])
     links = links.sort_values(["wave", "record_id"], kind="stable").reset_index(drop=True)
     amb = amb.sort_values(["wave", "record_id"], kind="stable").reset_index(drop=True)
+    lst = pd.DataFrame(listed, columns=["record_id", "wave", "reason", "candidates",
+                                        "candidate_persons", "differing_elements", "held_for"])
+    lst = lst.sort_values(["wave", "record_id"], kind="stable").reset_index(drop=True)
 
     # Statistics, per wave and overall.
     wave_values = sorted(set(waves.tolist()))
@@ -682,16 +652,22 @@ def _assemble(
         counts = {m: int(np.sum(in_w & (meth == m))) for m in ("exact", "fuzzy", "decision",
                                                                "new")}
         n_amb = int(np.sum(amb["wave"] == w))
+        n_possible = int(np.sum((lst["wave"] == w) & (lst["reason"] == "possible_match")))
         seen = set(person_of[in_w & ok].tolist()) & base_persons
         n_w = int(in_w.sum())
         linked = counts["exact"] + counts["fuzzy"] + counts["decision"]
         rows.append({
             "wave": w, "records": n_w, **counts, "ambiguous": n_amb,
+            "possible_match": n_possible,
+            # Records that became new persons although the study declares no entrants after
+            # baseline: each is a person typed beyond recognition, or someone unexpected.
+            "new_unexpected": counts["new"] if (w != baseline and not late_entrants) else 0,
             "linked_share": linked / n_w if n_w else float("nan"),
             "match_rate": len(seen) / len(base_persons) if base_persons else float("nan"),
         })
     per_wave = pd.DataFrame(rows, columns=["wave", "records", "exact", "fuzzy", "decision",
-                                           "new", "ambiguous", "linked_share", "match_rate"])
+                                           "new", "ambiguous", "possible_match",
+                                           "new_unexpected", "linked_share", "match_rate"])
     sizes = np.bincount(person_of[ok], minlength=len(persons.key)) if len(persons.key) else []
     stats = {
         "n_records": len(rids),
@@ -701,6 +677,8 @@ def _assemble(
         "n_decision": int(per_wave["decision"].sum()),
         "n_new": int(per_wave["new"].sum()),
         "n_ambiguous": len(amb),
+        "n_listed": len(lst),
+        "n_new_unexpected": int(per_wave["new_unexpected"].sum()),
         "n_singletons": int(np.sum(np.asarray(sizes) == 1)),
         "n_baseline_persons": len(base_persons),
         "n_decided": int(decided.sum()),
@@ -709,5 +687,5 @@ def _assemble(
                                        strict=True)),
     }
     return LinkageResult(person, links, amb, stats, per_wave, applied.reset_index(drop=True),
-                         names)
+                         names, lst)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 from collections.abc import Callable
@@ -13,21 +14,26 @@ import pandas as pd
 
 from ...errors import IngestError
 
-#: Why a record was left for the evaluator (the ``reason`` column of ``ambiguous``).
+#: Why a record was left for the evaluator (``reason`` in ``ambiguous`` and ``listed``).
 AMBIGUITY_REASONS: dict[str, str] = {
     "malformed_code": "the code cannot be split into the declared elements",
-    "tied_candidates": "two or more earlier persons (or a still unresolved record with the "
-    "same code) match equally well; linking would merge them or pick one at random",
-    "near_neighbour": "another person who has not answered this wave is within one element "
-    "of the code, so the record may be that person's mistyped answer",
+    "tied_candidates": "two or more earlier persons gave exactly this code; linking would "
+    "merge them or pick one at random",
+    "several_candidates": "no one gave exactly this code, and two or more earlier persons are "
+    "within one element of it (listed nearest first)",
+    "near_unresolved": "an earlier record still waiting for review has this code or one "
+    "within one element of it: decide that record first",
+    "near_neighbour": "the code is a person's exact code, but another person who has not "
+    "typed their own code in this wave is within one element of it, so the record may be "
+    "that person's mistyped answer",
     "same_wave_conflict": "another record of the same wave claims the same person (a person "
     "answers a wave once)",
     "common_code": "the code agrees with the candidate only on values so common in this "
     "side/dialogue that another person could share them by chance",
-    "possible_match": "no person is one slip away, but a person differs in one element by "
-    "more (listed because review_possible_matches=True)",
-    "contested_person": "the only candidate person is also a candidate of an unresolved record "
-    "of an earlier wave",
+    "possible_match": "stored as a new person although an earlier person is within one "
+    "element (review_possible_matches is false); write a record ID to link it",
+    "unexpected_new": "stored as a new person after baseline although the study declares no "
+    "late entrants (linkage.late_entrants: false); write a record ID to link it, or 'new'",
 }
 
 #: Columns of the evaluator's review file (:meth:`LinkageResult.to_review_file`).
@@ -45,7 +51,8 @@ _LIST_SEP = " ; "
 @dataclass(frozen=True, repr=False, eq=False)
 class LinkageResult:
     """The outcome of :func:`link_records`. Every record is in exactly one of: linked
-    (``links.method`` in exact/fuzzy/decision), new (``links.method == "new"``) or ambiguous.
+    (``links.method`` in exact/fuzzy/decision), new (``links.method == "new"``) or ambiguous
+    (quarantined for review). New records may also be *listed* for review.
 
     Attributes
     ----------
@@ -66,17 +73,25 @@ class LinkageResult:
         the code agrees exactly).
     stats
         Counts: ``n_records``, ``n_persons``, ``n_exact``, ``n_fuzzy``, ``n_decision``,
-        ``n_new``, ``n_ambiguous``, ``n_singletons`` (persons with one record),
+        ``n_new``, ``n_ambiguous``, ``n_listed``, ``n_new_unexpected``, ``n_singletons``
+        (persons with one record),
         ``n_baseline_persons``, ``n_decided`` (records settled by an evaluator decision, as a
         link or as a new person) and ``match_rate_by_wave`` (wave -> share of baseline
         persons linked to a record of that wave).
     per_wave
-        The same per wave: records, exact, fuzzy, decision, new, ambiguous, ``linked_share``
-        (linked records / records) and ``match_rate`` (relative to baseline persons).
+        The same per wave: records, exact, fuzzy, decision, new, ambiguous,
+        ``possible_match`` (stored as new but listed, see ``review_possible_matches``),
+        ``new_unexpected`` (new persons after baseline in a study without late entrants),
+        ``linked_share`` (linked records / records) and ``match_rate`` (relative to baseline
+        persons).
     decisions
         The evaluator decisions that were applied (``record_id``, ``decision``, ``source``).
     element_names
         Names of the code elements (empty for participant-ID linkage).
+    listed
+        Records stored as new persons but listed in the review file, with the columns of
+        ``ambiguous`` and ``held_for`` (the reason it would have been quarantined, for
+        ``possible_match``).
 
     References
     ----------
@@ -91,6 +106,9 @@ class LinkageResult:
     per_wave: pd.DataFrame
     decisions: pd.DataFrame
     element_names: tuple[str, ...] = field(default=())
+    listed: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        columns=["record_id", "wave", "reason", "candidates", "candidate_persons",
+                 "differing_elements", "held_for"]))
 
     def __repr__(self) -> str:
         # Deliberately no data: person keys contain code material.
@@ -136,8 +154,14 @@ class LinkageResult:
                 lambda keys: tuple(pseudo(k) for k in keys)
             )
         )
+        listed = self.listed.assign(
+            candidate_persons=self.listed["candidate_persons"].map(
+                lambda keys: tuple(pseudo(k) for k in keys)
+            )
+        )
         return LinkageResult(
-            person, links, amb, self.stats, self.per_wave, self.decisions, self.element_names
+            person, links, amb, self.stats, self.per_wave, self.decisions, self.element_names,
+            listed,
         )
 
     def review_table(self, pseudonymize: Callable[[str], str]) -> pd.DataFrame:
@@ -158,7 +182,10 @@ class LinkageResult:
         .. [1] Christen, P. (2012). Data Matching, ch. 7 (clerical review). Springer.
         """
         rows = []
-        for a in self.ambiguous.itertuples(index=False):
+        # Quarantined records first, then records stored but listed (possible matches and
+        # unexpected new persons): every row an evaluator can act on.
+        for a in itertools.chain(self.ambiguous.itertuples(index=False),
+                                 self.listed.itertuples(index=False)):
             # One entry per candidate, in the same order in every list column. Element NAMES
             # only: a value would be part of someone's code.
             differing = [
