@@ -45,7 +45,9 @@ class SgicLinkage:
     code_pseudonyms: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def summary(self) -> pd.DataFrame:
-        """Per wave: records linked exactly, fuzzily, by decision, new, ambiguous."""
+        """Per wave: records linked exactly, fuzzily, by decision, new, ambiguous (quarantined),
+        possible matches stored as new, and ``new_unexpected``: records that look like new
+        people after baseline although the study declares no late entrants."""
         return self.result.per_wave.copy()
 
 
@@ -69,7 +71,9 @@ def link_study(study: Study, key: PseudonymKey) -> SgicLinkage:
     frame = pd.DataFrame(records, columns=["record_id", "wave", "code", "side", "dialogue"])
     review_path = study.out / LINKAGE_REVIEW_FILE
     decisions = read_decisions(review_path) if review_path.exists() else None
-    result = link_records(frame, spec, decisions=decisions)
+    result = link_records(frame, spec, decisions=decisions,
+                          review_possible_matches=config.linkage.review_possible_matches,
+                          late_entrants=config.linkage.late_entrants)
     persons = result.person.dropna()
     unique = pd.Series(persons.unique())
     hashed = dict(zip(unique, key.pseudonymize_many(unique, namespace="linkage-person"),
@@ -82,7 +86,7 @@ def link_study(study: Study, key: PseudonymKey) -> SgicLinkage:
     ).hexdigest()
     code_pseudonyms = _code_pseudonyms(study, raws, pseudonyms)
     review_file = None
-    if len(result.ambiguous) or len(result.decisions):
+    if len(result.ambiguous) or len(result.decisions) or len(result.listed):
         review_file = result.to_review_file(
             review_path, lambda k: key.pseudonymize(k, namespace="linkage-person"),
             overwrite=True,

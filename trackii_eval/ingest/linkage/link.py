@@ -518,7 +518,7 @@ def _link(
         # 4. No exact match: the persons (and unresolved records) within one element decide.
         fuzzy_claims: dict[int, list[int]] = defaultdict(list)
         for r in inexact:
-            _, near, pend, _ = rings[r]
+            _, near, pend, slipped = rings[r]
             if not near and not pend:
                 new_records.append(r)
             elif not fuzzy_on:
@@ -529,6 +529,10 @@ def _link(
                 hold(r, "several_candidates", {}, near)
             elif next(iter(near)) in typed:
                 hold(r, "same_wave_conflict", {}, near)
+            elif late_entrants and next(iter(near)) not in slipped:
+                # With newcomers possible, a difference bigger than a slip may as well be a
+                # newcomer with a similar code: not a guess to make.
+                hold(r, "slip_or_newcomer", {}, near)
             else:
                 fuzzy_claims[next(iter(near))].append(r)
         for p, rs in fuzzy_claims.items():

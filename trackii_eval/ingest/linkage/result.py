@@ -30,6 +30,8 @@ AMBIGUITY_REASONS: dict[str, str] = {
     "answers a wave once)",
     "common_code": "the code agrees with the candidate only on values so common in this "
     "side/dialogue that another person could share them by chance",
+    "slip_or_newcomer": "one earlier person is within one element, by more than a slip, and "
+    "the study has late entrants (linkage.late_entrants: true): a newcomer or that person",
     "possible_match": "stored as a new person although an earlier person is within one "
     "element (review_possible_matches is false); write a record ID to link it",
     "unexpected_new": "stored as a new person after baseline although the study declares no "
