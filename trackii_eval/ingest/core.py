@@ -120,8 +120,10 @@ def ingest_study(study: Study, key: PseudonymKey, *, replace: bool = False) -> I
             path, format=wave.format, sheet=wave.sheet, header_row=wave.header_row)
         if relink:
             with store.transaction():
+                # by wave too: two waves may be byte-identical files (same sha256)
                 for table in ("responses", "submissions", "quarantine", "files"):
-                    store.execute(f"DELETE FROM {table} WHERE sha256 = ?", [raw.sha256])
+                    store.execute(f"DELETE FROM {table} WHERE sha256 = ? AND wave = ?",
+                                  [raw.sha256, wave.index])
         previous = store.query(
             "SELECT sha256 FROM files WHERE wave = ? AND active", [wave.index]
         )

@@ -48,7 +48,9 @@ class SgicLinkage:
         """Per wave: records linked exactly, fuzzily, by decision, new, ambiguous (quarantined),
         possible matches stored as new, and ``new_unexpected``: records that look like new
         people after baseline although the study declares no late entrants."""
-        return self.result.per_wave.copy()
+        # Short names: the table is printed on an 80-column terminal.
+        return self.result.per_wave.drop(columns="linked_share").rename(columns={
+            "possible_match": "possible", "new_unexpected": "unexpected"})
 
 
 def link_study(study: Study, key: PseudonymKey) -> SgicLinkage:

@@ -385,7 +385,7 @@ def _link(
                     near[p] = (i, rec)
         # Rank: persons one slip away first (keyboard rules order candidates, never
         # exclude one).
-        near = dict(sorted(near.items(), key=lambda kv: kv[0] not in slipped))
+        near = dict(sorted(near.items(), key=lambda kv: (kv[0] not in slipped, kv[0])))
         return exact, near, sorted(set(pend)), slipped
 
     # Value frequencies per block and element over the records of waves up to the current
@@ -599,13 +599,14 @@ def _decided_person(
 def _amb(
     r: int, reason: str, exact: Mapping[int, int], fuzzy: Mapping[int, tuple[int | None, int]],
     rids: list[str], waves: np.ndarray, persons: _Persons, names: tuple[str, ...],
-    shadows: Sequence[int] = (),
+    pending: Sequence[int] = (),
 ) -> dict[str, Any]:
     cands: list[tuple[int | None, int, str | None]] = [
         (p, rec, None) for p, rec in sorted(exact.items())
     ]
-    cands += [(p, rec, None if el is None else names[el]) for p, (el, rec) in sorted(fuzzy.items())]
-    cands += [(None, rec, None) for rec in shadows]
+    # In the order given: candidates one slip away first (the ranking).
+    cands += [(p, rec, None if el is None else names[el]) for p, (el, rec) in fuzzy.items()]
+    cands += [(None, rec, None) for rec in pending]
     return {
         "record_id": rids[r],
         "wave": int(waves[r]),
