@@ -191,9 +191,13 @@ def test_exact_match_with_an_absent_near_neighbour_is_ambiguous() -> None:
     # One slip from one person and two elements from the other: linked fuzzily.
     res3 = link_records(records(*rows[:2], ("w2:1", 2, "MA06JE86", "N")), EXAMPLE_SGIC)
     assert outcome(res3)["w2:1"] == "fuzzy"  # 86 is one slip from 87; MA05JE87 is 2 elements off
-    # A neighbour one element but more than a slip away does not hold an exact code back.
-    res4 = link_records(records(("w1:1", 1, "MA05JE87", "N"), ("w1:2", 1, "MA05RZ87", "N"),
-                                ("w2:1", 2, "MA05JE87", "N")), EXAMPLE_SGIC)
+    # A neighbour one element away (by more than a slip) with no record in this wave holds
+    # the exact code back too; one whose own record of this wave is within reach does not.
+    base = [("w1:1", 1, "MA05JE87", "N"), ("w1:2", 1, "MA05RZ87", "N"),
+            ("w2:1", 2, "MA05JE87", "N")]
+    assert outcome(link_records(records(*base), EXAMPLE_SGIC))["w2:1"] == \
+        "ambiguous:near_neighbour"
+    res4 = link_records(records(*base, ("w2:2", 2, "MA05RX87", "N")), EXAMPLE_SGIC)
     assert outcome(res4)["w2:1"] == "exact"
 
 

@@ -491,6 +491,12 @@ def _link(
             else:
                 inexact.append(r)
 
+        # How many records of this wave have each person within reach (exact or one element).
+        reach: dict[int, int] = defaultdict(int)
+        for exact, near, _, _ in rings.values():
+            for q in (*exact, *near):
+                reach[q] += 1
+
         # 3. Exact matches. A person whose code was typed exactly in this wave counts as
         # present ("typed"), whatever becomes of that record: this keeps the decision about
         # one record from cascading to the next (ambiguity stays local).
@@ -501,12 +507,10 @@ def _link(
                     hold(r, "same_wave_conflict", rings[r][0], may_store=False)
                 continue
             r = rs[0]
-            # The record could be a slip of a person one slip away who has not typed their own
-            # code in this wave. Only persons count here, never unresolved records, and only a
-            # slip (a bigger difference landing exactly on another person's code is rarer
-            # than the person typing their own code).
-            rivals = {q: v for q, v in rings[r][1].items()
-                      if q in rings[r][3] and q not in typed}
+            # The record could be the mistyped answer of a person one element away who has
+            # no other record of this wave within reach (neither their exact code nor one
+            # element from it). Only persons count here, never unresolved records.
+            rivals = {q: v for q, v in rings[r][1].items() if q not in typed and reach[q] < 2}
             if rivals and review:
                 hold(r, "near_neighbour", rings[r][0], rivals)
             elif late_entrants and chance(r, None, p) > max_chance_agreement:

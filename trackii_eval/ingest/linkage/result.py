@@ -23,9 +23,9 @@ AMBIGUITY_REASONS: dict[str, str] = {
     "within one element of it (listed nearest first)",
     "near_unresolved": "an earlier record still waiting for review has this code or one "
     "within one element of it: decide that record first",
-    "near_neighbour": "the code is a person's exact code, but another person who has not "
-    "typed their own code in this wave is within one element of it, so the record may be "
-    "that person's mistyped answer",
+    "near_neighbour": "the code is a person's exact code, but another person within one "
+    "element of it has no other record in this wave, so the record may be that person's "
+    "mistyped answer",
     "same_wave_conflict": "another record of the same wave claims the same person (a person "
     "answers a wave once)",
     "common_code": "the code agrees with the candidate only on values so common in this "
