@@ -6,21 +6,23 @@ answering some of three waves, each answer with at most one planted error in one
 (any change: a keyboard slip or a different value) and harmless format noise. The study has
 no late entrants (the default). Whatever the panel, every record that joins another true
 person's records (merge) or that starts a second pseudonym for a person (split) must have a
-line in the review output: quarantined as ambiguous, or stored and listed.
+line in the review output: quarantined as ambiguous, or stored and listed. (The one
+exception no linkage can see, a mutual swap of two people's codes in one wave, is excluded.)
 """
 
 from __future__ import annotations
 
 import pandas as pd
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from trackii_eval.ingest.linkage import EXAMPLE_SGIC, link_records
 
-_NAMES = ["MA", "SA", "MI", "AM"]
-_MONTHS = ["01", "02", "11", "12"]
-_PLACES = ["JE", "TE", "JR"]
-_YEARS = ["80", "81", "08"]
+# Small pools: codes one element apart (by a slip or by more) and shared codes are common.
+_NAMES = ["MA", "SA", "AM"]
+_MONTHS = ["01", "02", "12"]
+_PLACES = ["JE", "TE"]
+_YEARS = ["80", "08"]
 _POOLS = [_NAMES, _MONTHS, _PLACES, _YEARS]
 
 _person = st.tuples(
@@ -44,11 +46,11 @@ def _typed(code: tuple[str, ...], error: int | None, pick: int, fmt: str) -> str
     return fmt.join(parts)
 
 
-@settings(max_examples=300, deadline=None, derandomize=True,
+@settings(max_examples=150, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(_person, min_size=1, max_size=12))
+@given(st.lists(_person, min_size=1, max_size=8))
 def test_no_silent_split_or_merge(people: list) -> None:
-    rows, truth = [], {}
+    rows, truth, typed = [], {}, {}
     for pid, (side, code, answers) in enumerate(people):
         answers = [None if i and a is None else a or (None, 0, "") for i, a in enumerate(answers)]
         for w, answer in enumerate(answers, start=1):
@@ -60,6 +62,14 @@ def test_no_silent_split_or_merge(people: list) -> None:
             rid = f"wave{w}.csv:row {pid + 2}"
             rows.append((rid, w, _typed(code, error, pick, fmt), side, None))
             truth[rid] = pid
+            typed[(w, pid)] = (side, _typed(code, error, pick, ""))
+    # Two people of one wave who each type exactly the other's code (a mutual swap by two
+    # errors) cannot be told apart from their codes by any linkage: such panels are left out.
+    true_code = {pid: (side, "".join(code)) for pid, (side, code, _) in enumerate(people)}
+    assume(not any(
+        typed[(w, p)] == true_code[q] != true_code[p] and typed.get((w, q)) == true_code[p]
+        for (w, p) in typed for q in true_code if q != p
+    ))
     recs = pd.DataFrame(rows, columns=["record_id", "wave", "code", "side", "dialogue"])
     # The safe default (review_possible_matches=True); with it off, an exact match is not held
     # back for an absent neighbour, so a slip onto another person's code can merge silently.

@@ -346,6 +346,9 @@ def _link(
     # match that is near one of them may be the same person, so it is not linked past them.
     pending_exact: dict[str, list[int]] = defaultdict(list)
     pending_masked: dict[str, list[int]] = defaultdict(list)
+    # Codes typed by two records of one wave that both matched a person exactly: two people
+    # may use that code, so a later exact match on it is not made alone.
+    shared_codes: dict[str, list[int]] = defaultdict(list)
 
     def base_key(r: int) -> tuple[str, str, str]:
         code, raw = codes[r], raw_codes[r]
@@ -491,26 +494,34 @@ def _link(
             else:
                 inexact.append(r)
 
-        # How many records of this wave have each person within reach (exact or one element).
-        reach: dict[int, int] = defaultdict(int)
-        for exact, near, _, _ in rings.values():
-            for q in (*exact, *near):
-                reach[q] += 1
-
         # 3. Exact matches. A person whose code was typed exactly in this wave counts as
         # present ("typed"), whatever becomes of that record: this keeps the decision about
-        # one record from cascading to the next (ambiguity stays local).
+        # one record from cascading to the next (ambiguity stays local). A person is also
+        # accounted for by a record of this wave that can be nobody else: its candidates
+        # (exact, or else within one element), leaving out typed persons, are that person.
         typed = set(exact_claims) | set(reserved)
+        accounted: set[int] = set()
+        for exact, near, _, _ in rings.values():
+            left = [q for q in (exact or near) if q not in typed]
+            if len(left) == 1:
+                accounted.add(left[0])
         for p, rs in exact_claims.items():
             if p in reserved or len(rs) > 1:
                 for r in rs:
                     hold(r, "same_wave_conflict", rings[r][0], may_store=False)
+                    if len(rs) > 1:
+                        shared_codes[keys[r].exact].append(r)
                 continue
             r = rs[0]
-            # The record could be the mistyped answer of a person one element away who has
-            # no other record of this wave within reach (neither their exact code nor one
-            # element from it). Only persons count here, never unresolved records.
-            rivals = {q: v for q, v in rings[r][1].items() if q not in typed and reach[q] < 2}
+            if shared_codes.get(keys[r].exact):
+                hold(r, "shared_code", rings[r][0], pend=shared_codes[keys[r].exact],
+                     may_store=False)
+                continue
+            # The record could be the mistyped answer of a person one element away who is
+            # neither typed nor accounted for in this wave. Only persons count here, never
+            # unresolved records of earlier waves.
+            rivals = {q: v for q, v in rings[r][1].items()
+                      if q not in typed and q not in accounted}
             if rivals and review:
                 hold(r, "near_neighbour", rings[r][0], rivals)
             elif late_entrants and chance(r, None, p) > max_chance_agreement:

@@ -24,8 +24,10 @@ AMBIGUITY_REASONS: dict[str, str] = {
     "near_unresolved": "an earlier record still waiting for review has this code or one "
     "within one element of it: decide that record first",
     "near_neighbour": "the code is a person's exact code, but another person within one "
-    "element of it has no other record in this wave, so the record may be that person's "
-    "mistyped answer",
+    "element of it is not accounted for by any other record of this wave, so the record may "
+    "be that person's mistyped answer",
+    "shared_code": "the person's exact code, but two records of one earlier wave both typed "
+    "it: two people may use this code",
     "same_wave_conflict": "another record of the same wave claims the same person (a person "
     "answers a wave once)",
     "common_code": "the code agrees with the candidate only on values so common in this "
