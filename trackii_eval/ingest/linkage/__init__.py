@@ -21,30 +21,48 @@ people's answers), while a missed link only loses a data point or costs the eval
    elements are never matched (reason ``malformed_code``).
 2. **Blocking** by side and dialogue: the same code in another side or dialogue (or a dialogue
    record vs a comparison-group record without dialogue) is never a match, exact or fuzzy.
-3. **Exact before fuzzy.** A record is linked *exactly* to the one earlier person who gave the
-   same code. Failing that, it is linked *fuzzily* to the one earlier person whose code agrees
-   on all elements but one, the remaining element being one *slip* away: for letter (and
-   "any") elements one substitution, insertion, deletion or adjacent transposition [4]_; for
-   digit elements the number off by one (``09``/``10``), one digit replaced by its neighbour
-   on the number row, or two digits swapped (plain edit distance would make every month from
-   01 to 09 "one typo" from every other). ``max_element_edits=None`` accepts any value in that
-   element; ``0`` turns fuzzy matching off.
-4. **A person's own slips are weak evidence.** Per person and element, the values given so
-   far are counted; a code outvoted on some element (a one-off slip) still matches exactly
-   but only as a fuzzy-grade candidate, and fuzzy matches are made only against the person's
-   prevailing codes.
-5. **Never guess.** A record is *ambiguous*, listed for the evaluator and not linked, when:
-   two or more persons are equally good candidates (``tied_candidates``; linking would merge
-   them or pick one at random); its exact match has another person one slip away who has not
-   answered this wave, or the two could be swapped (``near_neighbour``); its fuzzy match has
-   another person differing in one element by more than a slip (``near_neighbour``); another
-   record of the same wave claims the same person (``same_wave_conflict``: a person answers
-   a wave once); its only candidate was also a candidate of a still unresolved record
-   (``contested_person``); or it agrees with its candidate only on values so common in the
-   block that another person would agree by chance (``common_code``: the expected number of
-   such persons, from value-specific frequencies as in frequency-based Fellegi-Sunter
-   matching [5]_ [6]_, exceeds ``max_chance_agreement``). An unresolved record with the same
-   code as a new record also makes it ambiguous: it may be a person of its own.
+3. **The deciding rule.** Each record is compared with the *persons* formed by earlier waves
+   in its block (every code a person has given counts). The *fuzzy radius* is one element:
+   codes that agree on all elements but at most one, whatever the difference in that one.
+
+   a. **Exact code.** The code is a code of exactly one person P: linked to P, unless another
+      record of this wave also typed it (``same_wave_conflict``), two records of one earlier
+      wave typed it (``shared_code``: two people may use it), or a person Q within one element
+      of the code is neither *typed* (someone typed Q's code exactly in this wave) nor
+      *accounted for* (a record of this wave whose candidates, leaving out typed persons, are
+      Q alone) -- then the record may be Q's slip (``near_neighbour``). The code of two or
+      more persons is never linked (``tied_candidates``).
+   b. **No exact code.** Exactly one person within one element, and no earlier record still
+      waiting for review within one element: linked to that person (``fuzzy``), *whatever the
+      characters*, unless another record of this wave claims them (``same_wave_conflict``).
+      Two or more persons: review (``several_candidates``, listed nearest first: keyboard
+      slips -- one substitution, insertion, deletion or adjacent transposition in letters
+      [4]_; a number off by one, a neighbour on the number row or two swapped digits in
+      digits -- rank candidates and never exclude the only one). An unresolved record within
+      one element: review (``near_unresolved``). Nobody within one element: a new person.
+   c. **Never a silent new person.** A record with anyone within the fuzzy radius is linked
+      or quarantined (``review_possible_matches=True``, the default) -- never stored as new.
+      With ``review_possible_matches=False`` it is stored as new and *listed* in the review
+      file (``possible_match``). In a study without late entrants (``late_entrants=False``)
+      every record after baseline that becomes a new person is listed (``unexpected_new``)
+      and counted per wave (``per_wave["new_unexpected"]``). With late entrants, a unique
+      candidate differing by more than a slip may be a newcomer (``slip_or_newcomer``), and a
+      match on values so common in the block that a newcomer would agree by chance is held
+      (``common_code``: frequency-based Fellegi-Sunter agreement [5]_ [6]_ above
+      ``max_chance_agreement``).
+4. **Ambiguity stays local.** A record left for review is not a person: it never becomes a
+   rival that holds back another person's exactly typed code, and no decision cascades within
+   a wave (a person typed exactly counts as present whatever becomes of that record). It only
+   holds back later records *without* an exact match that are within one element of it.
+5. **Never guess.** A record that cannot be linked by these rules is quarantined (rule
+   ``ambiguous_link``) and listed for the evaluator in ``linkage_review.csv`` with its
+   candidates (record IDs and pseudonyms, never code values). ``fuzzy=False`` links exact
+   codes only (records near a person are then held as ``possible_match``).
+
+Measured on simulated panels (``python -m benchmarks.linkage``; figures in the README): no
+wrong link except when two people of one wave each type exactly the other's code (two errors
+that no code-based linkage can see), and no person split without a review line when the study
+has no late entrants.
 
 Waves are processed in ascending order; a record is matched against the persons formed by all
 earlier waves (so a person who skipped a wave is still found), never against records of its own

@@ -501,10 +501,13 @@ def _link(
         # (exact, or else within one element), leaving out typed persons, are that person.
         typed = set(exact_claims) | set(reserved)
         accounted: set[int] = set()
+        wanted: dict[int, int] = defaultdict(int)  # records of this wave that could be q
         for exact, near, _, _ in rings.values():
             left = [q for q in (exact or near) if q not in typed]
             if len(left) == 1:
                 accounted.add(left[0])
+            for q in exact or near:
+                wanted[q] += 1
         for p, rs in exact_claims.items():
             if p in reserved or len(rs) > 1:
                 for r in rs:
@@ -551,7 +554,9 @@ def _link(
             else:
                 fuzzy_claims[next(iter(near))].append(r)
         for p, rs in fuzzy_claims.items():
-            if len(rs) > 1:
+            # Another record of this wave could be this person too (even one held for review
+            # or claiming several): linking either would be a guess.
+            if len(rs) > 1 or wanted[p] > 1:
                 for r in rs:
                     hold(r, "same_wave_conflict", {}, {p: rings[r][1][p]})
                 continue
