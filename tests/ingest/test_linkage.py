@@ -474,3 +474,21 @@ def test_exact_matching_never_links_different_sides(rows: list[tuple]) -> None:
         assert side[link.record_id] == side[link.matched_record]
     per_person = recs.assign(person=res.person.to_numpy()).dropna(subset=["person"])
     assert (per_person.groupby("person")["side"].nunique() == 1).all()
+
+
+def test_new_people_after_baseline_are_listed_never_silent() -> None:
+    # Two errors (baseline typo in the month, later typo in the year): nobody within one
+    # element, so a new person; but never silently.
+    rows = [("w1:1", 1, "MA05JE87", "N"), ("w2:1", 2, "MA06JE88", "N")]
+    no_late = link_records(records(*rows), EXAMPLE_SGIC, late_entrants=False)
+    assert outcome(no_late)["w2:1"] == "new"
+    assert list(no_late.listed["reason"]) == ["unexpected_new"]
+    assert list(no_late.per_wave["new_unexpected"]) == [0, 1]
+    late = link_records(records(*rows), EXAMPLE_SGIC, late_entrants=True)
+    assert list(late.listed["reason"]) == ["possible_split"]
+    assert list(late.listed["candidates"]) == [("w1:1",)]
+    assert list(late.per_wave["new_unexpected"]) == [0, 0]
+    # A newcomer far from everyone is not listed when late entrants are expected.
+    far = link_records(records(rows[0], ("w2:1", 2, "SA11TE62", "N")), EXAMPLE_SGIC,
+                       late_entrants=True)
+    assert far.listed.empty and outcome(far)["w2:1"] == "new"

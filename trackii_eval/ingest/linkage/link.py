@@ -349,6 +349,13 @@ def _link(
     # Codes typed by two records of one wave that both matched a person exactly: two people
     # may use that code, so a later exact match on it is not made alone.
     shared_codes: dict[str, list[int]] = defaultdict(list)
+    # With late entrants: persons indexed by their codes with two elements masked, to list
+    # new records that may be a person split off by two errors (``possible_split``).
+    two_masked: dict[tuple[Any, ...], dict[int, int]] = defaultdict(dict)
+
+    def _two_masked(code: tuple[str, ...], bid: int) -> list[tuple[Any, ...]]:
+        return [(bid, i, j, *(v for k, v in enumerate(code) if k not in (i, j)))
+                for i in range(len(code)) for j in range(i + 1, len(code))]
 
     def base_key(r: int) -> tuple[str, str, str]:
         code, raw = codes[r], raw_codes[r]
@@ -574,16 +581,28 @@ def _link(
         # Nothing of this wave was visible to its own records, so the order within a wave
         # never matters.
         for r in sorted(new_records, key=lambda i: rids[i]):
+            later = w != baseline and not decided[r] and r not in listed_now
+            if later and not late_entrants:
+                listed.append({**_amb(r, "unexpected_new", {}, {}, rids, waves, persons,
+                                      names), "held_for": None})
+            elif later and n_el > 2:
+                # A newcomer, or a person whose code now differs in two elements (a typo at
+                # baseline and another now): list it when someone is within two elements.
+                near2 = {q: (None, rec) for key in _two_masked(codes[r], bids[r])
+                         for q, rec in two_masked.get(key, {}).items()}
+                if near2:
+                    listed.append({**_amb(r, "possible_split", {}, near2, rids, waves, persons,
+                                          names), "held_for": None})
             p = persons.new(base_key(r))
             block_persons[bids[r]] += 1
             method[r] = "new"
             accepted.append((r, p))
-            if w != baseline and not late_entrants and not decided[r] and r not in listed_now:
-                listed.append({**_amb(r, "unexpected_new", {}, {}, rids, waves, persons,
-                                      names), "held_for": None})
         for r, p in accepted:
             person_of[r] = p
             persons.add_code(p, codes[r], keys[r], r)
+            if late_entrants and codes[r] is not None and n_el > 2:
+                for key in _two_masked(codes[r], bids[r]):
+                    two_masked[key].setdefault(p, r)
         for r in wave_held:
             if keys[r] is not None:
                 pending_exact[keys[r].exact].append(r)

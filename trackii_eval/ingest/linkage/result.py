@@ -36,6 +36,9 @@ AMBIGUITY_REASONS: dict[str, str] = {
     "the study has late entrants (linkage.late_entrants: true): a newcomer or that person",
     "possible_match": "stored as a new person although an earlier person is within one "
     "element (review_possible_matches is false); write a record ID to link it",
+    "possible_split": "stored as a new person (the study has late entrants), but an earlier "
+    "person is within two elements: a newcomer, or that person typed with two errors; write "
+    "a record ID to link it, or 'new'",
     "unexpected_new": "stored as a new person after baseline although the study declares no "
     "late entrants (linkage.late_entrants: false); write a record ID to link it, or 'new'",
 }
