@@ -49,7 +49,8 @@ people's answers), while a missed link only loses a data point or costs the eval
       candidate differing by more than a slip may be a newcomer (``slip_or_newcomer``), and a
       match on values so common in the block that a newcomer would agree by chance is held
       (``common_code``: frequency-based Fellegi-Sunter agreement [5]_ [6]_ above
-      ``max_chance_agreement``).
+      ``max_chance_agreement``), and a new person within two elements of someone is listed
+      (``possible_split``: a newcomer, or a person typed with two errors).
 4. **Ambiguity stays local.** A record left for review is not a person: it never becomes a
    rival that holds back another person's exactly typed code, and no decision cascades within
    a wave (a person typed exactly counts as present whatever becomes of that record). It only
@@ -60,9 +61,9 @@ people's answers), while a missed link only loses a data point or costs the eval
    codes only (records near a person are then held as ``possible_match``).
 
 Measured on simulated panels (``python -m benchmarks.linkage``; figures in the README): no
-wrong link except when two people of one wave each type exactly the other's code (two errors
-that no code-based linkage can see), and no person split without a review line when the study
-has no late entrants.
+wrong link except after two coincident errors that no code-based linkage can see (e.g. two
+people of one wave each typing exactly the other's code), and no person split without a
+review line.
 
 Waves are processed in ascending order; a record is matched against the persons formed by all
 earlier waves (so a person who skipped a wave is still found), never against records of its own
