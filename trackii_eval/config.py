@@ -328,6 +328,14 @@ class Linkage(_Frozen):
     column: str | None = None
     elements: list[CodeElementSpec] = Field(default_factory=list)
     decisions: str = "linkage_decisions.csv"
+    #: A record with an earlier person within one element that cannot be linked without
+    #: guessing is quarantined for review (true, the safe default) or stored as a new person
+    #: and listed in linkage_review.csv (false).
+    review_possible_matches: bool = True
+    #: Whether people may join after the baseline wave. If not (the default), every record
+    #: after baseline that looks like a new person is counted in the linkage summary and
+    #: listed for review.
+    late_entrants: bool = False
 
     @model_validator(mode="after")
     def _sgic_needs_code(self) -> Linkage:

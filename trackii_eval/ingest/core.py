@@ -184,8 +184,10 @@ def ingest_study(store: Store, ctx: StudyContext, key: PseudonymKey, *,
         sha = raw.sha256 if raw is not None else _file_sha(ctx.root / wave.file)
         if relink and raw is not None:
             with store.transaction():
+                # by wave too: two waves may be byte-identical files (same sha256)
                 for table in ("responses", "submissions", "quarantine", "files"):
-                    store.execute(f"DELETE FROM {table} WHERE sha256 = ?", [raw.sha256])
+                    store.execute(f"DELETE FROM {table} WHERE sha256 = ? AND wave = ?",
+                                  [raw.sha256, wave.index])
         previous = store.query(
             "SELECT sha256 FROM files WHERE wave = ? AND active", [wave.index]
         )

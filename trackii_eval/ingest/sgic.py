@@ -47,8 +47,12 @@ class SgicLinkage:
     code_pseudonyms: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def summary(self) -> pd.DataFrame:
-        """Per wave: records linked exactly, fuzzily, by decision, new, ambiguous."""
-        return self.result.per_wave.copy()
+        """Per wave: records linked exactly, fuzzily, by decision, new, ambiguous (quarantined),
+        possible matches stored as new, and ``new_unexpected``: records that look like new
+        people after baseline although the study declares no late entrants."""
+        # Short names: the table is printed on an 80-column terminal.
+        return self.result.per_wave.drop(columns="linked_share").rename(columns={
+            "possible_match": "possible", "new_unexpected": "unexpected"})
 
 
 def link_study(ctx: StudyContext, key: PseudonymKey) -> SgicLinkage:
@@ -74,7 +78,9 @@ def link_study(ctx: StudyContext, key: PseudonymKey) -> SgicLinkage:
     frame = pd.DataFrame(records, columns=["record_id", "wave", "code", "side", "dialogue"])
     review_path = ctx.out / LINKAGE_REVIEW_FILE
     decisions = read_decisions(review_path) if review_path.exists() else None
-    result = link_records(frame, spec, decisions=decisions)
+    result = link_records(frame, spec, decisions=decisions,
+                          review_possible_matches=config.linkage.review_possible_matches,
+                          late_entrants=config.linkage.late_entrants)
     persons = result.person.dropna()
     unique = pd.Series(persons.unique())
     hashed = dict(zip(unique, key.pseudonymize_many(unique, namespace="linkage-person"),
@@ -87,7 +93,7 @@ def link_study(ctx: StudyContext, key: PseudonymKey) -> SgicLinkage:
     ).hexdigest()
     code_pseudonyms = _code_pseudonyms(ctx, raws, pseudonyms)
     review_file = None
-    if len(result.ambiguous) or len(result.decisions):
+    if len(result.ambiguous) or len(result.decisions) or len(result.listed):
         review_file = result.to_review_file(
             review_path, lambda k: key.pseudonymize(k, namespace="linkage-person"),
             overwrite=True,
