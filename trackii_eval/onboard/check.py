@@ -170,7 +170,10 @@ def check_study(path: str | Path, out: str | Path | None = None) -> CheckReport:
         review_file = (Path(out) if out is not None else Path("build") / config.id) \
             / LINKAGE_REVIEW_FILE
         decided = read_decisions(review_file) if sgic and review_file.exists() else None
-        result = link_records(frame.drop(columns="arm"), spec, decisions=decided)
+        # the same linkage settings as ingest, so the dry run predicts what ingest does
+        result = link_records(frame.drop(columns="arm"), spec, decisions=decided,
+                              review_possible_matches=config.linkage.review_possible_matches,
+                              late_entrants=config.linkage.late_entrants)
         person = result.person
         review = result.ambiguous[["record_id", "wave", "reason"]]
         per_wave = result.per_wave
