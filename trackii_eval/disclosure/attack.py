@@ -77,19 +77,23 @@ def attacker_interval(system: LinearSystem, suppressed: np.ndarray, j: int,
         If the LP is infeasible: the system does not hold at the true values, which
         :class:`TableSet` prevents.
     """
-    m = len(system.ids)
-    bounds = []
-    for i in range(m):
-        if suppressed[i]:
-            bounds.append((0.0, None if upper is None else float(upper[i])))
-        else:
-            bounds.append((system.values[i], system.values[i]))
-    c = np.zeros(m)
-    c[j] = 1.0
+    if not suppressed[j]:
+        return float(system.values[j]), float(system.values[j])
+    # Published cells are constants: move them to the right-hand side and keep only the
+    # suppressed cells and the relations that still contain one (the others hold anyway).
+    free = np.flatnonzero(suppressed)
+    known = ~suppressed
+    A = system.A
+    rhs = system.b - A[:, known] @ system.values[known] if A.shape[0] else np.zeros(0)
+    rows = np.flatnonzero(np.abs(A[:, free]).sum(axis=1) > 0) if A.shape[0] else []
+    A_free = A[np.ix_(rows, free)] if len(rows) else None
+    b_free = rhs[rows] if len(rows) else None
+    bounds = [(0.0, None if upper is None else float(upper[i])) for i in free]
+    c = np.zeros(len(free))
+    c[int(np.searchsorted(free, j))] = 1.0
     out = []
     for sign in (1.0, -1.0):
-        res = linprog(sign * c, A_eq=system.A if len(system.b) else None,
-                      b_eq=system.b if len(system.b) else None, bounds=bounds, method="highs")
+        res = linprog(sign * c, A_eq=A_free, b_eq=b_free, bounds=bounds, method="highs")
         if res.status == 3:  # unbounded: only possible upwards
             out.append(np.inf)
             continue

@@ -36,8 +36,8 @@ class Disclosure:
         The linear system protected.
     suppressed : ndarray of bool
         Suppression pattern over ``system.ids``.
-    rounds, cuts : int
-        Constraint-generation rounds and cuts of the integer program.
+    n_variables, n_constraints : int
+        Size of the integer program solved.
     seconds : float
         Wall time of the whole step.
     """
@@ -47,8 +47,8 @@ class Disclosure:
     reasons: dict[CellId, str]
     system: LinearSystem
     suppressed: np.ndarray
-    rounds: int = 0
-    cuts: int = 0
+    n_variables: int = 0
+    n_constraints: int = 0
     seconds: float = 0.0
     marker: str = MARKER
     counts: dict[str, int] = field(default_factory=dict)
@@ -141,5 +141,6 @@ def protect(tables: TableSet, k: int, *, allow_free_text: bool = False,
     counts = {s: sum(v == s for v in status.values())
               for s in ("published", "primary", "secondary", "hidden")}
     return Disclosure(k=k, status=status, reasons=reasons, system=system,
-                      suppressed=run.suppressed, rounds=run.rounds, cuts=run.cuts,
+                      suppressed=run.suppressed, n_variables=run.n_variables,
+                      n_constraints=run.n_constraints,
                       seconds=time.perf_counter() - start, counts=counts)

@@ -1,43 +1,44 @@
 """Complementary (secondary) suppression: the cheapest set of extra cells to hide.
 
-The cell suppression problem in the formulation of Fischetti & Salazar (2001, *Management
-Science* 47(7), 1008-1027), solved by constraint generation as in tau-Argus' "optimal" method
-(Hundepool et al. 2012, sec. 4.3):
+The cell suppression problem as a mixed-integer program (Fischetti & Salazar 2001, "Solving
+the cell suppression problem on tabular data with linear constraints", *Management Science*
+47(7), 1008-1027; Hundepool et al. 2012, *Statistical Disclosure Control*, sec. 4.3), solved
+by ``scipy.optimize.milp`` (HiGHS):
 
 * binary ``s_i = 1`` when cell ``i`` is suppressed; minimise ``sum(cost_i * s_i)``;
-* ``s_i = 1`` for primary and hidden cells; one status for each same-pattern group;
-* for a sensitive cell ``p`` of value ``v``, the attacker (see :mod:`.attack`) must be able to
-  move ``x_p`` down by ``LPL = v`` and up by ``UPL = k - v``, i.e. its interval contains
-  ``[0, k]`` (the protection interval rule of this package).
+* ``s_i = 1`` for primary and hidden cells; one status within each same-pattern group;
+* for every sensitive cell ``p`` (a suppressed count with ``0 < a_p < k``) and each direction,
+  an attacker's witness: a vector ``y`` of moves away from the true values ``a`` with
+  ``A y = 0`` (every relation still holds), ``-a_i s_i <= y_i <= U s_i`` (only suppressed cells
+  move, and counts stay non-negative), and ``y_p >= UPL`` (upwards) or ``y_p <= -LPL``
+  (downwards).
 
-For a suppression pattern ``s`` the attacker's largest upward move of ``p`` is the LP
-``max y_p  s.t.  A y = 0,  -a_i s_i <= y_i <= U_i s_i``. For any multipliers ``lambda`` of
-``A y = 0``, with reduced costs ``d = -e_p - A' lambda``, LP duality bounds it by
-``sum_i s_i w_i`` with ``w_i = max(d_i, 0) a_i + max(-d_i, 0) U_i``; so
-``sum_i w_i s_i >= UPL`` is a valid inequality, and with the optimal ``lambda`` of a pattern
-that under-protects ``p`` it cuts that pattern off (the same for the downward move with
-``+e_p``). The loop solves the integer program (``scipy.optimize.milp``, HiGHS), attacks every
-sensitive cell, adds the violated cuts, and repeats until no cell can be narrowed. ``U_i`` is a
-finite upper move (``max(a) + k``); protection against this bounded attacker implies protection
-against the unbounded attacker of :func:`.attack.audit`, which is run once more at the end.
+A witness exists exactly when the attacker's LP interval for ``p`` reaches ``a_p + UPL``
+(resp. ``a_p - LPL``), so the program's solutions are the protected patterns. The protection
+interval rule is the range rule ``[0, k]``: ``LPL = a_p``, ``UPL = k - a_p`` (see
+:mod:`.attack`). ``U`` is a finite upper move (``max(a) + k``): protection against this bounded
+attacker implies protection against the unbounded attacker of :func:`.attack.audit`, which
+:func:`~trackii_eval.disclosure.protect` runs again on the result.
 
-Cheap necessary conditions seed the program: a sensitive cell shares every relation it is in
-with at least one other suppressed cell.
+Witnesses are restricted to the cells connected to ``p`` through relations, which keeps the
+program small when the published tables fall into independent groups.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import Bounds, LinearConstraint, linprog, milp
+from scipy import sparse
+from scipy.optimize import Bounds, LinearConstraint, milp
 
 from ..errors import DisclosureError
-from .attack import TOL, protection_levels
+from .attack import protection_levels
 from .tables import LinearSystem
 
-__all__ = ["SuppressionRun", "complementary_suppression"]
+__all__ = ["SuppressionRun", "complementary_suppression", "components"]
 
 
 @dataclass(frozen=True)
@@ -45,55 +46,34 @@ class SuppressionRun:
     """Outcome of :func:`complementary_suppression`."""
 
     suppressed: np.ndarray  # bool (m,)
-    rounds: int
-    cuts: int
     cost: float
     seconds: float
+    n_variables: int
+    n_constraints: int
 
 
-def _move(system: LinearSystem, s: np.ndarray, j: int, up: bool, upper_move: np.ndarray,
-          ) -> tuple[float, np.ndarray]:
-    """Largest move of cell ``j`` (up or down) under pattern ``s``, and the cut weights ``w``."""
+def components(system: LinearSystem) -> np.ndarray:
+    """Label of each cell's connected component in the graph of shared relations, shape (m,)."""
     m = len(system.ids)
-    lo = np.where(s, -system.values, 0.0)
-    hi = np.where(s, upper_move, 0.0)
-    c = np.zeros(m)
-    c[j] = -1.0 if up else 1.0  # minimise -y_j (largest rise) or y_j (largest fall)
-    A = system.A
-    res = linprog(c, A_eq=A, b_eq=np.zeros(A.shape[0]), bounds=list(zip(lo, hi, strict=True)),
-                  method="highs")
-    if res.status != 0:
-        raise DisclosureError(f"disclosure: attacker LP for {system.ids[j]!r} failed "
-                              f"({res.message}); the tables to publish are inconsistent")
-    move = -res.fun
-    lam = res.eqlin.marginals if A.shape[0] else np.zeros(0)
-    # Reduced costs d = c - A' lambda make c'y = d'y on A y = 0, so min c'y >= sum min(d l, d u).
-    # Sign conventions of solvers differ: keep the sign whose bound is tight.
-    best = None
-    for sign in (1.0, -1.0):
-        d = c - sign * (A.T @ lam) if A.shape[0] else c
-        w_full = np.maximum(d, 0) * system.values + np.maximum(-d, 0) * upper_move
-        bound = float(w_full @ s)
-        if best is None or abs(bound - move) < abs(best[0] - move):
-            best = (bound, w_full)
-    assert best is not None
-    return move, best[1]
+    parent = list(range(m))
 
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
 
-def _necessary_rows(system: LinearSystem, sensitive: list[int]) -> list[np.ndarray]:
-    rows = []
-    for p in sensitive:
-        for r in np.flatnonzero(system.A[:, p]):
-            others = (system.A[r] != 0)
-            others[p] = False
-            if others.any():
-                rows.append(others.astype(float))
-    return rows
+    for row in system.A:
+        nz = np.flatnonzero(row)
+        for j in nz[1:]:
+            ra, rb = find(int(nz[0])), find(int(j))
+            if ra != rb:
+                parent[ra] = rb
+    return np.array([find(i) for i in range(m)])
 
 
 def complementary_suppression(system: LinearSystem, primary: np.ndarray, k: int, *,
-                              max_rounds: int = 500, time_limit: float = 120.0,
-                              ) -> SuppressionRun:
+                              time_limit: float = 120.0) -> SuppressionRun:
     """Choose the cheapest complementary suppressions protecting every sensitive cell.
 
     Parameters
@@ -104,10 +84,8 @@ def complementary_suppression(system: LinearSystem, primary: np.ndarray, k: int,
         Primary-suppressed cells (hidden cells are always suppressed).
     k : int
         Minimum cell size; sensitive cells are suppressed cells with ``0 < value < k``.
-    max_rounds : int
-        Constraint-generation rounds before giving up.
     time_limit : float
-        Seconds for the whole search.
+        Seconds for the integer program.
 
     Returns
     -------
@@ -116,68 +94,88 @@ def complementary_suppression(system: LinearSystem, primary: np.ndarray, k: int,
     Raises
     ------
     DisclosureError
-        If no pattern protects every sensitive cell (the integer program is infeasible) or the
-        search does not finish in time: nothing may then be published.
+        If no pattern protects every sensitive cell, or HiGHS finds no pattern in time:
+        nothing may then be published.
     """
     start = time.perf_counter()
     m = len(system.ids)
+    a = system.values
     fixed = primary | system.hidden
-    sensitive = [j for j in range(m) if fixed[j] and 0 < system.values[j] < k]
+    sensitive = [j for j in range(m) if fixed[j] and 0 < a[j] < k]
+    cost = np.where(system.hidden, 0.0, system.cost)  # hidden cells are never published
     if not sensitive:
-        return SuppressionRun(fixed.copy(), 0, 0, float(system.cost[fixed & ~system.hidden].sum()),
-                              time.perf_counter() - start)
-    upper_move = np.full(m, float(system.values.max()) + k)
-    cut_rows: list[np.ndarray] = []
-    cut_rhs: list[float] = []
-    for row in _necessary_rows(system, sensitive):
-        cut_rows.append(row)
-        cut_rhs.append(1.0)
-    group_rows = []
+        return SuppressionRun(fixed.copy(), float(cost @ fixed), time.perf_counter() - start,
+                              m, 0)
+    comp = components(system)
+    rows_A = [np.flatnonzero(system.A[r]) for r in range(system.A.shape[0])]
+    row_comp = np.array([comp[nz[0]] if len(nz) else -1 for nz in rows_A])
+
+    # Variable layout: s (m binaries), then one block of witness moves per (cell, direction).
+    lo_bounds = [fixed.astype(float)]
+    hi_bounds = [np.ones(m)]
+    eq_r, eq_c, eq_v = [], [], []  # A y = 0 rows
+    ln_r, ln_c, ln_v = [], [], []  # linking rows: y - U s <= 0 and -y - a s <= 0
+    n_eq = n_ln = 0
+    offset = m
+    for p in sensitive:
+        cells = np.flatnonzero(comp == comp[p])
+        pos = {int(c): i for i, c in enumerate(cells)}
+        rel = np.flatnonzero(row_comp == comp[p])
+        lpl, upl = protection_levels(a[p], k)
+        for up, need in ((True, upl), (False, lpl)):
+            # Moves of at most `need` (a tight big-M): a witness that moves p by `need` along
+            # sums of cells never needs larger moves elsewhere; if some system did, limiting
+            # the witness only asks for more suppression, never less protection.
+            lo = -np.minimum(a[cells], need)
+            hi = np.full(len(cells), float(need))
+            if up:
+                lo[pos[p]] = hi[pos[p]] = upl
+            else:
+                lo[pos[p]] = hi[pos[p]] = -lpl
+            lo_bounds.append(lo)
+            hi_bounds.append(hi)
+            for r in rel:
+                for c in rows_A[r]:
+                    eq_r.append(n_eq)
+                    eq_c.append(offset + pos[int(c)])
+                    eq_v.append(system.A[r, c])
+                n_eq += 1
+            for i, c in enumerate(cells):
+                if fixed[c]:
+                    continue  # s_c = 1: the bounds on y_c already say it all
+                ln_r += [n_ln, n_ln, n_ln + 1, n_ln + 1]
+                ln_c += [offset + i, int(c), offset + i, int(c)]
+                ln_v += [1.0, -hi[i], -1.0, lo[i]]
+                n_ln += 2
+            offset += len(cells)
+    n_var = offset
+    constraints = []
+    if n_eq:
+        constraints.append(LinearConstraint(
+            sparse.csr_array((eq_v, (eq_r, eq_c)), shape=(n_eq, n_var)), 0.0, 0.0))
+    if n_ln:
+        constraints.append(LinearConstraint(
+            sparse.csr_array((ln_v, (ln_r, ln_c)), shape=(n_ln, n_var)), -np.inf, 0.0))
+    g_r, g_c, g_v = [], [], []
+    n_g = 0
     for g in system.groups:
-        for a, b in zip(g, g[1:], strict=False):
-            row = np.zeros(m)
-            row[a], row[b] = 1.0, -1.0
-            group_rows.append(row)
-    # A cell's cost; hidden cells cost nothing (they are never published anyway).
-    cost = np.where(system.hidden, 0.0, system.cost)
-    lb = fixed.astype(float)
-    rounds = 0
-    while True:
-        rounds += 1
-        if rounds > max_rounds or time.perf_counter() - start > time_limit:
-            raise DisclosureError(
-                f"disclosure: complementary suppression did not finish in {max_rounds} rounds / "
-                f"{time_limit:.0f} s ({len(sensitive)} sensitive cells); publish fewer linked "
-                "tables or raise privacy.min_cell_size groups (coarser categories)")
-        constraints = []
-        if cut_rows:
-            constraints.append(LinearConstraint(np.array(cut_rows), np.array(cut_rhs), np.inf))
-        if group_rows:
-            constraints.append(LinearConstraint(np.array(group_rows), 0.0, 0.0))
-        res = milp(cost, integrality=np.ones(m), bounds=Bounds(lb, np.ones(m)),
-                   constraints=constraints,
-                   options={"time_limit": max(1.0, time_limit - (time.perf_counter() - start))})
-        if res.x is None:
-            raise DisclosureError(
-                "disclosure: no suppression pattern protects every small cell "
-                f"({res.message}); publish fewer linked tables or coarser categories")
-        s = res.x > 0.5
-        new = 0
-        for p in sensitive:
-            lpl, upl = protection_levels(system.values[p], k)
-            for up, need in ((True, upl), (False, lpl)):
-                move, w = _move(system, s, p, up, upper_move)
-                if move < need - TOL:
-                    if float(w @ s) < need - TOL:
-                        cut_rows.append(w)
-                        cut_rhs.append(need)
-                    else:
-                        # The dual bound is not tight (numerical trouble): fall back to the
-                        # weaker but always valid cut "suppress at least one more cell", since
-                        # protection only grows with the set of suppressed cells.
-                        cut_rows.append((~s).astype(float))
-                        cut_rhs.append(1.0)
-                    new += 1
-        if new == 0:
-            return SuppressionRun(s, rounds, len(cut_rows), float(cost @ s),
-                                  time.perf_counter() - start)
+        for x, y in itertools.pairwise(g):
+            g_r += [n_g, n_g]
+            g_c += [x, y]
+            g_v += [1.0, -1.0]
+            n_g += 1
+    if n_g:
+        constraints.append(LinearConstraint(
+            sparse.csr_array((g_v, (g_r, g_c)), shape=(n_g, n_var)), 0.0, 0.0))
+    c = np.concatenate([cost, np.zeros(n_var - m)])
+    integrality = np.concatenate([np.ones(m), np.zeros(n_var - m)])
+    res = milp(c, integrality=integrality,
+               bounds=Bounds(np.concatenate(lo_bounds), np.concatenate(hi_bounds)),
+               constraints=constraints, options={"time_limit": time_limit})
+    if res.x is None:
+        raise DisclosureError(
+            "disclosure: no suppression pattern protects every small cell "
+            f"({res.message.strip()}); publish fewer linked tables or coarser categories")
+    s = res.x[:m] > 0.5
+    return SuppressionRun(s, float(cost @ s), time.perf_counter() - start, n_var,
+                          n_eq + n_ln + n_g)
