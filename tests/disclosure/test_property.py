@@ -81,7 +81,8 @@ def _attack(cells, relations, hidden: set, target) -> tuple[float, float]:
     return lo.fun, (np.inf if hi.status == 3 else -hi.fun)
 
 
-@settings(max_examples=int(os.environ.get('N_EX', 1000)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("TRACKII_DISCLOSURE_EXAMPLES", 1000)), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(linked_tables())
 def test_attacker_cannot_narrow_any_small_cell(case) -> None:
     x, pooled, pattern, k = case
