@@ -21,7 +21,10 @@ attacker implies protection against the unbounded attacker of :func:`.attack.aud
 :func:`~trackii_eval.disclosure.protect` runs again on the result.
 
 Witnesses are restricted to the cells connected to ``p`` through relations, which keeps the
-program small when the published tables fall into independent groups.
+program small when the published tables fall into independent groups. Before building it, the
+relaxation with only a necessary condition (each small cell shares each of its relations with
+another suppressed cell) is solved and attacked: when its optimum is already protected it is
+optimal for the full program, which is then skipped.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from ..errors import DisclosureError
-from .attack import protection_levels
+from .attack import audit, protection_levels
 from .tables import LinearSystem
 
 __all__ = ["SuppressionRun", "complementary_suppression", "components"]
@@ -50,6 +53,7 @@ class SuppressionRun:
     seconds: float
     n_variables: int
     n_constraints: int
+    audited: bool = False  # already checked by :func:`.attack.audit`
 
 
 def components(system: LinearSystem) -> np.ndarray:
@@ -70,6 +74,32 @@ def components(system: LinearSystem) -> np.ndarray:
             if ra != rb:
                 parent[ra] = rb
     return np.array([find(i) for i in range(m)])
+
+
+def _group_rows(system: LinearSystem, m: int) -> list[LinearConstraint]:
+    """``s_a == s_b`` for consecutive members of each same-pattern group."""
+    g_r, g_c, g_v = [], [], []
+    n_g = 0
+    for g in system.groups:
+        for x, y in itertools.pairwise(g):
+            g_r += [n_g, n_g]
+            g_c += [x, y]
+            g_v += [1.0, -1.0]
+            n_g += 1
+    if not n_g:
+        return []
+    return [LinearConstraint(sparse.csr_array((g_v, (g_r, g_c)), shape=(n_g, m)), 0.0, 0.0)]
+
+
+def _necessary_rows(system: LinearSystem, sensitive: list[int]) -> list[np.ndarray]:
+    rows = []
+    for p in sensitive:
+        for r in np.flatnonzero(system.A[:, p]):
+            others = system.A[r] != 0
+            others[p] = False
+            if others.any():
+                rows.append(others.astype(float))
+    return rows
 
 
 def complementary_suppression(system: LinearSystem, primary: np.ndarray, k: int, *,
@@ -106,6 +136,22 @@ def complementary_suppression(system: LinearSystem, primary: np.ndarray, k: int,
     if not sensitive:
         return SuppressionRun(fixed.copy(), float(cost @ fixed), time.perf_counter() - start,
                               m, 0)
+    group_rows = _group_rows(system, m)
+    # First the relaxation with only a necessary condition (a small cell shares each of its
+    # relations with another suppressed cell). If its optimum already withstands the attacker,
+    # it is optimal for the full problem too (a relaxation's optimum that is feasible is
+    # optimal); this settles most tables in one small program.
+    nec = _necessary_rows(system, sensitive)
+    cons = list(group_rows)
+    if nec:
+        cons.append(LinearConstraint(sparse.csr_array(np.array(nec)), 1.0, np.inf))
+    res = milp(cost, integrality=np.ones(m), bounds=Bounds(fixed.astype(float), np.ones(m)),
+               constraints=cons, options={"time_limit": time_limit})
+    if res.x is not None:
+        s = res.x > 0.5
+        if not audit(system, s, k, cells=sensitive):
+            return SuppressionRun(s, float(cost @ s), time.perf_counter() - start, m,
+                                  len(nec), audited=True)
     comp = components(system)
     rows_A = [np.flatnonzero(system.A[r]) for r in range(system.A.shape[0])]
     row_comp = np.array([comp[nz[0]] if len(nz) else -1 for nz in rows_A])
@@ -156,17 +202,12 @@ def complementary_suppression(system: LinearSystem, primary: np.ndarray, k: int,
     if n_ln:
         constraints.append(LinearConstraint(
             sparse.csr_array((ln_v, (ln_r, ln_c)), shape=(n_ln, n_var)), -np.inf, 0.0))
-    g_r, g_c, g_v = [], [], []
     n_g = 0
-    for g in system.groups:
-        for x, y in itertools.pairwise(g):
-            g_r += [n_g, n_g]
-            g_c += [x, y]
-            g_v += [1.0, -1.0]
-            n_g += 1
-    if n_g:
+    for g in group_rows:
+        A_g = g.A
+        n_g += A_g.shape[0]
         constraints.append(LinearConstraint(
-            sparse.csr_array((g_v, (g_r, g_c)), shape=(n_g, n_var)), 0.0, 0.0))
+            sparse.hstack([A_g, sparse.csr_array((A_g.shape[0], n_var - m))]).tocsr(), 0.0, 0.0))
     c = np.concatenate([cost, np.zeros(n_var - m)])
     integrality = np.concatenate([np.ones(m), np.zeros(n_var - m)])
     res = milp(c, integrality=integrality,
