@@ -403,10 +403,16 @@ def _methods(study: Study, results: dict[str, dict[str, Any]], n_people: int, n_
                 pub.tables.candidate(
                     {obs.id: 1.0, nobs.id: -1.0, missing_cells[outcome].id: -1.0},
                     name=f"{name}: observations = participant-waves - missing scores")
-            else:
-                pub.tables.same(nobs.id, obs.id, name=f"{name}: observations = all")
-        if isinstance(ngroups, Shown):
-            pub.tables.same(ngroups.id, people.id, name=f"{name}: participants = all")
+            # Whoever the model left out is a difference of two printed counts: a group of
+            # people like any other, protected when small.
+            if 0 <= n_obs - int(n_model):
+                gap = pub.hidden("model_n", (name, "observations left out"), n_obs - int(n_model))
+                pub.tables.total(obs.id, [nobs.id, gap],
+                                 name=f"{name}: observations + left out = participant-waves")
+        if isinstance(ngroups, Shown) and 0 <= n_people - int(groups):
+            gap = pub.hidden("model_n", (name, "participants left out"), n_people - int(groups))
+            pub.tables.total(people.id, [ngroups.id, gap],
+                             name=f"{name}: participants + left out = all participants")
         if res["kind"] == "growth":
             opt = fit.get("optimizer", {}) or {}
             out.append(Lazy(lambda fit=fit, name=name, opt=opt, nobs=nobs, ngroups=ngroups: (
