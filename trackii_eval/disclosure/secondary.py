@@ -22,9 +22,9 @@ attacker implies protection against the unbounded attacker of :func:`.attack.aud
 
 Witnesses are restricted to the cells connected to ``p`` through relations, which keeps the
 program small when the published tables fall into independent groups. Before building it, the
-relaxation with only a necessary condition (each small cell shares each of its relations with
-another suppressed cell) is solved and attacked: when its optimum is already protected it is
-optimal for the full program, which is then skipped.
+relaxation with only necessary conditions (each relation of a small cell, on its own, must let
+it move by its protection levels) is solved and attacked: when its optimum is already
+protected it is optimal for the full program, which is then skipped.
 """
 
 from __future__ import annotations
@@ -91,15 +91,32 @@ def _group_rows(system: LinearSystem, m: int) -> list[LinearConstraint]:
     return [LinearConstraint(sparse.csr_array((g_v, (g_r, g_c)), shape=(n_g, m)), 0.0, 0.0)]
 
 
-def _necessary_rows(system: LinearSystem, sensitive: list[int]) -> list[np.ndarray]:
-    rows = []
+def _necessary_rows(system: LinearSystem, sensitive: list[int], k: int,
+                    ) -> tuple[list[np.ndarray], list[float]]:
+    """One-relation protection conditions (necessary, so the relaxation stays a relaxation).
+
+    Moving ``p`` by ``u`` in relation ``sum_j c_j x_j = b`` must be offset by the other
+    suppressed cells of that relation: a cell whose coefficient has the sign that requires it to
+    fall can offer at most ``|c_j| a_j`` (counts stay non-negative), the others any amount. So
+    ``sum_j min(cap_j, |c_p| u) s_j >= |c_p| u`` for each relation and direction.
+    """
+    rows, rhs = [], []
+    a = system.values
     for p in sensitive:
+        lpl, upl = protection_levels(a[p], k)
         for r in np.flatnonzero(system.A[:, p]):
-            others = system.A[r] != 0
-            others[p] = False
-            if others.any():
-                rows.append(others.astype(float))
-    return rows
+            c = system.A[r]
+            for direction, need in ((1.0, upl), (-1.0, lpl)):
+                total = abs(c[p]) * need
+                # p moves by direction*need; cell j must move so that c_j y_j offsets it:
+                # falling is needed when c_j has the sign of direction * c_p.
+                falls = np.sign(c) == np.sign(direction * c[p])
+                cap = np.where(falls, np.abs(c) * a, total)
+                row = np.where(c != 0, np.minimum(cap, total), 0.0)
+                row[p] = 0.0
+                rows.append(row)
+                rhs.append(total)
+    return rows, rhs
 
 
 def complementary_suppression(system: LinearSystem, primary: np.ndarray, k: int, *,
@@ -141,10 +158,11 @@ def complementary_suppression(system: LinearSystem, primary: np.ndarray, k: int,
     # relations with another suppressed cell). If its optimum already withstands the attacker,
     # it is optimal for the full problem too (a relaxation's optimum that is feasible is
     # optimal); this settles most tables in one small program.
-    nec = _necessary_rows(system, sensitive)
+    nec, nec_rhs = _necessary_rows(system, sensitive, k)
     cons = list(group_rows)
     if nec:
-        cons.append(LinearConstraint(sparse.csr_array(np.array(nec)), 1.0, np.inf))
+        cons.append(LinearConstraint(sparse.csr_array(np.array(nec)), np.array(nec_rhs) - 1e-9,
+                                     np.inf))
     res = milp(cost, integrality=np.ones(m), bounds=Bounds(fixed.astype(float), np.ones(m)),
                constraints=cons, options={"time_limit": time_limit})
     if res.x is not None:
