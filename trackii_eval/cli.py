@@ -13,7 +13,7 @@ Exit codes (for scripts), with the error class behind each:
 5   model error, or ``--strict`` and a model did not converge: ``ModelError``,
     ``UnsupportedModelError``
 6   store, scoring or report error, or a stage run out of order / on out-of-date output:
-    ``StoreError``, ``StaleResultError``, ``ScoringError``, ``ReportError``
+    ``StoreError``, ``StaleResultError``, ``ScoringError``, ``ReportError``, ``DisclosureError``
 7   disclosure risk: ``audit`` found an identifier or a small or recoverable cell;
     ``export`` is not k-anonymous
 ==  ==========================================================================
@@ -83,6 +83,7 @@ EXIT_CODES: dict[type[errors.TrackIIEvalError], int] = {
     errors.StoreError: 6,
     errors.StaleResultError: 6,
     errors.ReportError: 6,
+    errors.DisclosureError: 6,
     errors.ScoringError: 6,
 }
 

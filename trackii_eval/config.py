@@ -363,7 +363,9 @@ class ParticipantList(_Frozen):
 class Privacy(_Frozen):
     """Disclosure control settings for everything published."""
 
-    min_cell_size: int = Field(default=5, ge=1)
+    # Numbers describing fewer people are suppressed (trackii_eval.disclosure); statistical
+    # offices use 3 to 10: 10 by default, and never below 5 for participants at risk.
+    min_cell_size: int = Field(default=10, ge=5)
 
 
 class StudyConfig(_Frozen):

@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "ConvergenceWarning",
+    "DisclosureError",
     "IngestError",
     "KeyMismatchError",
     "KeyMissingError",
@@ -70,6 +71,10 @@ class UnsupportedModelError(ModelError):
 
 class ReportError(TrackIIEvalError):
     """A report or dashboard cannot be rendered."""
+
+
+class DisclosureError(ReportError):
+    """Tables to publish cannot be protected, or were registered inconsistently."""
 
 
 class TrackIIEvalWarning(UserWarning):

@@ -31,7 +31,7 @@ waves:
   - {index: 2, label: Post, phase: post, date: 2023-03-01, file: waves/w2.csv}
   - {index: 3, label: Follow-up, phase: follow_up, date: 2024-03-01, file: waves/w3.csv}
 program_end_wave: 2
-privacy: {min_cell_size: 3}
+privacy: {min_cell_size: 5}
 """
 
 INSTRUMENT_YAML = """\

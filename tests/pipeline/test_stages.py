@@ -107,7 +107,7 @@ def test_report_stage_names_plan_and_writes_manifest(scored: Store, ctx: StudyCo
     for role, p in ctx.input_files().items():
         assert manifest["inputs"][role]["sha256"] == file_sha256(p)
     assert manifest["plan"]["hash"] == run.inputs["plan_hash"]
-    assert manifest["disclosure"] == {"min_cell_size": 3}
+    assert manifest["disclosure"] == {"min_cell_size": 5}
     assert manifest["key_fingerprint"] == mini_key.fingerprint
     assert manifest["seeds"]["n_boot"] == N_BOOT
     assert manifest["outputs"]["report"]["sha256"] == file_sha256(path)

@@ -317,21 +317,28 @@ def study_needles(study_dir: str | Path, *, min_length: int = 6) -> Needles:
     ConfigError
         If the study cannot be loaded; IngestError if a source file cannot be read.
     """
-    from ..study import Study
+    from ..pipeline.context import load_context
 
-    study = Study.load(study_dir)
+    study = load_context(study_dir)
     cfg, ins = study.config, study.instrument
     columns = [ins.participant.id, *ins.identifiers]
     if cfg.linkage.column:
         columns.append(cfg.linkage.column)
     values: dict[str, list[str]] = defaultdict(list)
-    for wave in cfg.waves:
-        found = _source_values(study.root / wave.file, columns, format=wave.format,
+    for wave in cfg.fielded_waves:  # a planned wave has no file yet
+        # a wave may name its code column otherwise (columns: {code: Q2})
+        own = [c for role, c in wave.columns.items() if role == "code"]
+        found = _source_values(study.root / wave.file, [*columns, *own], format=wave.format,
                                sheet=wave.sheet, header_row=wave.header_row)
         for column, vals in found.items():
-            values[column].extend(vals)
+            values[ins.participant.id if column in own else column].extend(vals)
     if cfg.roster:
         found = _source_values(study.root / cfg.roster, [ins.participant.id, "contact_code"])
+        for vals in found.values():
+            values[ins.participant.id].extend(vals)
+    if cfg.participants is not None:  # the evaluator's enrolment list holds raw codes too
+        found = _source_values(study.root / cfg.participants.file, [cfg.participants.code],
+                               sheet=cfg.participants.sheet)
         for vals in found.values():
             values[ins.participant.id].extend(vals)
     return build_needles(values, min_length=min_length)

@@ -59,7 +59,7 @@ from .at_rest import owner_only_umask, private_dir, private_file
 from .rekey import key_version
 
 if TYPE_CHECKING:
-    from ..study import Study
+    from ._handle import StudyHandle as Study
 
 __all__ = [
     "QUASI_IDENTIFIERS",

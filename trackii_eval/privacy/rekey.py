@@ -46,7 +46,7 @@ from .at_rest import private_file
 if TYPE_CHECKING:
     from ..ingest.pseudonym import PseudonymKey
     from ..store import Store
-    from ..study import Study
+    from ._handle import StudyHandle as Study
 
 __all__ = ["KEY_LOG_FILE", "RekeyResult", "key_version", "rekey_store"]
 
