@@ -128,21 +128,15 @@ def test_unreadable_files_are_listed_not_passed(tmp_path: Path) -> None:
 # The demo report as rendered before the disclosure-control step: the provenance table shows
 # "quarantined 2" and "3", and the linkage table hides one part of a row whose total is shown
 # (147 - 132 - 13 = 2 behind "<5"). The issue names these; the disclosure step removes them.
-PRE_DISCLOSURE_LEAKS = {("small-cell", "'quarantined'"), ("recoverable-cell", "'new'"),
-                        ("recoverable-cell", "'ambiguous'")}
-
 
 def test_demo_outputs_pass_the_audit(demo_outputs: Path, demo_needles) -> None:
     names = {p.name for p in demo_outputs.iterdir()}
     assert {"report.html", "demo.duckdb", "linkage_review.csv"} <= names
     assert demo_needles.n_values > 3000  # codes, SGICs, names, e-mails, phones, IPs, locations
     result = audit_path(demo_outputs, demo_needles, k=5)
-    cells = {"small-cell", "recoverable-cell"}
-    assert [f for f in result.findings if f.kind not in cells] == [], result.lines()
-    for f in result.findings:  # only the known leaks, all in the report, none elsewhere
-        assert f.file == "report.html" and any(
-            f.kind == kind and f"column {column}" in f.detail
-            for kind, column in PRE_DISCLOSURE_LEAKS), str(f)
+    # the report goes through joint disclosure control: no identifier, no small cell and no
+    # cell recoverable from the tables' totals anywhere in the outputs
+    assert result.findings == [], result.lines()
     assert result.notes == []
     assert "demo.duckdb" in result.files_scanned
 
