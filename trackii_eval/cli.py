@@ -231,7 +231,8 @@ def _do_ingest(study: Any, key_file: Path | None, replace: bool, strict: bool) -
     open_problems.to_csv(path, index=False)
     if len(open_problems):
         out.print(f"{len(open_problems)} open problem(s) written to {path}", highlight=False)
-    failed = len(open_problems) > 0 or bool(summary.empty_waves)
+    # a record stored as a new person but listed for review is a decision still to make
+    failed = len(open_problems) > 0 or bool(summary.empty_waves) or summary.n_listed > 0
     if strict and failed:
         err.print("--strict: data were quarantined or left for review; exit 4", highlight=False)
     return 4 if strict and failed else 0

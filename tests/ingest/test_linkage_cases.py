@@ -128,3 +128,19 @@ def test_summary_counts_unexpected_new_people(tmp_path: Path, key_file: Path) ->
     review = _review(out)
     assert list(zip(review["record_id"], review["reason"], strict=True)) == [
         ("wave2.csv:row 4", "unexpected_new")]
+
+
+def test_strict_fails_while_a_listed_record_awaits_a_decision(tmp_path: Path,
+                                                              key_file: Path) -> None:
+    # A possible match stored as a new person is not quarantined (no open problem), but it is
+    # a decision still to make: --strict must not pass it.
+    study_dir = tmp_path / "study"
+    shutil.copytree(CASES / "ambiguous-code-made-new-person", study_dir)
+    yaml = (study_dir / "study.yaml").read_text()
+    (study_dir / "study.yaml").write_text(
+        yaml.replace("  method: sgic\n", "  method: sgic\n  review_possible_matches: false\n"))
+    out = tmp_path / "out"
+    args = ["ingest", str(study_dir), "--out", str(out), "--key-file", str(key_file)]
+    assert runner.invoke(app, args).exit_code == 0
+    strict = runner.invoke(app, [*args, "--strict"])
+    assert strict.exit_code == 4, strict.output

@@ -72,6 +72,8 @@ class IngestSummary:
     linkage_review_file: Path | None = None
     open_problems: pd.DataFrame | None = None
     timezone: str = "UTC"
+    # records stored as new people but listed in linkage_review.csv for a decision
+    n_listed: int = 0
 
     @property
     def table(self) -> pd.DataFrame:
@@ -259,7 +261,8 @@ def ingest_study(store: Store, ctx: StudyContext, key: PseudonymKey, *,
     return IngestSummary(outcomes, problems, key.fingerprint,
                          None if linkage is None else linkage.summary(),
                          None if linkage is None else linkage.review_file,
-                         open_problems=store.open_problems(), timezone=config.timezone)
+                         open_problems=store.open_problems(), timezone=config.timezone,
+                         n_listed=0 if linkage is None else len(linkage.result.listed))
 
 
 def _check_wave_dates(raw: RawTable, wave: Wave, config: StudyConfig, column: str | None) -> None:
