@@ -1,0 +1,167 @@
+"""Benchmark: the time of each stage of ``trackii-eval run`` on the demo study.
+
+Times, in one Python process after imports, ``ingest``, ``score`` (with the per-wave
+reliability inside it shown on its own line), ``model`` and ``report`` on ``surveys/demo`` with
+``analysis/demo.yaml``, each into a fresh output folder, ``TRACKII_BENCH_STAGE_REPEATS`` times
+(default 3; the median is printed). Then the whole command, ``python -m trackii_eval run``, in a
+new process (warm: the second of two runs, so files are in the page cache and bytecode is
+compiled), which adds interpreter start-up and imports.
+
+The reference is the same benchmark on another commit's code, in the same run (same machine,
+same load): ``TRACKII_BENCH_BASELINE=<git ref>`` (default ``8d2faac``, the commit before the
+speed work; ``none`` to skip) is exported with ``git archive`` into a temporary folder and
+timed in a subprocess with that folder on ``PYTHONPATH``; the table shows both and their ratio.
+
+Run: ``python -m benchmarks.stages`` (``make bench``). Only the public ``Study`` API is used, so
+the benchmark runs on older commits too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "surveys" / "demo"
+PLAN = ROOT / "analysis" / "demo.yaml"
+STAGES = ("ingest", "score", "  reliability", "model", "report")
+
+
+def _time_stages(work: Path, repeats: int) -> dict[str, list[float]]:
+    """Seconds per stage, ``repeats`` times, for the ``trackii_eval`` on ``sys.path``."""
+    import warnings
+
+    from threadpoolctl import threadpool_limits
+
+    from trackii_eval.analysis import load_plan
+    from trackii_eval.ingest.pseudonym import load_key, write_key
+    from trackii_eval.scoring import reliability_by_wave
+    from trackii_eval.study import Study
+
+    key_file = work / "bench.key"
+    if not key_file.exists():
+        write_key(key_file)
+    key = load_key(key_file)
+    times: dict[str, list[float]] = {s: [] for s in STAGES}
+    for i in range(repeats):
+        out = work / f"run{i}"
+        shutil.rmtree(out, ignore_errors=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            study = Study.load(DEMO, out=out)
+            t0 = time.perf_counter()
+            study.ingest(key)
+            t1 = time.perf_counter()
+            study.score()
+            t2 = time.perf_counter()
+            study.fit_models(load_plan(PLAN))
+            t3 = time.perf_counter()
+            study.report()
+            t4 = time.perf_counter()
+            # The reliability inside score, on its own (same call score makes).
+            responses = study.store.active_responses()
+            with threadpool_limits(limits=1, user_api="blas"):
+                t5 = time.perf_counter()
+                reliability_by_wave(responses, study.instrument)
+                t6 = time.perf_counter()
+            study.close()
+        for name, dt in zip(STAGES, (t1 - t0, t2 - t1, t6 - t5, t3 - t2, t4 - t3), strict=True):
+            times[name].append(dt)
+    return times
+
+
+def _time_cli(work: Path, pythonpath: Path) -> float:
+    """Wall seconds of ``python -m trackii_eval run`` on the demo (second of two runs)."""
+    key_file = work / "bench.key"
+    env = {**os.environ, "PYTHONPATH": str(pythonpath), "OPENBLAS_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "trackii_eval", "run", str(DEMO), "--key-file", str(key_file),
+           "--plan", str(PLAN)]
+    elapsed = float("nan")
+    for i in range(2):
+        out = work / f"cli{i}"
+        shutil.rmtree(out, ignore_errors=True)
+        t0 = time.perf_counter()
+        proc = subprocess.run([*cmd, "--out", str(out)], env=env, capture_output=True, check=False)
+        elapsed = time.perf_counter() - t0
+        if proc.returncode != 0:
+            print(f"  cli run failed ({proc.returncode}): {proc.stderr.decode()[-300:]}",
+                  file=sys.stderr)
+            return float("nan")
+    return elapsed
+
+
+def _measure(code_root: Path, work: Path, repeats: int) -> dict[str, float]:
+    """Median stage times and the CLI time of the code under ``code_root``, in a subprocess."""
+    env = {**os.environ, "PYTHONPATH": str(code_root), "OPENBLAS_NUM_THREADS": "1"}
+    # This file is loaded by path so that the trackii_eval imported is the one under code_root.
+    script = (
+        "import importlib.util, json; from pathlib import Path;"
+        f"spec = importlib.util.spec_from_file_location('bench_stages', {str(__file__)!r});"
+        "mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod);"
+        f"print(json.dumps(mod._time_stages(Path({str(work)!r}), {repeats})))"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, check=False)
+    if proc.returncode != 0:
+        print(f"  stage timing failed: {proc.stderr.strip()[-400:]}", file=sys.stderr)
+        return {}
+    times = json.loads(proc.stdout.strip().splitlines()[-1])
+    med = {k: statistics.median(v) for k, v in times.items()}
+    med["total (4 stages)"] = sum(med[s] for s in ("ingest", "score", "model", "report"))
+    med["cli run (warm)"] = _time_cli(work, code_root)
+    return med
+
+
+def _export(ref: str, dest: Path) -> Path | None:
+    """The tree of ``ref`` under ``dest`` (``git archive``), or None if git cannot."""
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], capture_output=True,
+                             check=False)
+    if archive.returncode != 0:
+        print(f"  baseline {ref!r} not exported: {archive.stderr.decode().strip()}",
+              file=sys.stderr)
+        return None
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    return dest
+
+
+def main() -> None:
+    """Time the stages on this tree and on the baseline commit; print both and the ratio."""
+    from benchmarks._common import env_int
+
+    repeats = env_int("TRACKII_BENCH_STAGE_REPEATS", 3)
+    baseline = os.environ.get("TRACKII_BENCH_BASELINE", "8d2faac").strip()
+    print(f"stage benchmark: demo study, {repeats} repeat(s), median seconds")
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        (tmp_path / "now").mkdir()
+        now = _measure(ROOT, tmp_path / "now", repeats)
+        before: dict[str, float] = {}
+        if baseline and baseline != "none":
+            code = _export(baseline, tmp_path / "baseline_code")
+            if code is not None:
+                (tmp_path / "before").mkdir()
+                before = _measure(code, tmp_path / "before", repeats)
+    label = f"at {baseline}" if before else ""
+    header = f"{'stage':<20} {'this tree':>10} {label:>14} {'speed-up':>9}"
+    print(header)
+    print("-" * len(header))
+    for name in now:
+        b = before.get(name, float("nan"))
+        ratio = b / now[name] if before and now[name] > 0 else float("nan")
+        b_txt = f"{b:>14.2f}" if before else f"{'':>14}"
+        r_txt = f"{ratio:>8.1f}x" if before else ""
+        print(f"{name:<20} {now[name]:>10.2f} {b_txt} {r_txt}")
+    print(f"load average {os.getloadavg()[0]:.2f} at end")
+
+
+if __name__ == "__main__":
+    main()
