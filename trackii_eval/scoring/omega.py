@@ -63,7 +63,11 @@ def omega_point(r: np.ndarray, method: str, flip: bool) -> OmegaResult:
     out = OmegaResult()
     k = r.shape[0]
     if k < 3:
-        out.notes.append("omega needs at least 3 items (a one-factor model of 2 is not identified)")
+        msg = "omega needs at least 3 items (a one-factor model of 2 is not identified)"
+        if k == 2:
+            # Eisinga, te Grotenhuis & Pelzer (2013): for two items report Spearman-Brown.
+            msg += "; with 2 items alpha_std is the Spearman-Brown coefficient"
+        out.notes.append(msg)
         return out
     if not np.all(np.isfinite(r)):
         out.notes.append("omega not computed: some item pairs were never answered together")

@@ -167,10 +167,11 @@ def _score_step(
     idx = np.arange(k)
     hess[:, idx[:, None], idx[None, :]] += 2.0 * m
     try:
+        np.linalg.cholesky(hess)  # the usual case near the optimum: every Hessian is
+        newton = np.ones(b, dtype=bool)
+    except np.linalg.LinAlgError:
         scale = np.abs(np.diagonal(hess, 0, 1, 2)).max(axis=1)
         newton = np.linalg.eigvalsh(hess)[:, 0] > 1e-8 * scale
-    except np.linalg.LinAlgError:
-        newton = np.zeros(b, dtype=bool)
     info = np.where(newton[:, None, None], hess, info)
     g_psi = g[:, k:]
     fixed = ((psi <= PSI_MIN) & (g_psi > 0)) | ((psi >= PSI_MAX) & (g_psi < 0))
