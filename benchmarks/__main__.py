@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-SUITES = ["benchmarks.stages", "benchmarks.growth", "benchmarks.refits"]
+SUITES = ["benchmarks.stages", "benchmarks.omega", "benchmarks.growth", "benchmarks.refits"]
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or SUITES
