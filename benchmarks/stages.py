@@ -3,9 +3,10 @@
 Times, in one Python process after imports, ``ingest``, ``score`` (with the per-wave
 reliability inside it shown on its own line), ``model`` and ``report`` on ``surveys/demo`` with
 ``analysis/demo.yaml``, each into a fresh output folder, ``TRACKII_BENCH_STAGE_REPEATS`` times
-(default 3; the median is printed). Then the whole command, ``python -m trackii_eval run``, in a
-new process (warm: the second of two runs, so files are in the page cache and bytecode is
-compiled), which adds interpreter start-up and imports.
+(default 3; the median is printed), as wall-clock and CPU seconds (CPU time is what to compare
+on a shared machine: waiting for a core does not count). Then the whole command,
+``python -m trackii_eval run``, in a new process (warm: the second of two runs, so files are in
+the page cache and bytecode is compiled), which adds interpreter start-up and imports.
 
 The reference is the same benchmark on another commit's code, in the same run (same machine,
 same load): ``TRACKII_BENCH_BASELINE=<git ref>`` (default ``8d2faac``, the commit before the
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -34,8 +36,21 @@ PLAN = ROOT / "analysis" / "demo.yaml"
 STAGES = ("ingest", "score", "  reliability", "model", "report")
 
 
-def _time_stages(work: Path, repeats: int) -> dict[str, list[float]]:
-    """Seconds per stage, ``repeats`` times, for the ``trackii_eval`` on ``sys.path``."""
+class _Clock:
+    """Wall and CPU seconds (CPU: this process; robust to other load on a shared machine)."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def lap(self) -> tuple[float, float]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        out = (wall - self.wall, cpu - self.cpu)
+        self.wall, self.cpu = wall, cpu
+        return out
+
+
+def _time_stages(work: Path, repeats: int) -> dict[str, list[list[float]]]:
+    """[wall, cpu] seconds per stage, ``repeats`` times, for the ``trackii_eval`` on sys.path."""
     import warnings
 
     from threadpoolctl import threadpool_limits
@@ -49,56 +64,61 @@ def _time_stages(work: Path, repeats: int) -> dict[str, list[float]]:
     if not key_file.exists():
         write_key(key_file)
     key = load_key(key_file)
-    times: dict[str, list[float]] = {s: [] for s in STAGES}
+    times: dict[str, list[list[float]]] = {s: [] for s in STAGES}
     for i in range(repeats):
         out = work / f"run{i}"
         shutil.rmtree(out, ignore_errors=True)
+        laps = {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             study = Study.load(DEMO, out=out)
-            t0 = time.perf_counter()
+            clock = _Clock()
             study.ingest(key)
-            t1 = time.perf_counter()
+            laps["ingest"] = clock.lap()
             study.score()
-            t2 = time.perf_counter()
+            laps["score"] = clock.lap()
             study.fit_models(load_plan(PLAN))
-            t3 = time.perf_counter()
+            laps["model"] = clock.lap()
             study.report()
-            t4 = time.perf_counter()
-            # The reliability inside score, on its own (same call score makes).
+            laps["report"] = clock.lap()
+            # The reliability inside score, on its own (the same call score makes).
             responses = study.store.active_responses()
             with threadpool_limits(limits=1, user_api="blas"):
-                t5 = time.perf_counter()
+                clock.lap()
                 reliability_by_wave(responses, study.instrument)
-                t6 = time.perf_counter()
+                laps["  reliability"] = clock.lap()
             study.close()
-        for name, dt in zip(STAGES, (t1 - t0, t2 - t1, t6 - t5, t3 - t2, t4 - t3), strict=True):
-            times[name].append(dt)
+        for name in STAGES:
+            times[name].append(list(laps[name]))
     return times
 
 
-def _time_cli(work: Path, pythonpath: Path) -> float:
-    """Wall seconds of ``python -m trackii_eval run`` on the demo (second of two runs)."""
+def _time_cli(work: Path, pythonpath: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of ``python -m trackii_eval run`` on the demo (second of two runs)."""
     key_file = work / "bench.key"
     env = {**os.environ, "PYTHONPATH": str(pythonpath), "OPENBLAS_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "trackii_eval", "run", str(DEMO), "--key-file", str(key_file),
            "--plan", str(PLAN)]
-    elapsed = float("nan")
+    result = (float("nan"), float("nan"))
     for i in range(2):
         out = work / f"cli{i}"
         shutil.rmtree(out, ignore_errors=True)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         proc = subprocess.run([*cmd, "--out", str(out)], env=env, capture_output=True, check=False)
-        elapsed = time.perf_counter() - t0
+        wall = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if proc.returncode != 0:
             print(f"  cli run failed ({proc.returncode}): {proc.stderr.decode()[-300:]}",
                   file=sys.stderr)
-            return float("nan")
-    return elapsed
+            return (float("nan"), float("nan"))
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        result = (wall, cpu)
+    return result
 
 
-def _measure(code_root: Path, work: Path, repeats: int) -> dict[str, float]:
-    """Median stage times and the CLI time of the code under ``code_root``, in a subprocess."""
+def _measure(code_root: Path, work: Path, repeats: int) -> dict[str, tuple[float, float]]:
+    """Median (wall, cpu) per stage and of the CLI for the code under ``code_root``."""
     env = {**os.environ, "PYTHONPATH": str(code_root), "OPENBLAS_NUM_THREADS": "1"}
     # This file is loaded by path so that the trackii_eval imported is the one under code_root.
     script = (
@@ -113,8 +133,10 @@ def _measure(code_root: Path, work: Path, repeats: int) -> dict[str, float]:
         print(f"  stage timing failed: {proc.stderr.strip()[-400:]}", file=sys.stderr)
         return {}
     times = json.loads(proc.stdout.strip().splitlines()[-1])
-    med = {k: statistics.median(v) for k, v in times.items()}
-    med["total (4 stages)"] = sum(med[s] for s in ("ingest", "score", "model", "report"))
+    med = {k: (statistics.median(v[0] for v in vs), statistics.median(v[1] for v in vs))
+           for k, vs in times.items()}
+    four = [med[s] for s in ("ingest", "score", "model", "report")]
+    med["total (4 stages)"] = (sum(w for w, _ in four), sum(c for _, c in four))
     med["cli run (warm)"] = _time_cli(work, code_root)
     return med
 
@@ -144,22 +166,22 @@ def main() -> None:
         tmp_path = Path(tmp)
         (tmp_path / "now").mkdir()
         now = _measure(ROOT, tmp_path / "now", repeats)
-        before: dict[str, float] = {}
+        before: dict[str, tuple[float, float]] = {}
         if baseline and baseline != "none":
             code = _export(baseline, tmp_path / "baseline_code")
             if code is not None:
                 (tmp_path / "before").mkdir()
                 before = _measure(code, tmp_path / "before", repeats)
-    label = f"at {baseline}" if before else ""
-    header = f"{'stage':<20} {'this tree':>10} {label:>14} {'speed-up':>9}"
+    label = f"at {baseline}" if before else "(no baseline)"
+    print(f"{'':<20} {'this tree':>17} {label:>17} {'speed-up':>15}")
+    header = f"{'stage':<20} {'wall':>8} {'cpu':>8} {'wall':>8} {'cpu':>8} {'wall':>7} {'cpu':>7}"
     print(header)
     print("-" * len(header))
-    for name in now:
-        b = before.get(name, float("nan"))
-        ratio = b / now[name] if before and now[name] > 0 else float("nan")
-        b_txt = f"{b:>14.2f}" if before else f"{'':>14}"
-        r_txt = f"{ratio:>8.1f}x" if before else ""
-        print(f"{name:<20} {now[name]:>10.2f} {b_txt} {r_txt}")
+    nan = (float("nan"), float("nan"))
+    for name, (wall, cpu) in now.items():
+        b_wall, b_cpu = before.get(name, nan)
+        print(f"{name:<20} {wall:>8.2f} {cpu:>8.2f} {b_wall:>8.2f} {b_cpu:>8.2f} "
+              f"{b_wall / wall:>6.1f}x {b_cpu / cpu:>6.1f}x")
     print(f"load average {os.getloadavg()[0]:.2f} at end")
 
 
