@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from ..config import Instrument
@@ -16,13 +17,20 @@ ONE_ITEM_NOTE = "not applicable (one item)"
 
 
 def _wide(group: pd.DataFrame) -> pd.DataFrame:
-    """One row per participant, one column per item (POMP), from one construct-wave."""
-    index = ["participant", "item"]
-    if group.duplicated(index).any():  # one answer per item and wave is the rule; be safe
+    """One row per participant, one column per item (POMP), from one construct-wave.
+
+    Rows and columns are sorted (participant, item), as ``pivot_table`` sorts them: the
+    bootstrap draws rows by position, so the order is part of the result.
+    """
+    rows, participants = pd.factorize(group["participant"], sort=True)
+    cols, items = pd.factorize(group["item"], sort=True)
+    cell = rows * len(items) + cols
+    if len(np.unique(cell)) < len(cell):  # one answer per item and wave is the rule; be safe
         return group.pivot_table(index="participant", columns="item", values="pomp")
-    wide = group.set_index(index)["pomp"].unstack("item")
-    wide.columns.name = None
-    return wide
+    values = np.full((len(participants), len(items)), np.nan)
+    values[rows, cols] = group["pomp"].to_numpy(dtype=float)
+    return pd.DataFrame(values, index=pd.Index(participants, name="participant"),
+                        columns=[str(i) for i in items])
 
 
 def item_statistics_by_wave(responses: pd.DataFrame, instrument: Instrument) -> pd.DataFrame:

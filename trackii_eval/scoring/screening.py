@@ -51,24 +51,31 @@ class ScaleData:
 def screen(block: pd.DataFrame, *, grouped: bool) -> ScaleData:
     """Drop items that cannot enter the covariance matrix, recording why."""
     notes: list[str] = []
-    empty = [str(c) for c in block.columns if block[c].isna().all()]
+    # One conversion to numbers; columns are then picked by position (cheaper than per-column
+    # pandas access, which adds up over many construct-waves).
+    names = [str(c) for c in block.columns]
+    x_all = block.to_numpy(dtype=float, na_value=np.nan)
+    answered = ~np.isnan(x_all)
+    is_empty = ~answered.any(axis=0)
+    empty = [nm for nm, e in zip(names, is_empty, strict=True) if e]
     if empty and not grouped:
         # In a by-group, an all-missing column is an item of another scale; alone it is news.
         msg = f"items never answered were left out: {', '.join(empty)}"
         warnings.warn(msg, ReliabilityWarning, stacklevel=3)
         notes.append(msg)
-    keep = [c for c in block.columns if str(c) not in empty]
-    x = block[keep].to_numpy(dtype=float, na_value=np.nan)
+    keep = np.flatnonzero(~is_empty)
+    x = x_all[:, keep]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         sd = np.nanstd(x, axis=0, ddof=1) if x.shape[0] > 1 else np.full(x.shape[1], np.nan)
-    constant = [str(c) for c, s in zip(keep, sd, strict=True) if not (s > 0)]
+    constant = [names[j] for j, sd_j in zip(keep, sd, strict=True) if not (sd_j > 0)]
     if constant:
         msg = f"items without variance were left out, as psych::alpha does: {', '.join(constant)}"
         warnings.warn(msg, ReliabilityWarning, stacklevel=3)
         notes.append(msg)
-    used = [c for c in keep if str(c) not in constant]
-    xs = block[used].to_numpy(dtype=float, na_value=np.nan)
+    used_idx = keep[sd > 0]
+    used = [names[j] for j in used_idx]
+    xs = x_all[:, used_idx]
     n_empty = int(np.all(np.isnan(xs), axis=1).sum()) if used else block.shape[0]
     if n_empty and used:
         msg = (
@@ -77,9 +84,7 @@ def screen(block: pd.DataFrame, *, grouped: bool) -> ScaleData:
         )
         warnings.warn(msg, ReliabilityWarning, stacklevel=3)
         notes.append(msg)
-    return ScaleData(
-        x=xs, names=[str(c) for c in used], n_rows=block.shape[0], constant=constant, notes=notes
-    )
+    return ScaleData(x=xs, names=used, n_rows=block.shape[0], constant=constant, notes=notes)
 
 
 def as_list(by: str | Sequence[str] | None) -> list[str]:
@@ -102,10 +107,9 @@ def item_block(items: pd.DataFrame, by: list[str]) -> pd.DataFrame:
         raise ScoringError("items: no item columns besides the by columns")
     bad = [
         str(c)
-        for c in cols
-        if not (
-            pd.api.types.is_numeric_dtype(items[c]) and not pd.api.types.is_bool_dtype(items[c])
-        )
+        for c, dtype in zip(items.columns, items.dtypes, strict=True)
+        if c not in by
+        and not (pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype))
     ]
     if bad:
         raise ScoringError(
