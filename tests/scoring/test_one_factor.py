@@ -157,3 +157,33 @@ def test_bootstrap_refits_equal_separate_fits() -> None:
         r = pairwise_moments(x[draws[b]]).cor
         assert reps[b] == pytest.approx(omega_point(r, "ml", True).value, abs=1e-8)
     assert np.isfinite(reps).all()
+
+
+def test_gradient_and_hessian_match_finite_differences() -> None:
+    from trackii_eval.scoring.one_factor import _derivatives, _inverse_and_discrepancy
+
+    r = MATRICES[-1]
+    k = r.shape[0]
+    rng = np.random.default_rng(1)
+    theta = np.concatenate([rng.uniform(0.3, 0.8, k), rng.uniform(0.3, 0.9, k)])
+
+    def f(t: np.ndarray) -> float:
+        return float(_inverse_and_discrepancy(r[None], t[None, :k], t[None, k:])[1][0])
+
+    def grad(t: np.ndarray) -> np.ndarray:
+        s, _ = _inverse_and_discrepancy(r[None], t[None, :k], t[None, k:])
+        return _derivatives(r[None], t[None, :k], s)[0][0]
+
+    h = 1e-6
+    eye = np.eye(2 * k)
+    num_g = np.array([(f(theta + h * e) - f(theta - h * e)) / (2 * h) for e in eye])
+    num_h = np.array([(grad(theta + h * e) - grad(theta - h * e)) / (2 * h) for e in eye])
+    s, _ = _inverse_and_discrepancy(r[None], theta[None, :k], theta[None, k:])
+    g, _, hess = _derivatives(r[None], theta[None, :k], s)
+    np.testing.assert_allclose(g[0], num_g, atol=1e-6)
+    np.testing.assert_allclose(hess[0], num_h, atol=1e-5)
+    # At a model-implied matrix (perfect fit) the Hessian is the expected information.
+    sigma = np.outer(theta[:k], theta[:k]) + np.diag(theta[k:])
+    s_fit, _ = _inverse_and_discrepancy(sigma[None], theta[None, :k], theta[None, k:])
+    _, info_fit, hess_fit = _derivatives(sigma[None], theta[None, :k], s_fit)
+    np.testing.assert_allclose(hess_fit, info_fit, atol=1e-10)

@@ -1,9 +1,9 @@
-"""The one-factor model behind omega total: ML by Fisher scoring, minres, and omega itself.
+"""The one-factor model behind omega total: ML by Newton / Fisher scoring, minres, and omega.
 
 Maximum likelihood fits ``Sigma = lambda lambda' + diag(psi)`` to a correlation matrix ``R`` by
 minimising ``F = log|Sigma| + tr(R Sigma^-1)`` with every uniqueness held in psych's
 ``[0.005, 1]`` (``psych::fa(fm = "ml")`` bounds them so). With ``k`` items there are only ``2k``
-parameters, so each step of Fisher scoring is one small linear solve, and a whole batch of
+parameters, so each Newton or Fisher-scoring step is one small linear solve, and a whole batch of
 correlation matrices (the starts of one fit, or every bootstrap replicate) is iterated at once
 with batched numpy: a few milliseconds instead of a scipy optimisation per matrix.
 
@@ -14,10 +14,16 @@ and ``c = lambda' u``::
 
     I_ll = 2 (u u' + c S),   I_lp[i, j] = 2 S_ij u_j,   I_pp = S * S (elementwise).
 
-A uniqueness at a bound whose gradient points out of the box is held there (an active set), the
-step is halved until ``F`` does not increase, and iteration stops when the largest step is below
-``1e-10``. Near-Heywood correlation matrices can have several local minima under the bounds, so a
-point estimate starts from ``1 - SMC`` (with loadings in closed form from it), from
+The exact Hessian is ``-T(S, S) + 2 T(S, SRS)`` plus ``2M`` in the loadings block, where
+``T(X, Y)_ab = tr(X dSigma_a Y dSigma_b)`` (see :func:`_trace_form`; at a perfect fit it equals
+the information). A step is Newton's where that Hessian is positive definite (quadratic
+convergence near the optimum, typically 5-10 steps) and Fisher scoring's elsewhere. Bounds are
+an active set: a uniqueness at a bound whose gradient points out of the box is held there, one a
+step would carry across is put on the bound; the step is halved until ``F`` does not increase,
+and iteration stops when the largest step is below ``1e-10``.
+
+Near-Heywood correlation matrices can have several local minima under the bounds, so a point
+estimate starts from ``1 - SMC`` (with loadings in closed form from it), from
 ``psi = 0.5`` and from each item at the lower bound, all in one batch, and keeps the lowest
 ``F``: the ML estimate, as psych's reported one is.
 
@@ -145,10 +151,28 @@ def _trace_form(x: np.ndarray, y: np.ndarray, lam: np.ndarray) -> np.ndarray:
     return out
 
 
+def _derivatives(
+    r: np.ndarray, lam: np.ndarray, s: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradient (B, 2k), expected information and exact Hessian (B, 2k, 2k) of F.
+
+    Parameters are ordered (lambda, psi); ``s`` is ``Sigma^-1`` at (lambda, psi).
+    """
+    k = lam.shape[1]
+    srs = s @ r @ s
+    m = s - srs
+    g = np.concatenate([2.0 * np.einsum("bij,bj->bi", m, lam), np.diagonal(m, 0, 1, 2)], axis=1)
+    info = _trace_form(s, s, lam)
+    hess = 2.0 * _trace_form(s, srs, lam) - info
+    idx = np.arange(k)
+    hess[:, idx[:, None], idx[None, :]] += 2.0 * m
+    return g, info, hess
+
+
 def _score_step(
     r: np.ndarray, lam: np.ndarray, psi: np.ndarray, s: np.ndarray, *, to_bounds: bool = True
 ) -> np.ndarray:
-    """The Fisher-scoring step ``delta`` (new = old - delta) in (lambda, psi), batched (B, 2k).
+    """The Newton (or Fisher-scoring) step ``delta`` (new = old - delta), batched (B, 2k).
 
     Bounds are an active set: a uniqueness at a bound whose gradient points out of the box is
     held (``delta = 0``), and one the step would carry across a bound is put on it (``delta``
@@ -157,15 +181,9 @@ def _score_step(
     With ``to_bounds=False`` only the held uniquenesses are fixed (the caller then projects).
     """
     b, k = lam.shape
-    srs = s @ r @ s
-    m = s - srs
-    g = np.concatenate([2.0 * np.einsum("bij,bj->bi", m, lam), np.diagonal(m, 0, 1, 2)], axis=1)
-    info = _trace_form(s, s, lam)
+    g, info, hess = _derivatives(r, lam, s)
     # Newton where the exact Hessian is positive definite (quadratic convergence near the
     # optimum), Fisher scoring elsewhere (always positive definite, linear convergence).
-    hess = 2.0 * _trace_form(s, srs, lam) - info
-    idx = np.arange(k)
-    hess[:, idx[:, None], idx[None, :]] += 2.0 * m
     try:
         np.linalg.cholesky(hess)  # the usual case near the optimum: every Hessian is
         newton = np.ones(b, dtype=bool)
@@ -212,7 +230,9 @@ def fisher_scoring(
     tol: float = _TOL,
     max_iter: int = _MAX_ITER,
 ) -> OneFactorFit:
-    """Bounded one-factor ML by Fisher scoring, for a batch of correlation matrices at once.
+    """Bounded one-factor ML by Newton / Fisher scoring, for a batch of correlation matrices.
+
+    All matrices iterate together (batched numpy); each leaves the batch when it converges.
 
     Parameters
     ----------
