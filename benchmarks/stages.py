@@ -105,7 +105,9 @@ def _time_cli(work: Path, pythonpath: Path) -> tuple[float, float]:
         shutil.rmtree(out, ignore_errors=True)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
-        proc = subprocess.run([*cmd, "--out", str(out)], env=env, capture_output=True, check=False)
+        # cwd outside every source tree: `python -m` puts the cwd first on sys.path.
+        proc = subprocess.run([*cmd, "--out", str(out)], env=env, capture_output=True,
+                              check=False, cwd=work)
         wall = time.perf_counter() - t0
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if proc.returncode != 0:
@@ -125,14 +127,18 @@ def _measure(code_root: Path, work: Path, repeats: int) -> dict[str, tuple[float
         "import importlib.util, json; from pathlib import Path;"
         f"spec = importlib.util.spec_from_file_location('bench_stages', {str(__file__)!r});"
         "mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod);"
+        "import trackii_eval; print(Path(trackii_eval.__file__).parent.parent);"
         f"print(json.dumps(mod._time_stages(Path({str(work)!r}), {repeats})))"
     )
+    # cwd outside every source tree: `python -c` puts the cwd first on sys.path.
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          text=True, check=False)
+                          text=True, check=False, cwd=work)
     if proc.returncode != 0:
         print(f"  stage timing failed: {proc.stderr.strip()[-400:]}", file=sys.stderr)
         return {}
-    times = json.loads(proc.stdout.strip().splitlines()[-1])
+    lines = proc.stdout.strip().splitlines()
+    print(f"  timed the code in {lines[0]}")
+    times = json.loads(lines[-1])
     med = {k: (statistics.median(v[0] for v in vs), statistics.median(v[1] for v in vs))
            for k, vs in times.items()}
     four = [med[s] for s in ("ingest", "score", "model", "report")]
