@@ -15,9 +15,9 @@ import pandas as pd
 
 from trackii_eval.errors import ScoringError
 
+from ._screening import ReliabilityWarning, as_list, groups, item_block, long_to_wide, screen
 from .alpha import alpha_from_cor, alpha_from_cov
 from .moments import cov2cor, pairwise_moments
-from .screening import ReliabilityWarning, as_list, groups, item_block, long_to_wide, screen
 
 __all__ = ["ITEM_STATISTICS_COLUMNS", "item_statistics", "item_statistics_long"]
 

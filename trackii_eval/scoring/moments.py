@@ -29,6 +29,19 @@ def pairwise_moments(x: np.ndarray, weights: np.ndarray | None = None) -> Moment
     ``weights`` (B, n) holds how often each row is drawn in B bootstrap replicates; a weighted
     sum over rows is exactly the sum over the resampled data set, so every replicate's pairwise
     moments come out of a few batched matrix products instead of B passes over copied data.
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (n, k)
+        Item answers, NaN where not answered.
+    weights : numpy.ndarray, shape (B, n), optional
+        Row counts of B bootstrap replicates.
+
+    Returns
+    -------
+    Moments
+        Arrays of shape (k, k), or (B, k, k) with weights; NaN for pairs answered together by
+        fewer than 2 rows.
     """
     present = ~np.isnan(x)
     mask = present.astype(float)

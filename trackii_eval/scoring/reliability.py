@@ -26,7 +26,7 @@ answer with id, grouping, item and value columns -> :func:`reliability_long`,
 
 The computation is split along its ideas: :mod:`.moments` (pairwise-complete moments),
 :mod:`.alpha`, :mod:`.one_factor` (the one-factor fit), :mod:`.omega` (omega and its bootstrap),
-:mod:`.items` (item statistics) and :mod:`.screening` (checks and layouts); this module holds
+:mod:`.items` (item statistics) and :mod:`._screening` (checks and layouts); this module holds
 the scale-level table and re-exports the public names.
 """
 
@@ -40,11 +40,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from .alpha import alpha_asymptotic_variance, alpha_from_cor, alpha_from_cov, feldt_interval
-from .items import ITEM_STATISTICS_COLUMNS, item_statistics, item_statistics_long
-from .moments import cov2cor, pairwise_moments
-from .omega import bootstrap_omega, omega_point
-from .screening import (
+from ._screening import (
     ReliabilityWarning,
     ScaleData,
     as_list,
@@ -55,6 +51,10 @@ from .screening import (
     long_to_wide,
     screen,
 )
+from .alpha import alpha_asymptotic_variance, alpha_from_cor, alpha_from_cov, feldt_interval
+from .items import ITEM_STATISTICS_COLUMNS, item_statistics, item_statistics_long
+from .moments import cov2cor, pairwise_moments
+from .omega import bootstrap_omega, omega_point
 
 __all__ = [
     "ITEM_STATISTICS_COLUMNS",

@@ -1,4 +1,4 @@
-"""What every reliability function checks first: arguments, groups, items, layouts.
+"""Internal: what every reliability function checks first: arguments, groups, items, layouts.
 
 Screening follows psych: items never answered or without variance are left out (with a warning
 and a note), rows with nothing answered are counted in ``n``.
@@ -88,6 +88,7 @@ def screen(block: pd.DataFrame, *, grouped: bool) -> ScaleData:
 
 
 def as_list(by: str | Sequence[str] | None) -> list[str]:
+    """A column name or names as a list (empty for None)."""
     if by is None:
         return []
     if isinstance(by, str):
@@ -120,6 +121,7 @@ def item_block(items: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 
 
 def check_options(ci: float, omega_ci: str, n_boot: int, omega_method: str) -> None:
+    """Raise ScoringError naming the first option of :func:`reliability` out of range."""
     if not 0.0 < ci < 1.0:
         raise ScoringError(f"ci must be strictly between 0 and 1, got {ci}")
     if omega_ci not in ("bootstrap", "none"):
@@ -131,6 +133,7 @@ def check_options(ci: float, omega_ci: str, n_boot: int, omega_method: str) -> N
 
 
 def groups(items: pd.DataFrame, by: list[str]) -> list[tuple[tuple[Hashable, ...], pd.DataFrame]]:
+    """(key, rows) per group of ``by`` (one group of all rows without ``by``), sorted by key."""
     if not by:
         return [((), items)]
     nan_keys = items[by].isna().any(axis=1)
