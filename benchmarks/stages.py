@@ -93,10 +93,18 @@ def _time_stages(work: Path, repeats: int) -> dict[str, list[list[float]]]:
     return times
 
 
+def _env(pythonpath: Path) -> dict[str, str]:
+    """The environment of a timed process: one BLAS thread, bytecode cached (warm runs)."""
+    env = {**os.environ, "PYTHONPATH": str(pythonpath), "OPENBLAS_NUM_THREADS": "1"}
+    # With PYTHONDONTWRITEBYTECODE every run would recompile the package: not a warm run.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
 def _time_cli(work: Path, pythonpath: Path) -> tuple[float, float]:
     """Wall and CPU seconds of ``python -m trackii_eval run`` on the demo (second of two runs)."""
     key_file = work / "bench.key"
-    env = {**os.environ, "PYTHONPATH": str(pythonpath), "OPENBLAS_NUM_THREADS": "1"}
+    env = _env(pythonpath)
     cmd = [sys.executable, "-m", "trackii_eval", "run", str(DEMO), "--key-file", str(key_file),
            "--plan", str(PLAN)]
     result = (float("nan"), float("nan"))
@@ -121,7 +129,7 @@ def _time_cli(work: Path, pythonpath: Path) -> tuple[float, float]:
 
 def _measure(code_root: Path, work: Path, repeats: int) -> dict[str, tuple[float, float]]:
     """Median (wall, cpu) per stage and of the CLI for the code under ``code_root``."""
-    env = {**os.environ, "PYTHONPATH": str(code_root), "OPENBLAS_NUM_THREADS": "1"}
+    env = _env(code_root)
     # This file is loaded by path so that the trackii_eval imported is the one under code_root.
     script = (
         "import importlib.util, json; from pathlib import Path;"
