@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-SUITES = ["benchmarks.growth", "benchmarks.refits", "benchmarks.linkage", "benchmarks.disclosure"]
+SUITES = ["benchmarks.stages", "benchmarks.omega", "benchmarks.growth", "benchmarks.refits",
+          "benchmarks.linkage", "benchmarks.disclosure"]
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or SUITES

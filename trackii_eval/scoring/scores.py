@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import Instrument, StudyConfig
+from ..errors import ScoringError
 
 __all__ = ["SCORE_COLUMNS", "keyed_items", "score_responses", "scores_wide"]
 
@@ -30,12 +31,20 @@ SCORE_COLUMNS = [
 def keyed_items(responses: pd.DataFrame, instrument: Instrument) -> pd.DataFrame:
     """Add ``pomp`` (keyed, 0-100) and ``weight`` columns to long responses."""
     items = instrument.items
-    lo = responses["item"].map(lambda i: instrument.scales[items[i].scale].min).astype(float)
-    hi = responses["item"].map(lambda i: instrument.scales[items[i].scale].max).astype(float)
-    rev = responses["item"].map(lambda i: items[i].reverse).astype(bool)
+    # dict lookups, not a Python function per answer: this runs on every response
+    item = responses["item"]
+    unknown = sorted(set(item.unique()) - set(items))
+    if unknown:
+        raise ScoringError(
+            f"responses hold item(s) {unknown[:5]} that the instrument does not define; "
+            "check instrument.yaml against the stored waves and ingest again"
+        )
+    lo = item.map({i: instrument.scales[it.scale].min for i, it in items.items()}).astype(float)
+    hi = item.map({i: instrument.scales[it.scale].max for i, it in items.items()}).astype(float)
+    rev = item.map({i: it.reverse for i, it in items.items()}).astype(bool)
     pomp = (responses["value"].astype(float) - lo) / (hi - lo) * 100.0
     pomp = pomp.where(~rev, 100.0 - pomp)
-    weight = responses["item"].map(lambda i: items[i].weight).astype(float)
+    weight = item.map({i: it.weight for i, it in items.items()}).astype(float)
     return responses.assign(pomp=pomp, weight=weight)
 
 
