@@ -79,7 +79,11 @@ def default_plan(config: StudyConfig, instrument: Instrument | None = None) -> A
     """Growth, durability and event-study models of perceptions and relationships, and an
     event study of every behavioural outcome the instrument declares."""
     models = []
-    for outcome in ("perceptions", "relationships"):
+    # only the outputs the instrument measures: a study without a relationships construct
+    # gets no relationships model (rather than a refusal to fit any model)
+    outcomes = [o for o in ("perceptions", "relationships")
+                if instrument is None or o in instrument.constructs]
+    for outcome in outcomes:
         models.append(ModelSpec(
             name=f"{outcome}_growth", kind="growth", outcome=outcome,
             formula=f"{outcome} ~ time * arm + (time | participant)",

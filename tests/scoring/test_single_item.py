@@ -64,3 +64,13 @@ def test_two_items_alpha_is_spearman_brown_and_omega_is_not_identified() -> None
     assert row["alpha_std"] == pytest.approx(2 * r / (1 + r), abs=1e-12)
     assert np.isnan(row["omega_total"])
     assert "Spearman-Brown" in row["note"] and "not identified" in row["note"]
+
+
+def test_default_plan_fits_only_the_outputs_the_instrument_measures() -> None:
+    # The case's instrument has a perceptions construct and no relationships construct: the
+    # default plan must not ask for a model of an outcome that cannot exist.
+    from trackii_eval.analysis import default_plan
+
+    study = Study.load(CASE)
+    outcomes = {m.outcome for m in default_plan(study.config, study.instrument).models}
+    assert outcomes == {"perceptions"}
