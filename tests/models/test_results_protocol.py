@@ -217,21 +217,31 @@ def test_summaries_show_the_table_record_and_warnings(name: str) -> None:
 
 
 def test_report_rows_come_from_stored_json_through_the_protocol() -> None:
+    import pandas as pd
+
     from trackii_eval.errors import ReportError
     from trackii_eval.report.build import _effect_rows, _headline
+    from trackii_eval.report.disclose import Publication
 
     fit = FITS["event_study_not_estimable"]
     stored = {"es": {"kind": "event_study", "spec": {"name": "es", "label": "by wave",
                                                      "outcome": "perceptions",
                                                      "headline": True},
                      "fit": json.loads(json.dumps(fit.to_dict()))}}
-    rows = {r["term"]: r for r in _effect_rows(stored)}
+    # the rows hold numbers registered for disclosure control; .text is what would print
+    scores = pd.DataFrame(columns=["construct", "score", "arm", "participant", "wave"])
+    pub = Publication(5)
+
+    def text(value: object) -> object:
+        return getattr(value, "text", value)
+
+    rows = {r["term"]: r for r in _effect_rows(stored, scores, pub)}
     assert list(rows) == ["dialogue:wave2", "dialogue:wave3", "dialogue:wave4"]
-    assert rows["dialogue:wave2"]["estimate"] == f"{fit.estimate[0]:.2f}"
-    assert rows["dialogue:wave3"]["estimate"] == "not estimable"
-    assert "no comparison participant" in rows["dialogue:wave3"]["ci"]
-    head = _headline(stored, study=None)  # type: ignore[arg-type]
+    assert text(rows["dialogue:wave2"]["estimate"]) == f"{fit.estimate[0]:.2f}"
+    assert text(rows["dialogue:wave3"]["estimate"]) == "not estimable"
+    assert "no comparison participant" in text(rows["dialogue:wave3"]["ci"])
+    head = _headline(stored, None, scores, pub)  # type: ignore[arg-type]
     assert [r["label"] for r in head["rows"]] == list(rows)
     stale = {"old": {**stored["es"], "fit": {"effects": []}}}
     with pytest.raises(ReportError, match="refit"):
-        _effect_rows(stale)
+        _effect_rows(stale, scores, pub)
