@@ -83,9 +83,10 @@ def paired_change(scores: pd.DataFrame, construct: str, base: int, wave: int,
     out = out.rename(columns={f"{construct}_b": "baseline", f"{construct}_f": "followup"})
     out["change"] = out["followup"] - out["baseline"]
     for col in keep:
-        # The comparison arm's dialogue is stored as an empty string: it belongs to none.
+        # The comparison arm belongs to no dialogue; the wide scores mark that with "" or
+        # "\x00" (scoring.scores_wide's grouping sentinel): both mean missing here.
         if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
-            out[col] = out[col].where(out[col].astype(str).str.strip() != "")
+            out[col] = out[col].where(out[col].astype(str).str.strip(" \x00") != "")
     return out.reset_index(drop=True)
 
 
