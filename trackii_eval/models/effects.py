@@ -360,10 +360,15 @@ def _nct_interval(t: float, df: float, level: float) -> tuple[float, float]:
     # Noncentrality parameters whose distribution puts t at the upper / lower tail quantile.
     alpha = (1 - level) / 2
 
+    def f(ncp: float, target: float) -> float:
+        p = sps.nct.cdf(t, df, ncp)
+        # far in the tails scipy's nct can return NaN; the limit there is 1 (ncp << t) or 0
+        return (1.0 if ncp < t else 0.0) - target if not np.isfinite(p) else p - target
+
     def solve(target: float) -> float:
-        f = lambda ncp: sps.nct.cdf(t, df, ncp) - target  # noqa: E731
-        width = 10 + abs(t)
-        return float(optimize.brentq(f, t - width, t + width, xtol=1e-10))
+        # the interval of the ncp is about t +/- z sqrt(1 + t^2 / (2 df)); bracket it widely
+        width = 8 * math.sqrt(1 + t * t / (2 * df)) + 1
+        return float(optimize.brentq(f, t - width, t + width, args=(target,), xtol=1e-12))
 
     return solve(1 - alpha), solve(alpha)
 
