@@ -78,10 +78,11 @@ def reliable_change(scores: pd.DataFrame, construct: str, reliability: pd.DataFr
     Returns
     -------
     DataFrame
-        One row per participant scored at both waves: ``participant``, ``keep`` columns,
-        ``baseline``, ``followup``, ``change``, ``rci``, ``category`` (improved / unchanged /
-        worsened), and the constants used: ``sd_baseline``, ``reliability``, ``s_diff``,
-        ``criterion``.
+        One row per participant scored at both waves (pseudonymous keys: for analysis, not
+        for publication -- publish :func:`reliable_change_shares`): ``participant``,
+        ``keep`` columns, ``baseline``, ``followup``, ``change``, ``rci``, ``category``
+        (improved / unchanged / worsened), and the constants used: ``sd_baseline``,
+        ``reliability``, ``s_diff``, ``criterion``.
 
     Raises
     ------

@@ -49,6 +49,7 @@ __all__ = [
     "dz_within",
     "growth_effect_size",
     "hedges_g_by_wave",
+    "pooled_baseline_sd",
     "subgroup_effects",
 ]
 
@@ -164,10 +165,10 @@ class EffectTable:
         return "\n".join(lines)
 
     def summary_html(self) -> str:
-        """The summary as an HTML fragment."""
+        """The summary as an HTML fragment (the protocol's columns)."""
+        tab = self.tidy()
         return summary_html_layout(f"{self.kind}: {self.outcome}", self.record,
-                                   self.tidy()[list(self.tidy().columns[:11])],
-                                   self.warnings)
+                                   tab[list(tab.columns[:11])], self.warnings)
 
     def __str__(self) -> str:
         return self.summary()
