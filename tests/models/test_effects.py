@@ -257,3 +257,12 @@ def test_bad_input_is_refused_in_one_line(panel):
     with pytest.raises(ModelError, match=r"predictor.*missing values"):
         ipw_sensitivity(panel.assign(x=np.where(panel.index % 7 == 0, np.nan, 1.0)), "y", 3,
                         predictors=["y", "x"])
+
+
+def test_hedges_g_matches_psych_cohen_d(panel, ref):
+    g = hedges_g_by_wave(panel, "y").set_index("wave")
+    for r in ref["smd_by_wave"]:
+        n1, n0 = r["n1"], r["n0"]
+        assert (g.loc[r["wave"], "n_dialogue"], g.loc[r["wave"], "n_comparison"]) == (n1, n0)
+        j = 1 - 3 / (4 * (n1 + n0) - 9)  # Hedges & Olkin's small-sample factor
+        assert g.loc[r["wave"], "g"] == pytest.approx(j * r["d_pooled"], rel=1e-10)
