@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as sps
 
 from trackii_eval.errors import ModelError
 from trackii_eval.models.attrition import (
@@ -266,3 +267,8 @@ def test_hedges_g_matches_psych_cohen_d(panel, ref):
         assert (g.loc[r["wave"], "n_dialogue"], g.loc[r["wave"], "n_comparison"]) == (n1, n0)
         j = 1 - 3 / (4 * (n1 + n0) - 9)  # Hedges & Olkin's small-sample factor
         assert g.loc[r["wave"], "g"] == pytest.approx(j * r["d_pooled"], rel=1e-10)
+        # interval: g +/- t(n1 + n2 - 2) * Hedges-Olkin se
+        row = g.loc[r["wave"]]
+        half = sps.t.ppf(0.975, n1 + n0 - 2) * row["se"]
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((row["g"] - half,
+                                                                 row["g"] + half), rel=1e-9)

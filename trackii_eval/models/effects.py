@@ -248,9 +248,10 @@ def hedges_g_by_wave(scores: pd.DataFrame, construct: str, *, level: float = 0.9
     """Hedges' g between the dialogue and the comparison arm at each wave.
 
     g = J * (mean_dialogue - mean_comparison) / s_pooled with J = 1 - 3 / (4 (n1 + n2) - 9)
-    (``pingouin.compute_effsize(eftype="hedges")``); the interval is g +/- z * se with
-    se = sqrt((n1 + n2) / (n1 n2) + g^2 / (2 (n1 + n2))) (Hedges & Olkin 1985, eq. 5.15;
-    pingouin's ``compute_esci``). Positive g: the dialogue arm scores higher.
+    (``pingouin.compute_effsize(eftype="hedges")``); the interval is g +/- t * se with
+    se = sqrt((n1 + n2) / (n1 n2) + g^2 / (2 (n1 + n2))) (Hedges & Olkin 1985, eq. 5.15) and t
+    the quantile of the t distribution with n1 + n2 - 2 df (``pingouin.compute_esci``, as R
+    ``effsize::cohen.d(noncentral = FALSE)``). Positive g: the dialogue arm scores higher.
 
     Parameters
     ----------
@@ -279,7 +280,6 @@ def hedges_g_by_wave(scores: pd.DataFrame, construct: str, *, level: float = 0.9
 
     require_columns(scores, ["wave", "treated", construct], "hedges_g_by_wave")
     _check_level(level)
-    z = sps.norm.ppf(0.5 + level / 2)
     rows = []
     for wave in waves if waves is not None else sorted(scores["wave"].unique()):
         at = scores[scores["wave"] == wave]
@@ -296,7 +296,9 @@ def hedges_g_by_wave(scores: pd.DataFrame, construct: str, *, level: float = 0.9
         g = float(pg.compute_effsize(x, y, eftype="hedges"))
         n1, n2 = len(x), len(y)
         se = math.sqrt((n1 + n2) / (n1 * n2) + g**2 / (2 * (n1 + n2)))
-        rows.append({**row, "g": g, "se": se, "ci_low": g - z * se, "ci_high": g + z * se,
+        lo, hi = pg.compute_esci(stat=g, nx=n1, ny=n2, eftype="hedges", confidence=level,
+                                 decimals=12)
+        rows.append({**row, "g": g, "se": se, "ci_low": float(lo), "ci_high": float(hi),
                      "note": ""})
     return pd.DataFrame(rows)
 
