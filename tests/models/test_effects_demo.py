@@ -99,3 +99,18 @@ def test_effect_sizes_subgroups_and_attrition_run_on_the_demo(demo):
 
 def gaps_at(wave: int) -> float:
     return TRUTH["effects"]["perceptions"]["gap_at_each_wave"][str(wave)]
+
+
+def test_change_tables_bundle_on_the_demo(demo):
+    from trackii_eval.models.change import change_tables
+
+    scores, rel = demo
+    tabs = change_tables(scores, rel, "perceptions", mice=False)
+    assert set(tabs.reliable_change["grouping"]) == {"arm", "dialogue", "side"}
+    assert tabs.durability.tidy().loc[0, "term"] == "gap wave 2"
+    assert tabs.mice is None
+    assert list(tabs.dropout["wave"].unique()) == [1, 2, 3, 4, 5]
+    # the same numbers as the single functions
+    alone = reliable_change_shares(reliable_change(scores, "perceptions", rel), by=["arm"])
+    got = tabs.reliable_change[tabs.reliable_change["grouping"] == "arm"]
+    assert got["count"].tolist() == alone["count"].tolist()

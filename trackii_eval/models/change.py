@@ -6,6 +6,8 @@
   baseline reliability (Cronbach's alpha, or omega) from the scoring stage.
 * :func:`reliable_change_shares` -- the shares reliably improved / unchanged / worsened per arm,
   dialogue and side, with Wilson intervals.
+* :func:`change_tables` -- all of the above with the effect sizes, subgroup effects and
+  attrition tables of ``models.effects`` and ``models.attrition`` for one construct.
 * :func:`durability` -- the gap between the arms in change from baseline at the end of the
   programme and at each follow-up, with cluster-robust CIs, and the share of the
   end-of-programme gap that persists (delta method).
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -25,15 +28,21 @@ from scipy import stats as sps
 from ..errors import ModelError
 from .effects import (
     EffectTable,
+    SubgroupEffects,
     baseline_wave,
+    dz_within,
+    hedges_g_by_wave,
     make_record,
     paired_change,
     require_columns,
+    subgroup_effects,
 )
 from .results import register_result
 
 __all__ = [
+    "ChangeTables",
     "DurabilityResult",
+    "change_tables",
     "durability",
     "reliable_change",
     "reliable_change_shares",
@@ -330,4 +339,111 @@ def durability(scores: pd.DataFrame, construct: str, *, end_wave: int | None = N
                 f"arms in mean change from wave {base} at wave {end} (end of the programme) "
                 f"and at each later wave, with participant-clustered standard errors, and the "
                 f"share of the wave-{end} gap remaining at each follow-up (delta method)."),
+    )
+
+
+# ----------------------------------------------------------------------------- all together
+@dataclass(frozen=True)
+class ChangeTables:
+    """Everything "change that matters to people" for one construct (see :func:`change_tables`).
+
+    Attributes
+    ----------
+    reliable_change : DataFrame
+        Shares improved / unchanged / worsened, by ``arm``, then by ``dialogue`` and ``side``
+        (column ``grouping`` says which).
+    durability : DurabilityResult
+        Gaps at each wave and persisting shares.
+    hedges_g : DataFrame
+        Hedges' g between the arms per wave.
+    dz : DataFrame
+        Within-person d_z from baseline to the end of the programme, per arm.
+    subgroups : SubgroupEffects
+        Arm differences by subgroup at the end of the programme (Holm, BH).
+    balance, dropout, stayers_leavers, ipw, mice : DataFrame
+        Attrition and balance tables (``models.attrition``); ``mice`` is None when skipped.
+    """
+
+    reliable_change: pd.DataFrame
+    durability: DurabilityResult
+    hedges_g: pd.DataFrame
+    dz: pd.DataFrame
+    subgroups: SubgroupEffects
+    balance: pd.DataFrame
+    dropout: pd.DataFrame
+    stayers_leavers: pd.DataFrame
+    ipw: pd.DataFrame
+    mice: pd.DataFrame | None
+
+
+def change_tables(scores: pd.DataFrame, reliability: pd.DataFrame | float, construct: str, *,
+                  end_wave: int | None = None, follow_up: int | None = None,
+                  by: Sequence[str] = ("side", "dialogue"),
+                  covariates: Sequence[str] | None = None, mice: bool = True,
+                  seed: int = 0) -> ChangeTables:
+    """Reliable change, durability, effect sizes, subgroups and attrition for one construct.
+
+    Parameters
+    ----------
+    scores : DataFrame
+        Wide scores of :meth:`trackii_eval.Study.scores`.
+    reliability : DataFrame or float
+        :meth:`trackii_eval.Study.reliability`, or the construct's reliability.
+    construct : str
+        The construct.
+    end_wave : int, optional
+        End of the programme (default the first wave after baseline).
+    follow_up : int, optional
+        The follow-up wave of the attrition analyses (default the last wave).
+    by : sequence of str
+        Subgroup columns.
+    covariates : sequence of str, optional
+        Baseline balance covariates (default the construct and ``side``).
+    mice : bool
+        Run the multiple-imputation sensitivity analysis (a few seconds).
+    seed : int
+        Seed of the imputations.
+
+    Returns
+    -------
+    ChangeTables
+
+    Raises
+    ------
+    ModelError
+        As the functions called.
+    """
+    from .attrition import (
+        balance_table,
+        dropout_by_wave,
+        ipw_sensitivity,
+        mice_sensitivity,
+        stayers_vs_leavers,
+    )
+
+    require_columns(scores, ["participant", "wave", "treated", construct], "change_tables")
+    base = baseline_wave(scores, None)
+    later = sorted(int(w) for w in scores["wave"].unique() if w > base)
+    if not later:
+        raise ModelError("change_tables: the data have no wave after the baseline")
+    end = later[0] if end_wave is None else int(end_wave)
+    last = later[-1] if follow_up is None else int(follow_up)
+    covs = list(covariates) if covariates is not None else [construct, "side"]
+    rc = reliable_change(scores, construct, reliability, wave=end)
+    shares = [reliable_change_shares(rc, by=["arm"]).assign(grouping="arm")]
+    for col in ("dialogue", "side"):
+        if col in rc.columns:
+            shares.append(reliable_change_shares(rc, by=["arm", col]).assign(grouping=col))
+    return ChangeTables(
+        reliable_change=pd.concat(shares, ignore_index=True),
+        durability=durability(scores, construct, end_wave=end),
+        hedges_g=hedges_g_by_wave(scores, construct),
+        dz=dz_within(scores, construct, base, end),
+        subgroups=subgroup_effects(scores, construct, end, by=by),
+        balance=balance_table(scores, covs),
+        dropout=dropout_by_wave(scores, construct),
+        stayers_leavers=stayers_vs_leavers(scores, covs, last),
+        ipw=ipw_sensitivity(scores, construct, last, predictors=covs),
+        mice=mice_sensitivity(scores, construct, last, predictors=covs, seed=seed)
+        if mice else None,
     )
