@@ -128,6 +128,11 @@ def test_reliable_change_matches_r(panel, ref):
     want = {(c["treated"], c["category"]): c["Freq"] for c in ref["rci"]["counts"]}
     for key, k in got.items():
         assert k == want.get(key, 0), key
+    improved = shares[shares["category"] == "improved"].set_index("treated")
+    for arm, w in ref["rci"]["wilson"].items():
+        row = improved.loc[arm]
+        assert (row["count"], row["n"]) == (w["k"], w["n"])
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((w["low"], w["high"]), rel=1e-9)
 
 
 def test_reliable_change_refuses_without_reliability(panel):
@@ -155,9 +160,19 @@ def test_dropout_and_stayers(panel):
     at3 = panel[(panel["wave"] == 3)]["participant"]
     assert comp.loc[3, "n_retained"] == base.isin(at3).sum()
     assert comp.loc[1, "retention"] == 1.0
-    sl = stayers_vs_leavers(panel, ["y"], 4)
+    sl = stayers_vs_leavers(panel, ["y", "side"], 4)
     # dropout was simulated to depend on low baseline scores: stayers started higher
-    assert (sl["smd"] > 0).all()
+    assert (sl.loc[sl["variable"] == "y", "smd"] > 0).all()
+
+
+def test_stayers_vs_leavers_tests_match_r(panel, ref):
+    sl = stayers_vs_leavers(panel, ["y", "side"], 4)
+    for r in ref["stayers"].values():
+        arm = sl[sl["arm"] == ("dialogue" if r["treated"] == 1 else "comparison")]
+        by = arm.set_index(["variable", "level"])["p_value"]
+        assert by[("y", "")] == pytest.approx(r["p_y"], rel=1e-9)
+        assert by[("side", "South")] == pytest.approx(r["p_side"], rel=1e-9)
+        assert by[("side", "North")] == pytest.approx(r["p_side"], rel=1e-9)
 
 
 def test_ipw_matches_glm_and_weighted_lm(panel, ref):
