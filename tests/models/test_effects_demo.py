@@ -15,6 +15,7 @@ import pytest
 from trackii_eval.models.attrition import balance_table, dropout_by_wave, ipw_sensitivity
 from trackii_eval.models.change import durability, reliable_change, reliable_change_shares
 from trackii_eval.models.effects import hedges_g_by_wave, subgroup_effects
+from trackii_eval.models.results import result_from_dict
 
 TRUTH = json.loads((Path(__file__).resolve().parents[2] / "surveys" / "demo" / "truth.json")
                    .read_text())
@@ -114,3 +115,26 @@ def test_change_tables_bundle_on_the_demo(demo):
     alone = reliable_change_shares(reliable_change(scores, "perceptions", rel), by=["arm"])
     got = tabs.reliable_change[tabs.reliable_change["grouping"] == "arm"]
     assert got["count"].tolist() == alone["count"].tolist()
+
+
+def test_durability_from_the_piecewise_growth_model(demo_run):
+    from trackii_eval.models.change import durability_from_growth
+
+    study, _, results, _ = demo_run
+    fit = results.fits["perceptions_durability"]
+    waves = study.store.query("SELECT wave, time FROM waves")
+    times = dict(zip(waves["wave"].astype(int), waves["time"].astype(float), strict=True))
+    dur = durability_from_growth(fit, times, end_wave=2)
+    tab = dur.tidy().set_index("term")
+    gaps = TRUTH["effects"]["perceptions"]["gap_at_each_wave"]
+    for wave in (2, 3, 4, 5):
+        # the same number as the fit's own linear combination
+        lc = fit.lincom({"time:arm[T.dialogue]": times[wave] - times[1],
+                         "post_time:arm[T.dialogue]": max(times[wave] - times[2], 0)})
+        assert tab.loc[f"gap wave {wave}", "estimate"] == pytest.approx(lc["estimate"].iloc[0])
+        assert tab.loc[f"gap wave {wave}", "ci_low"] < gaps[str(wave)]
+        assert gaps[str(wave)] < tab.loc[f"gap wave {wave}", "ci_high"]
+    for wave in (3, 4, 5):
+        row = tab.loc[f"persisting share wave {wave}"]
+        assert row["ci_low"] < gaps[str(wave)] / gaps["2"] < row["ci_high"]
+    assert type(result_from_dict(dur.to_dict())) is type(dur)

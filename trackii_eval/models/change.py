@@ -18,8 +18,9 @@ Input is the wide score table of :meth:`trackii_eval.Study.scores`.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -44,6 +45,7 @@ __all__ = [
     "DurabilityResult",
     "change_tables",
     "durability",
+    "durability_from_growth",
     "reliable_change",
     "reliable_change_shares",
 ]
@@ -446,4 +448,95 @@ def change_tables(scores: pd.DataFrame, reliability: pd.DataFrame | float, const
         ipw=ipw_sensitivity(scores, construct, last, predictors=covs),
         mice=mice_sensitivity(scores, construct, last, predictors=covs, seed=seed)
         if mice else None,
+    )
+
+
+def durability_from_growth(fit: Any, times: Mapping[int, float], end_wave: int, *,
+                           during_term: str = "time:arm[T.dialogue]",
+                           after_term: str = "post_time:arm[T.dialogue]",
+                           level: float = 0.95) -> DurabilityResult:
+    """Durability from a piecewise growth model: the model-implied gap at each wave.
+
+    For ``y ~ (time + post_time) * arm + (time | participant)`` (the analysis plan's
+    ``<construct>_durability`` model; post_time = max(time - t_end, 0)) the gap between the
+    arms at time t, relative to the baseline gap, is
+    b_during * t + b_after * max(t - t_end, 0). Gaps come from ``fit.lincom`` (Satterthwaite
+    df); the persisting share gap(t) / gap(t_end) gets a delta-method standard error from
+    ``fit.vcov`` with a normal reference. The model-free counterpart is :func:`durability`;
+    where the two disagree, the straight lines of the growth model do not describe the data.
+
+    Parameters
+    ----------
+    fit : GrowthFit
+        A live piecewise growth fit (``lincom`` and ``vcov``).
+    times : mapping wave -> time
+        The time of each wave in the model's units (e.g. the ``waves`` table).
+    end_wave : int
+        The wave at the end of the programme (t_end = ``times[end_wave]``).
+    during_term, after_term : str
+        The fit's time x arm and post_time x arm coefficients.
+    level : float
+        Confidence level.
+
+    Returns
+    -------
+    DurabilityResult
+        Terms ``gap wave w`` for each wave after baseline and ``persisting share wave w`` for
+        each wave after ``end_wave``.
+
+    Raises
+    ------
+    ModelError
+        A term the fit lacks, ``end_wave`` not in ``times``, or a zero end-of-programme gap.
+    """
+    names = list(fit.vcov.index)
+    for term in (during_term, after_term):
+        if term not in names:
+            raise ModelError(f"durability_from_growth: the fit has no term {term!r} "
+                             f"(terms: {', '.join(names)}); fit the piecewise model "
+                             "y ~ (time + post_time) * arm + (time | participant)")
+    if end_wave not in times:
+        raise ModelError(f"durability_from_growth: end_wave {end_wave} is not in times")
+    t_end = float(times[end_wave])
+    t0 = min(times.values())
+    waves = sorted(w for w, t in times.items() if t > t0)
+
+    def weights(w: int) -> dict[str, float]:
+        t = float(times[w]) - t0
+        return {during_term: t, after_term: max(float(times[w]) - t_end, 0.0)}
+
+    rows = [fit.lincom(weights(w), level=level, name=f"gap wave {w}") for w in waves]
+    gaps = pd.concat(rows, ignore_index=True)
+    terms = gaps["term"].tolist()
+    est = gaps["estimate"].tolist()
+    se = gaps["std_error"].tolist()
+    dfs = gaps["df"].tolist()
+    notes = ["end of programme" if w == end_wave else "" for w in waves]
+    vcov = fit.vcov.loc[[during_term, after_term], [during_term, after_term]].to_numpy()
+    beta = fit.tidy().set_index("term").loc[[during_term, after_term], "estimate"].to_numpy()
+    a_end = np.array([weights(end_wave)[during_term], weights(end_wave)[after_term]])
+    g_end = float(a_end @ beta)
+    if g_end == 0:
+        raise ModelError("durability_from_growth: the end-of-programme gap is exactly 0")
+    for w in waves:
+        if times[w] <= t_end:
+            continue
+        a_w = np.array([weights(w)[during_term], weights(w)[after_term]])
+        g_w = float(a_w @ beta)
+        grad = a_w / g_end - g_w * a_end / g_end**2  # d(g_w / g_end) / d beta
+        terms.append(f"persisting share wave {w}")
+        est.append(g_w / g_end)
+        se.append(float(math.sqrt(grad @ vcov @ grad)))
+        dfs.append(math.nan)
+        notes.append(f"delta method; relative to wave {end_wave}")
+    rec = fit.record
+    return DurabilityResult(
+        outcome=str(getattr(fit, "formula", "")).split("~")[0].strip(), terms=tuple(terms),
+        estimate=tuple(float(v) for v in est), std_error=tuple(float(v) for v in se),
+        df=tuple(float(v) for v in dfs), estimable=tuple(True for _ in terms),
+        notes=tuple(notes), roles=tuple("effect" for _ in terms), record=rec,
+        notes_global=tuple(rec.warnings),
+        method=("Durability from the piecewise growth model: model-implied gaps between the "
+                f"arms at each wave (Satterthwaite df) and the share of the wave-{end_wave} "
+                "gap remaining at later waves (delta method)."),
     )
