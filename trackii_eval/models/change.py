@@ -11,6 +11,8 @@
 * :func:`durability` -- the gap between the arms in change from baseline at the end of the
   programme and at each follow-up, with cluster-robust CIs, and the share of the
   end-of-programme gap that persists (delta method).
+* :func:`durability_from_growth` -- the same quantities implied by the piecewise growth model
+  (``y ~ (time + post_time) * arm + (time | participant)``).
 
 Input is the wide score table of :meth:`trackii_eval.Study.scores`.
 """
