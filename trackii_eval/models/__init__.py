@@ -3,7 +3,10 @@
 ``models.growth``: mixed-effects growth models (own engine, exact as lme4);
 ``models.panel``: the event study against the comparison arm and the project's clustered-SE
 convention (linearmodels); ``models.panel_estimators``: within, random effects, first
-differences, between, pooled and the Hausman test; ``models.results``: the results protocol
+differences, between, pooled and the Hausman test; ``models.effects`` (effect sizes with CIs,
+effects by subgroup), ``models.change`` (reliable change, durability) and ``models.attrition``
+(balance, dropout, inverse-probability weighting, multiple imputation): change that matters
+to people; ``models.results``: the results protocol
 every fit follows (``tidy``, ``record``, ``summary``, ``to_dict``/``from_dict``, ``compare``).
 Import the functions from their modules, or from the top level (``trackii_eval.growth``,
 ``trackii_eval.event_study``, ``trackii_eval.panel``, ``trackii_eval.compare``); this package
