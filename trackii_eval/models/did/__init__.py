@@ -1,0 +1,10 @@
+"""Difference-in-differences for staggered entry (dialogues starting at different waves).
+
+``callaway_santanna`` (group-time ATT and aggregations), the result type ``DidFit``
+(``kind == "did"``) and few-cluster inference (``wild``).
+"""
+
+from .callaway import callaway_santanna
+from .result import DidFit
+
+__all__ = ["DidFit", "callaway_santanna"]
