@@ -5,6 +5,8 @@
 """
 
 from .callaway import callaway_santanna
+from .regression import bacon_decomposition, imputation_did, sun_abraham, twfe_did
 from .result import DidFit
 
-__all__ = ["DidFit", "callaway_santanna"]
+__all__ = ["DidFit", "bacon_decomposition", "callaway_santanna", "imputation_did", "sun_abraham",
+           "twfe_did"]

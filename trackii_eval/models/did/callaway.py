@@ -209,8 +209,8 @@ def callaway_santanna(
     have = np.array([((g_arr == g) & post).any() for g in groups])
     wg = pg_group[have] / pg_group[have].sum()
     ind = np.column_stack([(G == g).astype(float) for g in groups[have]])
-    wif = ((ind - pg_group[have]) / pg_group[have].sum()
-           - np.outer((ind - pg_group[have]).sum(axis=1), pg_group[have] / pg_group[have].sum() ** 2))
+    pgh = pg_group[have]
+    wif = (ind - pgh) / pgh.sum() - np.outer((ind - pgh).sum(axis=1), pgh / pgh.sum() ** 2)
     group_overall = (float(wg @ np.array(g_est)),
                      np.column_stack(g_psi) @ wg + wif @ np.array(g_est))
     # dynamic (event study)
@@ -287,10 +287,10 @@ def callaway_santanna(
         v_pre = vcov[np.ix_(idx, idx)]
         if np.linalg.matrix_rank(v_pre) < len(idx):
             pretest = {"note": "the covariance of the leads is singular; no Wald test",
-                       "df": int(len(idx))}
+                       "df": len(idx)}
         else:
             w = float(att_v[idx] @ np.linalg.solve(v_pre, att_v[idx]))
-            pretest = {"statistic": w, "df": int(len(idx)),
+            pretest = {"statistic": w, "df": len(idx),
                        "p_value": float(sps.chi2.sf(w, len(idx))),
                        "note": "joint Wald test that all leads ATT(g,t), t < g, are zero "
                                "(R did's W)"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -62,7 +63,7 @@ class DidFit(PanelFit):
     def from_dict(cls, data: Mapping[str, Any]) -> DidFit:
         """Inverse of :meth:`to_dict`."""
         base = PanelFit.from_dict(data)
-        fields = {name: getattr(base, name) for name in PanelFit.__dataclass_fields__}
+        fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(PanelFit)}
         pretest = {k: (as_float(v) if k in {"statistic", "p_value"} else v)
                    for k, v in data.get("pretest", {}).items()}
         return cls(**fields, pretest=pretest, info=dict(data.get("info", {})))

@@ -1,0 +1,281 @@
+"""Difference-in-differences for staggered entry: R `did` on mpdta, simulated truth, pre-trends."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from trackii_eval.errors import ModelError
+from trackii_eval.models.did import (
+    DidFit,
+    callaway_santanna,
+    imputation_did,
+    sun_abraham,
+    twfe_did,
+)
+from trackii_eval.models.did.wild import webb_weights
+from trackii_eval.models.results import result_from_dict
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "did"
+MPDTA = dict(entity="countyreal", time="year", cohort="first.treat")
+
+
+@pytest.fixture(scope="module")
+def mpdta() -> pd.DataFrame:
+    return pd.read_csv(FIX / "mpdta.csv")
+
+
+# ----------------------------------------------------------------------------- R did, mpdta
+@pytest.mark.parametrize(("scenario", "control"),
+                         [("mpdta_nev_dr", "never"), ("mpdta_nyt_dr", "notyet")])
+def test_callaway_santanna_matches_r_did(mpdta, scenario, control):
+    fit = callaway_santanna(mpdta, "lemp", control=control, **MPDTA)
+    tab = fit.tidy().set_index("term")
+    ref = pd.read_csv(FIX / "ref_attgt.csv").query("scenario == @scenario")
+    assert len(ref) == 12
+    for row in ref.itertuples():
+        term = f"ATT(g={row.group},t={row.t})"
+        assert tab.loc[term, "estimate"] == pytest.approx(row.att, abs=1e-12)
+        assert tab.loc[term, "std_error"] == pytest.approx(row.se, rel=1e-9)
+    agg = pd.read_csv(FIX / "ref_aggte.csv").query("scenario == @scenario")
+    prefix = {"group": "group", "dynamic": "event", "calendar": "calendar"}
+    for row in agg.itertuples():
+        assert tab.loc[row.type, "estimate"] == pytest.approx(row.overall_att, abs=1e-12)
+        assert tab.loc[row.type, "std_error"] == pytest.approx(row.overall_se, rel=1e-9)
+        if row.type != "simple":
+            term = f"{prefix[row.type]}:{int(row.egt)}"
+            assert tab.loc[term, "estimate"] == pytest.approx(row.att_egt, abs=1e-12)
+            assert tab.loc[term, "std_error"] == pytest.approx(row.se_egt, rel=1e-9)
+    pre = pd.read_csv(FIX / "ref_pretest.csv").set_index("scenario").loc[scenario]
+    assert fit.pretest["statistic"] == pytest.approx(pre["W"], rel=1e-9)
+    assert fit.pretest["p_value"] == pytest.approx(pre["Wpval"], abs=1e-5)
+    assert fit.pretest["df"] == 5
+
+
+def test_published_mpdta_values(mpdta):
+    # Callaway & Sant'Anna (2021) / R did vignette: simple -0.0400, dynamic -0.0772
+    fit = callaway_santanna(mpdta, "lemp", **MPDTA)
+    agg = fit.info["aggregates"]
+    assert round(agg["simple"], 4) == -0.0400
+    assert round(agg["dynamic"], 4) == -0.0772
+
+
+def test_twfe_matches_plm(mpdta):
+    # plm within twoways with vcovHC(type = "sss", cluster = "group"): make_twfe_fixture.R
+    ref = pd.read_csv(FIX / "ref_twfe_plm.csv").iloc[0]
+    tw = twfe_did(mpdta, "lemp", **MPDTA)
+    assert tw.estimate[0] == pytest.approx(ref["estimate"], abs=1e-12)
+    assert tw.std_error[0] == pytest.approx(ref["se_sss"], rel=1e-9)
+    assert round(tw.estimate[0], 4) == -0.0365  # the value the did vignette shows
+
+
+def test_sun_abraham_equals_cs_never_treated_post_periods(mpdta):
+    # With never-treated controls the saturated regression's post-period cell coefficients are
+    # the CS ATT(g, t) with base g-1, and both weight cohorts by size: same event-time effects.
+    cs = callaway_santanna(mpdta, "lemp", **MPDTA).tidy().set_index("term")
+    sa = sun_abraham(mpdta, "lemp", **MPDTA).tidy().set_index("term")
+    for e in range(4):
+        assert sa.loc[f"event:{e}", "estimate"] == pytest.approx(
+            cs.loc[f"event:{e}", "estimate"], abs=1e-10)
+    assert sa.loc["overall", "estimate"] == pytest.approx(cs.loc["simple", "estimate"],
+                                                          abs=1e-10)
+    assert "event:-1" not in sa.index
+
+
+def test_bacon_decomposition_sums_to_twfe(mpdta):
+    tw = twfe_did(mpdta, "lemp", **MPDTA)
+    rows = pd.DataFrame(tw.info["bacon"])
+    assert rows["weight"].sum() == pytest.approx(1.0, abs=1e-12)
+    assert (rows["weight"] * rows["estimate"]).sum() == pytest.approx(tw.estimate[0], abs=1e-12)
+    assert (rows["weight"] > 0).all()
+    # the treated-vs-never 2x2 of a cohort is its CS group effect with never-treated controls
+    cs = callaway_santanna(mpdta, "lemp", **MPDTA).tidy().set_index("term")
+    first = rows[(rows["type"] == "treated vs never treated") & (rows["treated"] == 2004)]
+    assert first["estimate"].iloc[0] == pytest.approx(cs.loc["group:2004", "estimate"],
+                                                      abs=1e-12)
+
+
+def test_imputation_flags_single_pre_wave(mpdta):
+    fit = imputation_did(mpdta, "lemp", **MPDTA)
+    assert fit.info["single_pre_wave_cohorts"] == [2004.0]
+    assert any("single pre-treatment wave" in w for w in fit.warnings)
+
+
+# ----------------------------------------------------------------------------- simulations
+def staggered(seed: int = 1, n_per: int = 60, noise: float = 0.5, pretrend: float = 0.0,
+              slope: float = 0.5) -> pd.DataFrame:
+    """Waves 0-4; dialogues A, B, C start at waves 1, 2, 3; a comparison arm never starts.
+
+    Effect at exposure e = wave - start >= 0: slope * (e + 1) (grows with exposure).
+    ``pretrend``: the dialogue arms drift by this much per wave before they start.
+    """
+    rng = np.random.default_rng(seed)
+    rows = []
+    starts = {"A": 1, "B": 2, "C": 3, "none": 0}
+    pid = 0
+    for dlg, g in starts.items():
+        for _ in range(n_per * (2 if dlg == "none" else 1)):
+            pid += 1
+            a = rng.normal(0, 1)
+            site = dlg if dlg != "none" else f"cmp{pid % 3}"
+            for w in range(5):
+                eff = slope * (w - g + 1) if g and w >= g else 0.0
+                drift = pretrend * w if g else 0.0
+                y = a + 0.3 * w + eff + drift + rng.normal(0, noise)
+                rows.append({"participant": f"p{pid}", "wave": w, "cohort": g, "y": y,
+                             "dialogue": site})
+    return pd.DataFrame(rows)
+
+
+# truth: equal cohort sizes; post cells g=1: e 0..3, g=2: e 0..2, g=3: e 0..1
+TRUE_EVENT = {e: 0.5 * (e + 1) for e in range(4)}
+TRUE_SIMPLE = sum(0.5 * (e + 1) for g in (1, 2, 3) for e in range(5 - g)) / 9
+
+
+def test_noise_free_panel_recovered_exactly():
+    d = staggered(noise=0.0)
+    cs = callaway_santanna(d, "y").tidy().set_index("term")
+    sa = sun_abraham(d, "y").tidy().set_index("term")
+    bj = imputation_did(d, "y").tidy().set_index("term")
+    for e, truth in TRUE_EVENT.items():
+        for tab in (cs, sa, bj):
+            assert tab.loc[f"event:{e}", "estimate"] == pytest.approx(truth, abs=1e-9)
+    assert cs.loc["simple", "estimate"] == pytest.approx(TRUE_SIMPLE, abs=1e-9)
+    assert bj.loc["overall", "estimate"] == pytest.approx(TRUE_SIMPLE, abs=1e-9)
+    tw = twfe_did(d, "y")
+    assert tw.estimate[0] < TRUE_SIMPLE - 0.2  # biased even without noise
+
+
+def test_staggered_twfe_biased_robust_estimators_cover_truth():
+    d = staggered(seed=7)
+    tw = twfe_did(d, "y").tidy().iloc[0]
+    assert not tw["ci_low"] <= TRUE_SIMPLE <= tw["ci_high"]
+    assert tw["ci_high"] < TRUE_SIMPLE
+    cs = callaway_santanna(d, "y").tidy().set_index("term")
+    sa = sun_abraham(d, "y").tidy().set_index("term")
+    bj = imputation_did(d, "y").tidy().set_index("term")
+    for tab, overall in ((cs, "simple"), (sa, "overall"), (bj, "overall")):
+        row = tab.loc[overall]
+        assert row["ci_low"] <= TRUE_SIMPLE <= row["ci_high"]
+        for e, truth in TRUE_EVENT.items():
+            r = tab.loc[f"event:{e}"]
+            assert abs(r["estimate"] - truth) < 3 * r["std_error"]
+    twfe_fit = twfe_did(d, "y")
+    assert any("later-vs-earlier" in n for n in twfe_fit.notes)
+
+
+def test_robust_estimators_coverage_over_replications():
+    hits = {"cs": 0, "sa": 0, "bj": 0, "twfe": 0}
+    reps = 40
+    for s in range(reps):
+        d = staggered(seed=100 + s, n_per=30, noise=1.0)
+        for key, fit, term in (("cs", callaway_santanna(d, "y"), "simple"),
+                               ("sa", sun_abraham(d, "y"), "overall"),
+                               ("bj", imputation_did(d, "y"), "overall"),
+                               ("twfe", twfe_did(d, "y"), "D")):
+            r = fit.tidy().set_index("term").loc[term]
+            hits[key] += r["ci_low"] <= TRUE_SIMPLE <= r["ci_high"]
+    for key in ("cs", "sa", "bj"):
+        assert hits[key] / reps >= 0.85, hits  # nominal 95%; 40 replications
+    assert hits["twfe"] / reps <= 0.5, hits
+
+
+@pytest.mark.parametrize("estimator", [callaway_santanna, sun_abraham])
+def test_pretrend_test_size_and_power(estimator):
+    null_rej = alt_rej = 0
+    reps = 40
+    for s in range(reps):
+        p0 = estimator(staggered(seed=200 + s, n_per=30, noise=1.0), "y").pretest["p_value"]
+        p1 = estimator(staggered(seed=300 + s, n_per=30, noise=1.0, pretrend=0.7),
+                       "y").pretest["p_value"]
+        null_rej += p0 < 0.05
+        alt_rej += p1 < 0.05
+    assert null_rej / reps <= 0.15
+    assert alt_rej / reps >= 0.9
+
+
+def test_single_pre_wave_has_no_pretest():
+    d = staggered(seed=3)
+    two = d[d["wave"] <= 1]  # cohort 1 only, one pre-treatment wave
+    two = two[two["cohort"].isin([0, 1])]
+    fit = callaway_santanna(two, "y")
+    assert "statistic" not in fit.pretest
+    assert "single pre-treatment wave" in fit.pretest["note"]
+    assert "Pre-trends:" in fit.summary()
+
+
+# ----------------------------------------------------------------------------- few clusters
+def test_wild_cluster_bootstrap_few_dialogues():
+    d = staggered(seed=11)
+    fit = callaway_santanna(d, "y", cluster="dialogue", inference="wild", n_boot=499, seed=5)
+    again = callaway_santanna(d, "y", cluster="dialogue", inference="wild", n_boot=499, seed=5)
+    assert fit.std_error == again.std_error
+    assert fit.info["n_clusters"] == 6
+    assert any("only 6 clusters" in w for w in fit.warnings)
+    assert "Webb" in fit.record.vcov
+    assert np.isfinite(fit.std_error).all()
+    analytic = callaway_santanna(d, "y", cluster="dialogue")
+    assert analytic.df[0] == 5
+    with pytest.raises(ModelError, match="name the cluster column"):
+        callaway_santanna(d, "y", inference="wild")
+    for est in (twfe_did, sun_abraham, imputation_did):
+        f = est(d, "y", cluster="dialogue", inference="wild", n_boot=199)
+        assert np.isfinite(f.std_error).all()
+        assert any("clusters" in w for w in f.warnings)
+
+
+def test_webb_weights_moments():
+    w = webb_weights(np.random.default_rng(0), (200_000,))
+    assert set(np.round(np.unique(w) ** 2, 12)) == {0.5, 1.0, 1.5}
+    assert abs(w.mean()) < 0.01
+    assert w.var() == pytest.approx(1.0, abs=0.01)
+
+
+def test_unit_clustering_equals_default(mpdta):
+    # clustering on the unit itself reproduces the unclustered influence-function SEs up to
+    # the G/(G-1) factor
+    d = mpdta.assign(cl=mpdta["countyreal"])
+    a = callaway_santanna(d, "lemp", **MPDTA)
+    b = callaway_santanna(d, "lemp", cluster="cl", **MPDTA)
+    g = d["countyreal"].nunique()
+    np.testing.assert_allclose(np.array(b.std_error), np.array(a.std_error)
+                               * np.sqrt(g / (g - 1)), rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------- protocol, errors
+def test_protocol_round_trip(mpdta):
+    for fit in (callaway_santanna(mpdta, "lemp", **MPDTA), twfe_did(mpdta, "lemp", **MPDTA),
+                sun_abraham(mpdta, "lemp", **MPDTA), imputation_did(mpdta, "lemp", **MPDTA)):
+        data = json.loads(json.dumps(fit.to_dict()))
+        back = result_from_dict(data)
+        assert isinstance(back, DidFit) and back.kind == "did"
+        pd.testing.assert_frame_equal(back.tidy(), fit.tidy())
+        assert back.summary() == fit.summary()
+        assert back.to_dict() == data
+        assert fit.describe() and "<table" in fit.summary_html()
+    cs = callaway_santanna(mpdta, "lemp", **MPDTA)
+    # lincom uses the joint covariance: event:0 - event:0 is exactly zero with zero SE
+    row = cs.lincom({"event:0": 1.0, "calendar:2004": 0.0})
+    assert row["estimate"].iloc[0] == pytest.approx(cs.tidy().set_index("term")
+                                                    .loc["event:0", "estimate"])
+
+
+def test_bad_input_is_one_clear_error(mpdta):
+    with pytest.raises(ModelError, match="not in the data"):
+        callaway_santanna(mpdta, "nope", **MPDTA)
+    bad = mpdta.copy()
+    bad.loc[bad.index[0], "first.treat"] = 2006
+    with pytest.raises(ModelError, match="changes within a unit"):
+        callaway_santanna(bad, "lemp", **MPDTA)
+    allt = mpdta[mpdta["first.treat"] > 0]
+    with pytest.raises(ModelError, match="no never-treated unit"):
+        callaway_santanna(allt, "lemp", **MPDTA)
+    fit = callaway_santanna(allt, "lemp", control="notyet", **MPDTA)
+    assert "ATT(g=2004,t=2005)" in fit.terms
+    gap = mpdta.drop(index=mpdta.index[3])
+    fit = callaway_santanna(gap, "lemp", **MPDTA)
+    assert any("1 of 500 units" in w for w in fit.warnings)
