@@ -279,3 +279,41 @@ def test_bad_input_is_one_clear_error(mpdta):
     gap = mpdta.drop(index=mpdta.index[3])
     fit = callaway_santanna(gap, "lemp", **MPDTA)
     assert any("1 of 500 units" in w for w in fit.warnings)
+
+
+def test_wcr_bootstrap_matches_brute_force_refits():
+    # the closed form of wcr_twfe against explicit refits of the two-way FE regression on
+    # each bootstrap outcome (same Webb draws)
+    from trackii_eval.models.did._data import staggered_panel
+    from trackii_eval.models.did.regression import _demean2
+    from trackii_eval.models.did.wild import wcr_twfe
+
+    d = staggered(seed=21, n_per=20)
+    panel = staggered_panel(d, "y", entity="participant", time="wave", cohort="cohort",
+                            cluster="dialogue", what="test")
+    D = (panel.periods[None, :] >= panel.cohort[:, None]).astype(float)
+    dt, yt = _demean2(D), _demean2(panel.y)
+    res = wcr_twfe(dt, yt, panel.cluster, panel.n_clusters, n_boot=99, seed=4)
+    member = np.eye(panel.n_clusters)[panel.cluster]
+
+    def t_of(y):
+        b = (y * dt).sum() / (dt**2).sum()
+        sc = (((y - b * dt) * dt).sum(axis=1)) @ member
+        return b / np.sqrt((sc**2).sum()) * (dt**2).sum()
+
+    t0 = t_of(yt)
+    w = webb_weights(np.random.default_rng(4), (99, panel.n_clusters))[:, panel.cluster]
+    tb = np.array([t_of(_demean2(w[i][:, None] * yt)) for i in range(99)])
+    assert res["p_value"] == pytest.approx(np.mean(np.abs(tb) >= abs(t0)), abs=1e-12)
+    assert res["ci_low"] < (yt * dt).sum() / (dt**2).sum() < res["ci_high"]
+
+
+def test_twfe_wild_replaces_p_and_ci_at_its_level():
+    d = staggered(seed=11)
+    fit = twfe_did(d, "y", cluster="dialogue", inference="wild", n_boot=199)
+    t95, t90 = fit.tidy().iloc[0], fit.tidy(level=0.9).iloc[0]
+    assert t95["p_value"] == fit.info["wild"]["D"]["p_value"]
+    assert t95["ci_low"] == fit.info["wild"]["D"]["ci_low"]
+    assert "WCR" in t95["note"] and "only at level" in t90["note"]
+    back = result_from_dict(json.loads(json.dumps(fit.to_dict())))
+    pd.testing.assert_frame_equal(back.tidy(), fit.tidy())

@@ -27,9 +27,9 @@ Standard errors come from the influence functions (R ``did`` with ``bstrap = FAL
 ``V = Psi' Psi / n^2`` over units, normal reference. With ``cluster=`` the influence functions
 are summed within clusters (``V = G/(G-1) sum_c psi_c psi_c' / n^2``, t with G-1 df) — R
 ``did`` only clusters through its multiplier bootstrap; with few clusters (dialogues: a
-handful) use ``inference="wild"``: the multiplier (wild) bootstrap at the cluster level with
+handful) ``inference="wild"`` runs the multiplier (wild) bootstrap at the cluster level with
 Webb's six-point weights, as R ``did``'s ``mboot`` does with Mammen weights (see
-:func:`trackii_eval.models.did.wild_cluster_bootstrap` for why Webb).
+``models.did.wild`` for why Webb); both clustered variants use t(G-1).
 
 References
 ----------
@@ -85,9 +85,10 @@ def callaway_santanna(
         Column of the cluster (e.g. the dialogue) the units are nested in; default: units.
     inference : {"analytic", "wild"}
         Influence-function standard errors (clustered when ``cluster`` is given), or the
-        wild (multiplier) cluster bootstrap with Webb weights (standard errors from the
-        bootstrap distribution, intervals from its quantiles via a t-free normal
-        approximation; p-values symmetric bootstrap).
+        wild (multiplier) cluster bootstrap of the influence functions with Webb weights, as
+        R ``did``'s ``mboot`` with ``clustervars`` (covariance of the draws; t with G-1 df).
+        With few clusters the t(G-1) reference is what protects the intervals: the
+        multiplier draws reproduce the clustered covariance, they do not correct it.
     n_boot, seed : int
         Bootstrap draws and seed (``inference="wild"``).
 
@@ -266,8 +267,9 @@ def callaway_santanna(
         rng = np.random.default_rng(seed)
         draws = webb_weights(rng, (n_boot, n_cl)) @ sums / n
         vcov = np.cov(draws, rowvar=False)
+        df = float(n_cl - 1)
         vcov_text = (f"wild cluster (multiplier) bootstrap by {cluster}, Webb weights, "
-                     f"{n_boot} draws, seed {seed}; normal")
+                     f"{n_boot} draws, seed {seed}; t({n_cl - 1})")
     if cluster and n_cl < 30:
         warns.append(f"only {n_cl} clusters: cluster-robust inference is unreliable with few "
                      "clusters (Cameron & Miller 2015); "

@@ -39,7 +39,7 @@ from ..panel import cluster_scale
 from ..results import FitRecord, data_fingerprint, package_versions
 from ._data import StaggeredPanel, staggered_panel
 from .result import DidFit
-from .wild import webb_weights
+from .wild import wcr_twfe, webb_weights
 
 __all__ = ["bacon_decomposition", "imputation_did", "sun_abraham", "twfe_did"]
 
@@ -176,7 +176,16 @@ def twfe_did(data: pd.DataFrame, outcome: str, *, entity: str = "participant",
     beta = float((Dt * yt).sum() / vd)
     e = (yt - beta * Dt).ravel()
     infl = _ols_influence(Dt.reshape(-1, 1), e, n, T)
-    vcov, df, text, warns = _vcov(infl, panel, inference, 1, cluster, n_boot, seed)
+    vcov, df, text, warns = _vcov(infl, panel, "analytic", 1, cluster, n_boot, seed)
+    wild: dict = {}
+    if inference == "wild":
+        # few clusters: the restricted wild cluster bootstrap-t gives the p-value and the
+        # interval; the standard error shown stays the analytic clustered one
+        wild = {"D": wcr_twfe(Dt, yt, panel.cluster, panel.n_clusters, n_boot=n_boot,
+                              seed=seed, scale=cluster_scale("sss", n * T, 1,
+                                                             panel.n_clusters))}
+        text += (f"; p-value and 95% CI from the restricted wild cluster bootstrap-t (WCR, "
+                 f"Webb weights, {n_boot} draws, seed {seed})")
     bacon = bacon_decomposition(panel)
     total = sum(r["weight"] * r["estimate"] for r in bacon)
     if abs(total - beta) > 1e-8 * max(1.0, abs(beta)):  # the identity must hold exactly
@@ -192,7 +201,7 @@ def twfe_did(data: pd.DataFrame, outcome: str, *, entity: str = "participant",
     return _fit("Static two-way fixed-effects DiD", outcome, panel, ["D"], np.array([beta]),
                 vcov, df, text, warns, ["effect"], [note],
                 "unit and period fixed effects, D = 1 from the first treated wave on",
-                cluster, info={"bacon": bacon})
+                cluster, info={"bacon": bacon, "wild": wild})
 
 
 def bacon_decomposition(panel: StaggeredPanel) -> list[dict]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
+import pandas as pd
 
 from ..panel import PanelFit
 from ..results import SCHEMA_VERSION, as_float, json_number, register_result
@@ -38,6 +39,23 @@ class DidFit(PanelFit):
 
     pretest: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+
+    def tidy(self, level: float = 0.95) -> pd.DataFrame:
+        """One row per term (protocol columns); where a wild cluster bootstrap-t was run
+        (``info["wild"]``) its p-value and test-inversion interval replace the analytic ones
+        at the bootstrap's level, and other levels say so in ``note``."""
+        tab = super().tidy(level)
+        for term, boot in (self.info.get("wild") or {}).items():
+            i = tab.index[tab["term"] == term]
+            if abs(level - float(boot["level"])) < 1e-12:
+                tab.loc[i, ["p_value", "ci_low", "ci_high"]] = [
+                    as_float(boot["p_value"]), as_float(boot["ci_low"]),
+                    as_float(boot["ci_high"])]
+                tab.loc[i, "note"] = "p-value and CI: wild cluster bootstrap-t (WCR)"
+            else:
+                tab.loc[i, "note"] = (f"wild cluster bootstrap interval only at level "
+                                      f"{boot['level']}; this one is analytic t(G-1)")
+        return tab
 
     def summary(self) -> str:
         """Text for people: the tidy table, the pre-trend test, the record, the warnings."""
