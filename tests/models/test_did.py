@@ -317,3 +317,10 @@ def test_twfe_wild_replaces_p_and_ci_at_its_level():
     assert "WCR" in t95["note"] and "only at level" in t90["note"]
     back = result_from_dict(json.loads(json.dumps(fit.to_dict())))
     pd.testing.assert_frame_equal(back.tidy(), fit.tidy())
+
+
+def test_missing_cluster_is_refused():
+    d = staggered(seed=2)
+    d.loc[d["cohort"] == 0, "dialogue"] = None
+    with pytest.raises(ModelError, match="cluster column 'dialogue' is missing for 120 units"):
+        callaway_santanna(d, "y", cluster="dialogue")

@@ -109,6 +109,11 @@ def staggered_panel(data: pd.DataFrame, outcome: str, *, entity: str, time: str,
                          "never- or not-yet-treated comparison")
     if cluster:
         cl = complete.groupby(entity)[cluster].first().reindex(wide.index)
+        if cl.isna().any():
+            raise ModelError(f"{what}: cluster column '{cluster}' is missing for "
+                             f"{int(cl.isna().sum())} units; give every unit a cluster (e.g. "
+                             "comparison participants their recruitment group) or cluster by "
+                             "unit")
         codes = pd.factorize(cl)[0]
     else:
         codes = np.arange(len(wide))
