@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-SUITES = ["benchmarks.growth", "benchmarks.refits", "benchmarks.linkage"]
+SUITES = ["benchmarks.growth", "benchmarks.refits", "benchmarks.linkage", "benchmarks.did"]
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or SUITES

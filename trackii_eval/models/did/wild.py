@@ -57,7 +57,7 @@ def webb_weights(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray
 
 def wcr_twfe(dt: np.ndarray, yt: np.ndarray, cluster: np.ndarray, n_clusters: int, *,
              n_boot: int = 999, seed: int = 12345, level: float = 0.95,
-             scale: float = 1.0) -> dict[str, float]:
+             scale: float = 1.0, ci: bool = True) -> dict[str, float]:
     """Restricted wild cluster bootstrap-t (WCR) for the single coefficient of a two-way FE
     regression, with Webb weights: p-value of beta = 0 and the interval by test inversion.
 
@@ -145,5 +145,8 @@ def wcr_twfe(dt: np.ndarray, yt: np.ndarray, cluster: np.ndarray, n_clusters: in
                 outer = mid
         return 0.5 * (inner + outer)
 
+    if not ci:
+        return {"p_value": p_value(0.0), "ci_low": np.nan, "ci_high": np.nan, "level": level,
+                "n_boot": n_boot}
     return {"p_value": p_value(0.0), "ci_low": bound(-1.0), "ci_high": bound(1.0),
             "level": level, "n_boot": n_boot}
