@@ -369,3 +369,32 @@ def test_wcr_size_with_few_treated_dialogues():
                        seed=s, ci=False)
         rejected += res["p_value"] < 0.05
     assert rejected / reps <= 0.12
+
+
+def test_imputation_weights_match_dense_least_squares():
+    # the O(n T^2) solver against the dense normal equations (pseudo-inverse) on a small panel:
+    # the BJS standard error of the overall effect, sum_i (sum_t v_it e_it)^2
+    d = staggered(seed=5, n_per=8)
+    fit = imputation_did(d, "y")
+    wide = d.pivot(index="participant", columns="wave", values="y").sort_index()
+    g = d.groupby("participant")["cohort"].first().reindex(wide.index).to_numpy(float)
+    g = np.where(g == 0, np.inf, g)
+    n, T = wide.shape
+    unit, tix = np.repeat(np.arange(n), T), np.tile(np.arange(T), n)
+    tr = tix >= g[unit]
+    Z = np.zeros((n * T, n + T - 1))
+    Z[np.arange(n * T), unit] = 1
+    Z[np.flatnonzero(tix > 0), n + tix[tix > 0] - 1] = 1
+    yv = wide.to_numpy().ravel()
+    coef = np.linalg.pinv(Z[~tr]) @ yv[~tr]
+    tau = yv[tr] - Z[tr] @ coef
+    w1 = np.full(tr.sum(), 1 / tr.sum())
+    v0 = -(w1 @ Z[tr] @ np.linalg.pinv(Z[~tr].T @ Z[~tr]) @ Z[~tr].T)
+    cells = pd.Series(tau).groupby([g[unit][tr], tix[tr] - g[unit][tr]]).transform("mean")
+    contrib = np.zeros(n * T)
+    contrib[tr] = w1 * (tau - cells.to_numpy())
+    contrib[~tr] = v0 * (yv[~tr] - Z[~tr] @ coef)
+    se = np.sqrt((contrib.reshape(n, T).sum(axis=1) ** 2).sum())
+    overall = fit.tidy().set_index("term").loc["overall"]
+    assert overall["estimate"] == pytest.approx(w1 @ tau, abs=1e-12)
+    assert overall["std_error"] == pytest.approx(se, rel=1e-9)

@@ -365,6 +365,42 @@ def sun_abraham(data: pd.DataFrame, outcome: str, *, entity: str = "participant"
 
 
 # ----------------------------------------------------------------------------- imputation
+def _twoway_solver(mask: np.ndarray, what: str):
+    """Least squares of unit + period effects on the cells where ``mask`` (n, T) is 1.
+
+    Returns ``solve(r, s)`` giving unit effects ``a`` (n[, k]) and period effects ``l``
+    (T[, k], first period 0) from the unit sums ``r`` and period sums ``s`` of the outcome
+    over those cells: the normal equations [[diag(n_i), M],[M', diag(m_t)]] solved by
+    eliminating the unit block (Schur complement, T-1 x T-1), so the cost is O(n T^2).
+
+    Raises
+    ------
+    ModelError
+        A period (after the first) without any untreated observation, or a unit without one.
+    """
+    n_i = mask.sum(axis=1)
+    if (n_i == 0).any():
+        raise ModelError(f"{what}: {int((n_i == 0).sum())} units have no untreated "
+                         "observation to fit their unit effect")
+    B = mask[:, 1:]
+    schur = np.diag(B.sum(axis=0)) - B.T @ (B / n_i[:, None])
+    if B.shape[1] and np.linalg.matrix_rank(schur) < B.shape[1]:
+        raise ModelError(f"{what}: some period has no untreated observation (every unit treated "
+                         "by then); the imputation needs a never- or not-yet-treated unit in "
+                         "each period")
+
+    def solve(r: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        r2 = r if r.ndim == 2 else r[:, None]
+        s2 = (s if s.ndim == 2 else s[:, None])[1:]
+        lam = (np.linalg.solve(schur, s2 - B.T @ (r2 / n_i[:, None])) if B.shape[1]
+               else np.zeros((0, r2.shape[1])))
+        a = (r2 - B @ lam) / n_i[:, None]
+        lam = np.vstack([np.zeros((1, r2.shape[1])), lam])
+        return (a[:, 0], lam[:, 0]) if r.ndim == 1 else (a, lam)
+
+    return solve
+
+
 def imputation_did(data: pd.DataFrame, outcome: str, *, entity: str = "participant",
                    time: str = "wave", cohort: str = "cohort", cluster: str | None = None,
                    inference: Inference = "analytic", n_boot: int = 999,
@@ -413,23 +449,14 @@ def imputation_did(data: pd.DataFrame, outcome: str, *, entity: str = "participa
     tix = np.tile(np.arange(T), n)
     treated = (periods[tix] >= G[unit])
     ev = np.where(treated, np.round(periods[tix] - G[unit]), np.nan)
-    # design of unit and period effects (period 0 as reference)
-    Z = np.zeros((n * T, n + T - 1))
-    Z[np.arange(n * T), unit] = 1.0
-    later = tix > 0
-    Z[np.flatnonzero(later), n + tix[later] - 1] = 1.0
-    Z0, Z1 = Z[~treated], Z[treated]
+    untreated = (~treated).reshape(n, T).astype(float)  # M: untreated mask, (n, T)
+    solve = _twoway_solver(untreated, what)
     yv = y.ravel()
-    pinv0 = np.linalg.pinv(Z0.T @ Z0)
-    coef = pinv0 @ Z0.T @ yv[~treated]
-    tau = yv[treated] - Z1 @ coef
-    # identification: every treated observation's unit and period effect must be fitted
-    not_id = np.abs(Z1 @ (np.eye(Z.shape[1]) - pinv0 @ (Z0.T @ Z0))).sum(axis=1) > 1e-8
-    if not_id.any():
-        raise ModelError(f"{what}: {int(not_id.sum())} treated observations have no untreated "
-                         "observation of their period (every unit treated by then); the "
-                         "imputation needs a never- or not-yet-treated unit in each period")
-    resid0 = yv[~treated] - Z0 @ coef
+    # unit and period effects on the untreated observations
+    a_hat, l_hat = solve((untreated * y).sum(axis=1), (untreated * y).sum(axis=0))
+    fitted = (a_hat[:, None] + l_hat[None, :]).ravel()
+    tau = yv[treated] - fitted[treated]
+    resid0 = yv[~treated] - fitted[~treated]
     g1, e1 = G[unit][treated], ev[treated]
     cell_mean = pd.Series(tau).groupby([g1, e1]).transform("mean").to_numpy()
     resid1 = tau - cell_mean
@@ -443,8 +470,13 @@ def imputation_did(data: pd.DataFrame, outcome: str, *, entity: str = "participa
     rows.append(np.full(len(tau), 1.0 / len(tau)))
     W1 = np.array(rows)  # (k, n_treated)
     est = W1 @ tau
-    # weights on untreated outcomes: tau_w = w1'y1 - w1' Z1 (Z0'Z0)^+ Z0' y0
-    V0 = -(W1 @ Z1 @ pinv0 @ Z0.T)  # (k, n_untreated)
+    # weights on untreated outcomes: tau_w = w1'y1 - w1' Z1 (Z0'Z0)^-1 Z0' y0, i.e. minus the
+    # fitted two-way effects of a regression whose "outcome sums" are w1's unit and period sums
+    wfull = np.zeros((len(terms), n * T))
+    wfull[:, treated] = W1
+    wfull = wfull.reshape(len(terms), n, T)
+    a_w, l_w = solve(wfull.sum(axis=2).T, wfull.sum(axis=1).T)  # (n, k), (T, k)
+    V0 = -(a_w[:, None, :] + l_w[None, :, :]).reshape(n * T, -1)[~treated].T
     contrib = np.zeros((n * T, len(terms)))
     contrib[treated] = (W1 * resid1).T
     contrib[~treated] = (V0 * resid0).T
