@@ -398,3 +398,15 @@ def test_imputation_weights_match_dense_least_squares():
     overall = fit.tidy().set_index("term").loc["overall"]
     assert overall["estimate"] == pytest.approx(w1 @ tau, abs=1e-12)
     assert overall["std_error"] == pytest.approx(se, rel=1e-9)
+
+
+def test_overview_flags_twfe_when_it_departs():
+    from trackii_eval.models.did import did_overview
+
+    table = did_overview(staggered(seed=7), "y")
+    assert len(table) == 5
+    robust = table.iloc[:4]
+    assert ((robust["ci_low"] <= TRUE_SIMPLE) & (TRUE_SIMPLE <= robust["ci_high"])).all()
+    assert "outside the Callaway-Sant'Anna interval" in table.iloc[-1]["note"]
+    same = did_overview(staggered(seed=7, slope=0.0), "y")  # no effect: TWFE unbiased
+    assert "outside" not in same.iloc[-1]["note"]
