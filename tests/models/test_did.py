@@ -354,7 +354,7 @@ def few_cluster_panel(seed: int, n_clusters: int, per_cluster: int, waves: int =
 def test_wcr_size_with_few_treated_dialogues():
     # no effect, 10 dialogues of which 3 start (waves 1-3), dialogue-by-wave shocks: the WCR
     # bootstrap-t rejects near the nominal 5% (benchmarks/did.py: 5.0% in 200 replications
-    # where the analytic CR t(G-1) test rejects 12%)
+    # where the analytic CR t(G-1) test rejects 10.5%)
     from trackii_eval.models.did._data import staggered_panel
     from trackii_eval.models.did.regression import _demean2
     from trackii_eval.models.did.wild import wcr_twfe
