@@ -285,6 +285,13 @@ def test_bad_input_is_one_clear_error(mpdta):
         callaway_santanna(allt, "lemp", **MPDTA)
     fit = callaway_santanna(allt, "lemp", control="notyet", **MPDTA)
     assert "ATT(g=2004,t=2005)" in fit.terms
+    # the last cohort has no not-yet-treated comparison once it starts: reported, not dropped
+    row = fit.tidy().set_index("term").loc["ATT(g=2007,t=2007)"]
+    assert not row["estimable"] and np.isnan(row["estimate"]) and "no comparison" in row["note"]
+    assert any("ATT(g=2007,t=2007) not estimable" in w for w in fit.warnings)
+    assert fit.lincom({"ATT(g=2004,t=2005)": 1.0})["estimable"].iloc[0]
+    back = result_from_dict(json.loads(json.dumps(fit.to_dict())))
+    pd.testing.assert_frame_equal(back.tidy(), fit.tidy())
     gap = mpdta.drop(index=mpdta.index[3])
     fit = callaway_santanna(gap, "lemp", **MPDTA)
     assert any("1 of 500 units" in w for w in fit.warnings)

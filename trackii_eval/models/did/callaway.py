@@ -151,7 +151,7 @@ def callaway_santanna(
                 ctrl = (never | (G > max(t, periods[base]))) & (G != g)
             label = f"ATT(g={_fmt(g)},t={_fmt(t)})"
             if ctrl.sum() == 0 or treat.sum() == 0:
-                skipped.append(f"{label}: no comparison unit")
+                skipped.append(label)
                 continue
             dy = y[:, j] - y[:, base]
             mu1, mu0 = dy[treat].mean(), dy[ctrl].mean()
@@ -169,8 +169,10 @@ def callaway_santanna(
             gt.append((g, t))
             notes.append("pre-treatment placebo (lead)" if t < g else "")
     if not terms:
-        raise ModelError(f"{what}: no group-time effect is identified ({'; '.join(skipped)})")
-    warns += [f"{s}; not estimable" for s in skipped]
+        raise ModelError(f"{what}: no group-time effect is identified (no comparison unit for "
+                         f"{', '.join(skipped)})")
+    warns += [f"{s} not estimable: no {'never' if control == 'never' else 'never- or not-yet'}"
+              "-treated comparison unit at that period" for s in skipped]
     att_v = np.array(att)
     psi_gt = np.column_stack(infl)
     g_arr = np.array([a for a, _ in gt])
@@ -302,6 +304,14 @@ def callaway_santanna(
     all_notes = [*notes, *("pre-treatment placebo (lead)" if t.startswith("event:-") else ""
                            for t in agg_terms), *([""] * len(overall))]
     waves = {t: int(b) for t, (_, b) in zip(terms, gt, strict=True)}
+    # group-time effects without a comparison are reported, not dropped (NaN, not estimable;
+    # vcov covers the estimable terms only, in order, as PanelFit's convention)
+    k_ok = len(all_terms)
+    all_terms += skipped
+    est_all = np.concatenate([est_all, np.full(len(skipped), np.nan)])
+    se = np.concatenate([se, np.full(len(skipped), np.nan)])
+    roles += ["effect"] * len(skipped)
+    all_notes += ["not estimable: no comparison unit at that period"] * len(skipped)
     n_groups = {"unit": int(n)}
     if cluster:
         n_groups[cluster] = int(n_cl)
@@ -317,7 +327,8 @@ def callaway_santanna(
         outcome=outcome, estimator="Callaway-Sant'Anna group-time ATT",
         terms=tuple(all_terms), estimate=tuple(float(v) for v in est_all),
         std_error=tuple(float(v) for v in se), df=(df,) * len(all_terms),
-        estimable=(True,) * len(all_terms), roles=tuple(roles), notes=tuple(all_notes),
+        estimable=tuple(i < k_ok for i in range(len(all_terms))), roles=tuple(roles),
+        notes=tuple(all_notes),
         vcov=tuple(tuple(float(v) for v in row) for row in vcov), record=record,
         waves=waves,
         method=f"{control_text} comparison units, varying base period, no covariates; "
