@@ -417,3 +417,10 @@ def test_overview_flags_twfe_when_it_departs():
     assert "outside the Callaway-Sant'Anna interval" in table.iloc[-1]["note"]
     same = did_overview(staggered(seed=7, slope=0.0), "y")  # no effect: TWFE unbiased
     assert "outside" not in same.iloc[-1]["note"]
+
+
+def test_non_numeric_cohort_is_refused_not_read_as_never_treated():
+    d = staggered(seed=2).astype({"cohort": object})
+    d.loc[5, "cohort"] = "wave2"
+    with pytest.raises(ModelError, match="row 5 is not a number"):
+        twfe_did(d, "y")

@@ -63,7 +63,13 @@ def staggered_panel(data: pd.DataFrame, outcome: str, *, entity: str, time: str,
     if missing:
         raise ModelError(f"{what}: column(s) {', '.join(missing)} not in the data")
     frame = data[cols].copy()
-    frame[cohort] = pd.to_numeric(frame[cohort], errors="coerce").fillna(0.0)
+    as_number = pd.to_numeric(frame[cohort], errors="coerce")
+    bad = as_number.isna() & frame[cohort].notna()
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ModelError(f"{what}: column '{cohort}' must hold the first treated wave as a number "
+                         f"(0 or empty for never treated); row {row} is not a number")
+    frame[cohort] = as_number.fillna(0.0)
     for col in (time, cohort):
         if not pd.api.types.is_numeric_dtype(frame[col]):
             raise ModelError(f"{what}: column '{col}' must be numeric (wave numbers)")
