@@ -193,7 +193,7 @@ def test_robust_estimators_coverage_over_replications():
     assert hits["twfe"] / reps <= 0.5, hits
 
 
-@pytest.mark.parametrize("estimator", [callaway_santanna, sun_abraham])
+@pytest.mark.parametrize("estimator", [callaway_santanna, sun_abraham, imputation_did])
 def test_pretrend_test_size_and_power(estimator):
     null_rej = alt_rej = 0
     reps = 40

@@ -503,8 +503,46 @@ def imputation_did(data: pd.DataFrame, outcome: str, *, entity: str = "participa
                      "imputation rests on parallel trends alone and no pre-trend can be tested "
                      "for them")
     roles = ["effect"] * len(terms)
+    pretest = _bjs_pretest(y, periods, G, untreated, solve, panel, cluster)
     return _fit("Borusyak-Jaravel-Spiess imputation DiD", outcome, panel, terms, est, vcov, df,
                 text, warns, roles, [""] * len(terms),
                 "unit and period effects fitted on untreated observations, effects imputed "
                 "for treated ones; equal weight per treated observation", cluster,
-                info={"single_pre_wave_cohorts": [float(g) for g in single]})
+                pretest=pretest, info={"single_pre_wave_cohorts": [float(g) for g in single]})
+
+
+def _bjs_pretest(y: np.ndarray, periods: np.ndarray, G: np.ndarray, untreated: np.ndarray,
+                 solve, panel: StaggeredPanel, cluster: str | None) -> dict:
+    """BJS (2024, section 4.4) pre-trend test: on the untreated observations only, regress the
+    outcome on unit and period effects and lead indicators 1{t - g = -k}, k = 1..K, with K one
+    less than the most pre-treatment waves any cohort has (a cohort's earliest waves anchor its
+    unit effect); joint cluster-robust Wald test that the leads are zero."""
+    n, T = y.shape
+    pos_g = np.array([np.searchsorted(periods, g) if np.isfinite(g) and g <= periods[-1]
+                      else -1 for g in G])
+    max_pre = int(pos_g.max()) if (pos_g > 0).any() else 0
+    K = max_pre - 1
+    if K < 1:
+        return {"note": "no lead to test: no cohort has two or more pre-treatment waves (with a "
+                        "single pre-treatment wave parallel trends cannot be tested)"}
+    tpos = np.arange(T)[None, :]
+    leads = np.stack([((pos_g[:, None] - tpos) == k) & (pos_g[:, None] > 0)
+                      for k in range(1, K + 1)], axis=-1).astype(float) * untreated[..., None]
+    keep = leads.sum(axis=(0, 1)) > 0
+    leads = leads[..., keep]
+    # residualise outcome and leads on the two-way effects over the untreated cells (FWL)
+    cols = np.concatenate([y[..., None], leads], axis=-1) * untreated[..., None]
+    a, lam = solve(cols.sum(axis=1), cols.sum(axis=0))
+    res = (cols - a[:, None, :] - lam[None, :, :]) * untreated[..., None]
+    yr, X = res[..., 0].ravel(), res[..., 1:].reshape(n * T, -1)
+    xtx = X.T @ X
+    if X.shape[1] == 0 or np.linalg.matrix_rank(xtx) < X.shape[1]:
+        return {"note": "the leads are collinear with the unit and period effects; no test"}
+    b = np.linalg.solve(xtx, X.T @ yr)
+    e = yr - X @ b
+    infl = _ols_influence(X, e, n, T)
+    vcov, *_ = _vcov(infl, panel, "analytic", X.shape[1], cluster, 0, 0)
+    w = float(b @ np.linalg.solve(vcov, b))
+    k = int(X.shape[1])
+    return {"statistic": w, "df": k, "p_value": float(sps.chi2.sf(w, k)),
+            "note": f"BJS pre-trend test: {k} leads on untreated observations, joint Wald"}
