@@ -6,7 +6,7 @@ import importlib
 import sys
 
 SUITES = ["benchmarks.stages", "benchmarks.omega", "benchmarks.growth", "benchmarks.refits",
-          "benchmarks.linkage", "benchmarks.disclosure"]
+          "benchmarks.linkage", "benchmarks.disclosure", "benchmarks.did"]
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or SUITES

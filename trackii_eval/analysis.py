@@ -34,7 +34,7 @@ class ModelSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(pattern=r"^[A-Za-z0-9_]+$")
-    kind: Literal["growth", "event_study"]
+    kind: Literal["growth", "event_study", "did"]
     outcome: str
     formula: str | None = None
     reml: bool = True
@@ -155,10 +155,23 @@ def _fit_event_study(spec: ModelSpec, data: pd.DataFrame) -> ModelResult:
     return event_study(data, spec.outcome)
 
 
+def _fit_did(spec: ModelSpec, data: pd.DataFrame) -> ModelResult:
+    # Staggered entry: Callaway-Sant'Anna with not-yet-treated controls needs the first wave
+    # each participant's dialogue started ('cohort'; 0 for the comparison arm).
+    from .models.did import callaway_santanna
+
+    if "cohort" not in data.columns:
+        raise ModelError(f"model '{spec.name}' (kind did) needs a 'cohort' column: the first "
+                         "wave of each participant's dialogue, 0 for the comparison arm")
+    return callaway_santanna(data, spec.outcome, entity="participant", time="wave",
+                             cohort="cohort", control="notyet")
+
+
 # How each kind of plan model is fitted; everything after fitting reads the results protocol.
 FITTERS: dict[str, Callable[[ModelSpec, pd.DataFrame], ModelResult]] = {
     "growth": _fit_growth,
     "event_study": _fit_event_study,
+    "did": _fit_did,
 }
 
 

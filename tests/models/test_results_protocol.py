@@ -148,8 +148,8 @@ def test_lincom_equals_the_hand_computed_combination() -> None:
 
 def test_result_from_dict_refuses_unknown_kinds_and_schemas() -> None:
     rec = FITS["within_twoways"].to_dict()
-    with pytest.raises(ModelError, match="kind 'did'"):
-        result_from_dict({**rec, "kind": "did"})
+    with pytest.raises(ModelError, match="kind 'no_such_kind'"):
+        result_from_dict({**rec, "kind": "no_such_kind"})
     with pytest.raises(ModelError, match="schema 99"):
         result_from_dict({**rec, "schema": 99})
     assert isinstance(result_from_dict(rec), PanelFit)

@@ -1,0 +1,340 @@
+"""Callaway & Sant'Anna (2021) group-time average treatment effects and their aggregations.
+
+:func:`callaway_santanna` estimates ATT(g, t), the average effect at period ``t`` on the units
+first treated at period ``g``, for staggered entry (dialogues starting at different waves),
+comparing the change in the outcome since the last period before ``g`` with the same change
+among never-treated units (``control="never"``) or among units not yet treated by ``t``
+(``control="notyet"``). Without covariates the doubly-robust, inverse-probability and
+regression estimators of R ``did`` coincide with this difference of mean changes.
+
+Pre-treatment periods use the "varying" base period of R ``did`` (``t-1`` to ``t``), so the
+leads are short placebo differences; their joint Wald test is the pre-trend test.
+
+Aggregations (R ``did::aggte``), each with its influence function including the estimation of
+the group shares that weight it:
+
+==========  ===========================================================================
+simple      average of all post-treatment ATT(g, t), weighted by group size
+group       per cohort, the mean over its post-treatment periods; overall: weighted by
+            cohort size
+dynamic     per event time e = t - g, the cohort-size-weighted mean (event study);
+            overall: the mean over e >= 0
+calendar    per period, the cohort-size-weighted mean over treated cohorts; overall: the
+            mean over periods
+==========  ===========================================================================
+
+Standard errors come from the influence functions (R ``did`` with ``bstrap = FALSE``):
+``V = Psi' Psi / n^2`` over units, normal reference. With ``cluster=`` the influence functions
+are summed within clusters (``V = G/(G-1) sum_c psi_c psi_c' / n^2``, t with G-1 df) — R
+``did`` only clusters through its multiplier bootstrap; with few clusters (dialogues: a
+handful) ``inference="wild"`` runs the multiplier (wild) bootstrap at the cluster level with
+Webb's six-point weights, as R ``did``'s ``mboot`` does with Mammen weights (see
+``models.did.wild`` for why Webb); both clustered variants use t(G-1).
+
+References
+----------
+Callaway, B., & Sant'Anna, P. H. C. (2021). Difference-in-differences with multiple time
+periods. Journal of Econometrics, 225(2), 200-230.
+Sant'Anna, P. H. C., & Zhao, J. (2020). Doubly robust difference-in-differences estimators.
+Journal of Econometrics, 219(1), 101-122.
+Callaway, B., & Sant'Anna, P. H. C. (2021). did: Difference in Differences. R package 2.x.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from ...errors import ModelError
+from ..results import FitRecord, data_fingerprint, package_versions
+from ._data import staggered_panel
+from .result import DidFit
+
+__all__ = ["callaway_santanna"]
+
+
+def _fmt(v: float) -> str:
+    return f"{v:g}"
+
+
+def callaway_santanna(
+    data: pd.DataFrame, outcome: str, *, entity: str = "participant", time: str = "wave",
+    cohort: str = "cohort", control: Literal["never", "notyet"] = "never",
+    cluster: str | None = None, inference: Literal["analytic", "wild"] = "analytic",
+    n_boot: int = 999, seed: int = 12345,
+) -> DidFit:
+    """Callaway-Sant'Anna ATT(g, t) with the simple, group, dynamic and calendar aggregations.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        Long panel: one row per unit and period.
+    outcome : str
+        Outcome column.
+    entity, time : str
+        Unit and period (numeric wave) columns.
+    cohort : str
+        First period in which the unit is treated (its dialogue's first wave); 0 or missing
+        for never treated (R ``did``'s ``gname``).
+    control : {"never", "notyet"}
+        Comparison units: never treated, or never and not yet treated by ``max(t, base)``.
+    cluster : str, optional
+        Column of the cluster (e.g. the dialogue) the units are nested in; default: units.
+    inference : {"analytic", "wild"}
+        Influence-function standard errors (clustered when ``cluster`` is given), or the
+        wild (multiplier) cluster bootstrap of the influence functions with Webb weights, as
+        R ``did``'s ``mboot`` with ``clustervars`` (covariance of the draws; t with G-1 df).
+        With few clusters the t(G-1) reference is what protects the intervals: the
+        multiplier draws reproduce the clustered covariance, they do not correct it.
+    n_boot, seed : int
+        Bootstrap draws and seed (``inference="wild"``).
+
+    Returns
+    -------
+    DidFit
+        Terms ``ATT(g=..,t=..)``, ``group:g``, ``event:e``, ``calendar:t`` and the overall
+        ``simple``, ``group``, ``dynamic``, ``calendar``; ``vcov`` covers all of them (so
+        ``lincom`` is exact); ``pretest`` the joint test of the leads; ``info["aggregates"]``
+        the overall ATT per aggregation.
+
+    Raises
+    ------
+    ModelError
+        Bad columns or design (see ``staggered_panel``), an unknown option, or no ATT(g, t)
+        that the data can identify.
+
+    Examples
+    --------
+    R: ``att_gt(yname, tname, idname, gname, data, control_group = "nevertreated",
+    bstrap = FALSE)`` then ``aggte(out, type = "simple")``; checked on ``mpdta``
+    (tests/fixtures/did).
+    """
+    what = f"Callaway-Sant'Anna DiD of '{outcome}'"
+    if control not in {"never", "notyet"}:
+        raise ModelError(f"{what}: control must be 'never' or 'notyet', not {control!r}")
+    if inference not in {"analytic", "wild"}:
+        raise ModelError(f"{what}: inference must be 'analytic' or 'wild', not {inference!r}")
+    if inference == "wild" and not cluster:
+        raise ModelError(f"{what}: inference='wild' resamples clusters; name the cluster column "
+                         "(e.g. cluster='dialogue')")
+    panel = staggered_panel(data, outcome, entity=entity, time=time, cohort=cohort,
+                            cluster=cluster, what=what)
+    y, periods, G = panel.y, panel.periods, panel.cohort
+    n = len(G)
+    warns = list(panel.warnings)
+    groups = np.array(sorted(set(G[np.isfinite(G)])))
+    groups = groups[groups <= periods[-1]]
+    never = np.isinf(G) | (G > periods[-1])
+    if control == "never" and not never.any():
+        raise ModelError(f"{what}: no never-treated unit; use control='notyet'")
+
+    # ------------------------------------------------------------------ ATT(g, t)
+    terms: list[str] = []
+    att: list[float] = []
+    infl: list[np.ndarray] = []
+    gt: list[tuple[float, float]] = []
+    notes: list[str] = []
+    skipped: list[str] = []
+    for g in groups:
+        # the last period before g is the base of every post-treatment effect
+        g_base = int(np.searchsorted(periods, g)) - 1
+        for j in range(1, len(periods)):
+            t = periods[j]
+            base = g_base if t >= g else j - 1  # "varying" base period for the leads
+            treat = G == g
+            if control == "never":
+                ctrl = never
+            else:
+                ctrl = (never | (G > max(t, periods[base]))) & (G != g)
+            label = f"ATT(g={_fmt(g)},t={_fmt(t)})"
+            if ctrl.sum() == 0 or treat.sum() == 0:
+                skipped.append(label)
+                continue
+            dy = y[:, j] - y[:, base]
+            mu1, mu0 = dy[treat].mean(), dy[ctrl].mean()
+            n1 = treat.sum() + ctrl.sum()
+            p = treat.sum() / n1
+            # influence function of the difference of mean changes on the subsample
+            # (the doubly-robust one of Sant'Anna & Zhao without covariates), rescaled to
+            # the whole sample as R did does (n / n1)
+            psi = np.zeros(n)
+            psi[treat] = (dy[treat] - mu1) / p
+            psi[ctrl] = -(dy[ctrl] - mu0) / (1 - p)
+            terms.append(label)
+            att.append(mu1 - mu0)
+            infl.append(psi * n / n1)
+            gt.append((g, t))
+            notes.append("pre-treatment placebo (lead)" if t < g else "")
+    if not terms:
+        raise ModelError(f"{what}: no group-time effect is identified (no comparison unit for "
+                         f"{', '.join(skipped)})")
+    warns += [f"{s} not estimable: no {'never' if control == 'never' else 'never- or not-yet'}"
+              "-treated comparison unit at that period" for s in skipped]
+    att_v = np.array(att)
+    psi_gt = np.column_stack(infl)
+    g_arr = np.array([a for a, _ in gt])
+    t_arr = np.array([b for _, b in gt])
+
+    # ------------------------------------------------------------------ aggregations
+    # group shares P(G = g) over all units (R did: pg), per cohort and per ATT(g, t)
+    pg_group = np.array([(G == g).mean() for g in groups])
+    pg = np.array([(G == g).mean() for g in g_arr])
+    post = t_arr >= g_arr
+    agg_terms: list[str] = []
+    agg_est: list[float] = []
+    agg_psi: list[np.ndarray] = []
+
+    def weighted(keep: np.ndarray) -> tuple[float, np.ndarray]:
+        w = pg[keep] / pg[keep].sum()
+        est = float(w @ att_v[keep])
+        # weights estimated from the cohort shares: their influence function (R did's wif)
+        ind = np.column_stack([(G == g).astype(float) for g in g_arr[keep]])
+        if1 = (ind - pg[keep]) / pg[keep].sum()
+        if2 = np.outer((ind - pg[keep]).sum(axis=1), pg[keep] / pg[keep].sum() ** 2)
+        return est, psi_gt[:, keep] @ w + (if1 - if2) @ att_v[keep]
+
+    est, ps = weighted(post)
+    simple = (est, ps)
+    # group
+    g_est, g_psi = [], []
+    for g in groups:
+        keep = (g_arr == g) & post
+        if not keep.any():
+            continue
+        g_est.append(float(att_v[keep].mean()))
+        g_psi.append(psi_gt[:, keep].mean(axis=1))
+        agg_terms.append(f"group:{_fmt(g)}")
+    agg_est += g_est
+    agg_psi += g_psi
+    have = np.array([((g_arr == g) & post).any() for g in groups])
+    wg = pg_group[have] / pg_group[have].sum()
+    ind = np.column_stack([(G == g).astype(float) for g in groups[have]])
+    pgh = pg_group[have]
+    wif = (ind - pgh) / pgh.sum() - np.outer((ind - pgh).sum(axis=1), pgh / pgh.sum() ** 2)
+    group_overall = (float(wg @ np.array(g_est)),
+                     np.column_stack(g_psi) @ wg + wif @ np.array(g_est))
+    # dynamic (event study)
+    e_arr = t_arr - g_arr
+    e_est, e_psi, e_vals = [], [], []
+    for e in np.unique(e_arr):
+        est, ps = weighted(e_arr == e)
+        e_est.append(est)
+        e_psi.append(ps)
+        e_vals.append(e)
+        agg_terms.append(f"event:{_fmt(e)}")
+    agg_est += e_est
+    agg_psi += e_psi
+    pos = np.array(e_vals) >= 0
+    dynamic = (float(np.mean(np.array(e_est)[pos])),
+               np.column_stack(e_psi)[:, pos].mean(axis=1))
+    # calendar
+    c_est, c_psi = [], []
+    for t in np.unique(t_arr[post]):
+        est, ps = weighted(post & (t_arr == t))
+        c_est.append(est)
+        c_psi.append(ps)
+        agg_terms.append(f"calendar:{_fmt(t)}")
+    agg_est += c_est
+    agg_psi += c_psi
+    calendar = (float(np.mean(c_est)), np.column_stack(c_psi).mean(axis=1))
+    overall = {"simple": simple, "group": group_overall, "dynamic": dynamic,
+               "calendar": calendar}
+
+    all_terms = [*terms, *agg_terms, *overall]
+    est_all = np.array([*att_v, *agg_est, *(v[0] for v in overall.values())])
+    psi_all = np.column_stack([psi_gt, *agg_psi, *(v[1] for v in overall.values())])
+
+    # ------------------------------------------------------------------ inference
+    df = np.nan
+    if cluster:
+        sums = np.zeros((panel.n_clusters, psi_all.shape[1]))
+        np.add.at(sums, panel.cluster, psi_all)
+    else:
+        sums = psi_all
+    n_cl = sums.shape[0]
+    if inference == "analytic":
+        vcov = sums.T @ sums / n**2
+        if cluster:
+            vcov *= n_cl / (n_cl - 1)
+            df = float(n_cl - 1)
+            vcov_text = (f"influence function, clustered by {cluster} (G/(G-1)); t({n_cl - 1})")
+        else:
+            vcov_text = "influence function (R did analytic, bstrap = FALSE); normal"
+    else:
+        from .wild import webb_weights
+
+        rng = np.random.default_rng(seed)
+        draws = webb_weights(rng, (n_boot, n_cl)) @ sums / n
+        vcov = np.cov(draws, rowvar=False)
+        df = float(n_cl - 1)
+        vcov_text = (f"wild cluster (multiplier) bootstrap by {cluster}, Webb weights, "
+                     f"{n_boot} draws, seed {seed}; t({n_cl - 1})")
+    if cluster and n_cl < 30:
+        warns.append(f"only {n_cl} clusters: cluster-robust inference is unreliable with few "
+                     "clusters (Cameron & Miller 2015); "
+                     + ("intervals from the wild cluster bootstrap, which is the better choice "
+                        "but still rough below about 10 clusters"
+                        if inference == "wild" else "use inference='wild'"))
+    se = np.sqrt(np.clip(np.diag(vcov), 0, None))
+
+    # ------------------------------------------------------------------ pre-trends
+    lead = np.array([t < g for g, t in gt])
+    pretest: dict[str, object] = {}
+    if lead.sum() == 0:
+        pretest = {"note": "no lead: no cohort has two pre-treatment periods (a single "
+                           "pre-treatment wave cannot test parallel trends)"}
+    else:
+        idx = np.flatnonzero(lead)
+        v_pre = vcov[np.ix_(idx, idx)]
+        if np.linalg.matrix_rank(v_pre) < len(idx):
+            pretest = {"note": "the covariance of the leads is singular; no Wald test",
+                       "df": len(idx)}
+        else:
+            w = float(att_v[idx] @ np.linalg.solve(v_pre, att_v[idx]))
+            pretest = {"statistic": w, "df": len(idx),
+                       "p_value": float(sps.chi2.sf(w, len(idx))),
+                       "note": "joint Wald test that all leads ATT(g,t), t < g, are zero "
+                               "(R did's W)"}
+
+    roles = ["other" if (i < len(terms) and lead[i]) or t.startswith("event:-") else "effect"
+             for i, t in enumerate(all_terms)]
+    all_notes = [*notes, *("pre-treatment placebo (lead)" if t.startswith("event:-") else ""
+                           for t in agg_terms), *([""] * len(overall))]
+    waves = {t: int(b) for t, (_, b) in zip(terms, gt, strict=True)}
+    # group-time effects without a comparison are reported, not dropped (NaN, not estimable;
+    # vcov covers the estimable terms only, in order, as PanelFit's convention)
+    k_ok = len(all_terms)
+    all_terms += skipped
+    est_all = np.concatenate([est_all, np.full(len(skipped), np.nan)])
+    se = np.concatenate([se, np.full(len(skipped), np.nan)])
+    roles += ["effect"] * len(skipped)
+    all_notes += ["not estimable: no comparison unit at that period"] * len(skipped)
+    n_groups = {"unit": int(n)}
+    if cluster:
+        n_groups[cluster] = int(n_cl)
+    record = FitRecord(
+        estimator="Callaway-Sant'Anna group-time ATT", engine="trackii",
+        optimizer="closed form", tolerances={}, n_evals=None, converged=True,
+        warnings=tuple(warns), versions=package_versions(),
+        data_fingerprint=data_fingerprint(panel.long), n_obs=int(y.size), n_groups=n_groups,
+        vcov=vcov_text,
+    )
+    control_text = "never-treated" if control == "never" else "not-yet-treated"
+    return DidFit(
+        outcome=outcome, estimator="Callaway-Sant'Anna group-time ATT",
+        terms=tuple(all_terms), estimate=tuple(float(v) for v in est_all),
+        std_error=tuple(float(v) for v in se), df=(df,) * len(all_terms),
+        estimable=tuple(i < k_ok for i in range(len(all_terms))), roles=tuple(roles),
+        notes=tuple(all_notes),
+        vcov=tuple(tuple(float(v) for v in row) for row in vcov), record=record,
+        waves=waves,
+        method=f"{control_text} comparison units, varying base period, no covariates; "
+        "aggregations weighted by cohort size",
+        pretest=pretest,
+        info={"control": control, "cohorts": [float(g) for g in groups],
+              "aggregates": {k: float(v[0]) for k, v in overall.items()},
+              "n_clusters": int(n_cl)},
+    )
