@@ -401,7 +401,7 @@ def mice_sensitivity(scores: pd.DataFrame, construct: str, wave: int, *,
         np.random.seed(seed)  # noqa: NPY002
         # 5 donors as R mice's pmm (statsmodels' default 20 pulls imputations towards the
         # mean: on the reference panel it gave 3.39 where R gives 4.02)
-        imp = mice.MICEData(data, k_pmm=k_pmm)
+        imp = mice.MICEData(data, k_pmm=k_pmm, rng=np.random.RandomState(seed))
         res = mice.MICE(formula, sm.OLS, imp).fit(n_burnin=n_burnin,
                                                    n_imputations=n_imputations)
     finally:
