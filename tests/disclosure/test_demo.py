@@ -66,3 +66,25 @@ def test_rendered_report_hides_what_the_attacker_needed(demo_run) -> None:
     assert wave4[0] == "4" and wave4[-2] == "x"  # ambiguous suppressed
     assert "x" in wave4[1:3]  # and a complement in the same row (records)
     assert "&lt;5" not in html  # one marker for primary and complementary suppressions
+
+
+def test_people_who_left_and_model_dfs_are_protected_with_the_counts(demo_run) -> None:
+    """Two derived channels a newcomer found: leavers = baseline - retained respondents, and a
+    clustered model's df = participants - 1 printed beside a suppressed participant count."""
+    study = demo_run[0]
+    result = report_tables(study.store, study.context, 5).publication.protect()
+    system = result.system
+    left = [cid for cid in system.ids if cid[0] == "retention" and cid[1][2] ==
+            "left since baseline"]
+    assert left, "leavers since baseline take part in the system"
+    for cid in left:
+        value = system.values[system.index(cid)]
+        if 0 < value < 5:
+            lo, hi = result.interval(cid)
+            assert lo <= 0 and hi >= 5
+    dfs = [cid for cid in result.status if cid[0] == "effects" and cid[1][-1] == "df"]
+    assert dfs
+    for cid in dfs:
+        groups = ("model_n", (cid[1][0], "participants"))
+        if result.status.get(groups, "published") != "published":
+            assert result.status[cid] != "published", cid

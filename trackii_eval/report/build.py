@@ -106,13 +106,39 @@ def _response_table(study: _View, pub: Publication, ctx: _Ctx) -> list[dict[str,
                          name=f"wave {wave} respondents = sum over arms")
     for arm in df["arm"].unique():  # periodic table: one pattern across waves
         pub.tables.same_pattern([c.id for (w, a), c in ctx.response.items() if a == arm])
+    # Baseline respondents still answering: the people who left since baseline are a group
+    # too (baseline - retained), protected when small, and those who joined later
+    # (respondents - retained) are unknown to an attacker, so both are hidden cells related
+    # to the printed counts.
+    kept = study.store.query(f"""
+        WITH r AS (SELECT DISTINCT s.participant, s.wave, p.arm FROM submissions s
+                   JOIN files f ON f.sha256 = s.sha256 AND f.active
+                   JOIN participants p USING (participant) WHERE s.excluded_reason IS NULL)
+        SELECT r.wave, r.arm, count(*) AS n FROM r
+        JOIN r b ON b.participant = r.participant AND b.wave = {first}
+        GROUP BY 1, 2
+    """).set_index(["wave", "arm"])["n"]
     rows = []
     for (wave, arm), n in df.set_index(["wave", "arm"])["n"].items():
         cell = ctx.response[(int(wave), arm)]
         b = base.get(arm)
-        retained = "–" if b is None else pub.share(
-            "response_retained", (int(wave), arm), int(n), int(b), f"{100 * n / b:.0f}%",
-            depends=[cell.id, ctx.response[(first, arm)].id])
+        if b is None:
+            retained: Any = "–"
+        else:
+            r = int(kept.get((wave, arm), 0))
+            if int(wave) != first:
+                stay = pub.hidden("retention", (int(wave), arm, "from baseline"), r)
+                left = pub.hidden("retention", (int(wave), arm, "left since baseline"), int(b) - r)
+                joined = pub.hidden("retention", (int(wave), arm, "joined after baseline"),
+                                    int(n) - r)
+                base_id = ctx.response[(first, arm)].id
+                pub.tables.total(base_id, [stay, left],
+                                 name=f"wave {wave} {arm}: baseline = retained + left")
+                pub.tables.total(cell.id, [stay, joined],
+                                 name=f"wave {wave} {arm}: respondents = retained + joined")
+            retained = pub.share(
+                "response_retained", (int(wave), arm), r, int(b), f"{100 * r / b:.0f}%",
+                depends=[cell.id, ctx.response[(first, arm)].id])
         rows.append({"wave": wave, "label": labels.get(wave, ""), "arm": arm, "n": cell,
                      "retained": retained})
     return rows
@@ -375,11 +401,17 @@ def _effect_rows(results: dict[str, dict[str, Any]], scores: pd.DataFrame,
             shown = _tidy_row(name, row, label, warn)
 
             def st(field: str, n: int = n, term: str = str(row["term"]),
-                   text: str = "", name: str = name) -> Shown:
+                   text: Any = "", name: str = name) -> Shown:
                 return pub.stat("effects", (name, term, field), n, text)
 
-            for field in ("estimate", "ci", "df", "p"):
+            for field in ("estimate", "ci", "p"):
                 shown[field] = st(field, text=shown[field])
+            # degrees of freedom can be a count in disguise (t with G - 1 df for participant-
+            # clustered errors): hidden whenever the model's participant count is
+            shown["df"] = pub.stat("effects", (name, str(row["term"]), "df"), n, shown["df"],
+                                   depends=[("model_n", (name, "participants"))]
+                                   if fit.record.n_groups.get("participant") is not None
+                                   else [])
             rows.append(shown)
     return rows
 
