@@ -11,6 +11,7 @@ linear mixed effects models. Journal of Statistical Software 82(13), 1-26.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any
 
@@ -186,18 +187,49 @@ class GrowthModel:
     ) -> tuple[ProfiledDeviance, Evaluation, OptimizerInfo]:
         """Optimise θ for the given statistics; return criterion, final evaluation and info."""
         fdev = ProfiledDeviance(stats, self.design.theta_pos, self.design.has_outer)
-        th0 = fdev.start() if start is None else np.asarray(start, dtype=float)
+        # The optimiser works on θ~ = θ * scale (see theta_scale): the relative covariance
+        # factor of random-effect columns scaled to unit root mean square, so that the fit does
+        # not depend on the units of time (days or years give the same path, start included).
+        scale = self.theta_scale
+        th0 = fdev.start() if start is None else np.asarray(start, dtype=float) * scale
         lower = self.design.lower_bounds
 
         def fun(th: np.ndarray) -> tuple[float, np.ndarray]:
-            ev = fdev(th, reml, gradient=True)
+            ev = fdev(th / scale, reml, gradient=True)
             assert ev.gradient is not None
-            return ev.deviance, ev.gradient
+            return ev.deviance, ev.gradient / scale
 
         with single_threaded_blas():
-            theta, info = minimise_theta(fun, th0, lower, sign_flip=self.normalise_signs)
+            theta_s, info = minimise_theta(fun, th0, lower, sign_flip=self.normalise_signs)
+            theta = theta_s / scale
             ev = fdev(theta, reml)
+        info = dataclasses.replace(
+            info,
+            start_theta=tuple(float(v) for v in th0 / scale),
+            final_theta=tuple(float(v) for v in theta),
+        )
         return fdev, ev, info
+
+    @property
+    def theta_scale(self) -> np.ndarray:
+        """Factor from θ to the optimiser's parametrisation θ~ = θ * scale, one per θ.
+
+        Each random-effect column z_r is divided by its root mean square s_r over the analysis
+        rows, so that Λ~ = diag(s) Λ. The criterion is unchanged; the optimiser's start (1 on
+        Λ~'s diagonal), steps and gradient check become free of the units of the random-effect
+        variables: time in days (values up to ~1,400) converges as time in years does, and the
+        two fits agree after rescaling. ``OptimizerInfo.final_gradient`` is with respect to θ~.
+        """
+        cached = getattr(self, "_theta_scale", None)
+        if cached is not None:
+            return cached
+        d = self.design
+        rms = np.sqrt(np.einsum("ij,ij->j", d.Z, d.Z) / max(d.Z.shape[0], 1))
+        rms = np.where(np.isfinite(rms) & (rms > 0), rms, 1.0)
+        sv = [float(rms[r]) for r, _ in d.theta_pos]
+        sv += [1.0] * (d.n_theta - len(sv))  # the outer intercept's column is all ones
+        self._theta_scale = np.asarray(sv)
+        return self._theta_scale
 
     def evaluate(self, theta: np.ndarray, reml: bool = True) -> GrowthFit:
         """Results at a given θ without optimising (e.g. to reproduce another program's fit).
