@@ -18,8 +18,9 @@ doi:10.18637/jss.v082.i13
 """
 
 from trackii_eval.models.growth.api import growth, lrt
+from trackii_eval.models.growth.compare import compare_growth
 from trackii_eval.models.growth.model import GrowthModel
 from trackii_eval.models.growth.optimize import OptimizerInfo
 from trackii_eval.models.growth.results import GrowthFit
 
-__all__ = ["GrowthFit", "GrowthModel", "OptimizerInfo", "growth", "lrt"]
+__all__ = ["GrowthFit", "GrowthModel", "OptimizerInfo", "compare_growth", "growth", "lrt"]
