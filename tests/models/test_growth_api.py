@@ -347,3 +347,23 @@ def test_profile_confint_matches_lme4():
         assert_allclose(
             prof.loc[ours, ["ci_low", "ci_high"]].to_numpy(dtype=float), lme4[theirs], rtol=1e-4
         )
+
+
+def test_outer_random_slopes_predict_and_ranef():
+    """(time | dialogue): the dialogues' intercepts and slopes enter predictions and ranef."""
+    data = pd.read_csv(Path(__file__).resolve().parents[1] / "fixtures" / "lme4" /
+                       "outer_slopes" / "data.csv")
+    fit = growth("y ~ time * arm + (time | participant) + (time | dialogue)", data)
+    assert fit.engine == "trackii" and fit.ngroups == {"participant": 240, "dialogue": 16}
+    re_d = fit.ranef("dialogue")
+    assert list(re_d.columns) == ["Intercept", "time"] and len(re_d) == 16
+    rows = data.dropna(subset=["y"]).head(7)
+    b = fit.ranef().loc[rows["participant"]].to_numpy()
+    bd = re_d.loc[rows["dialogue"]].to_numpy()
+    t = rows["time"].to_numpy()
+    expected = (fit.predict(rows)["estimate"].to_numpy()
+                + b[:, 0] + b[:, 1] * t + bd[:, 0] + bd[:, 1] * t)
+    got = fit.predict(rows, re=True)["estimate"].to_numpy()
+    assert_allclose(got, expected, rtol=1e-10)
+    assert fit.theta.size == 6 and fit.parameter_names()[3:6] == [
+        "sd(Intercept|dialogue)", "sd(time|dialogue)", "cor(Intercept,time|dialogue)"]

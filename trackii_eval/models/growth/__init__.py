@@ -1,11 +1,12 @@
 """Mixed-effects growth models for longitudinal panels, as exact as lme4 and much faster.
 
 ``growth(formula, data, reml=True)`` fits ``y ~ fixed + (terms | participant)`` (optionally
-``+ (1 | dialogue)`` with participants nested in dialogues) by minimising the profiled deviance
+``+ (terms | dialogue)`` with participants nested in dialogues) by minimising the profiled deviance
 or REML criterion over the relative covariance factor θ (Bates et al. 2015), with
 per-participant sufficient statistics grouped by measurement pattern, an analytic gradient and
 L-BFGS-B. Fixed effects get Satterthwaite degrees of freedom as in lmerTest (Kuznetsova et al.
-2017).
+2017). ``compare_growth`` compares growth models by likelihood-ratio tests on ML fits, AIC and
+BIC (lme4's ``anova``).
 
 References
 ----------
