@@ -263,7 +263,9 @@ class GrowthModel:
             raise ModelError(f"theta needs {fdev.n_theta} values, got {theta.size}")
         ev = fdev(theta, reml, gradient=True)
         assert ev.gradient is not None
-        pg = projected_gradient(theta, ev.gradient, self.design.lower_bounds)
+        # In the optimiser's unit-free θ~ (see theta_scale), as for a fit.
+        scale = self.theta_scale
+        pg = projected_gradient(theta * scale, ev.gradient / scale, self.design.lower_bounds)
         gnorm = float(np.max(np.abs(pg), initial=0.0))
         info = OptimizerInfo(
             name="none (theta given)",

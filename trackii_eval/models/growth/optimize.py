@@ -43,6 +43,9 @@ class OptimizerInfo:
         Largest absolute projected gradient component at the optimum.
     final_gradient : tuple of float
         Projected gradient at the optimum (0 for a bound that the gradient pushes against).
+        For fits by :class:`GrowthModel` both are with respect to the optimiser's θ~, θ scaled
+        by each random-effect column's root mean square (``GrowthModel.theta_scale``), so
+        that they do not depend on the units of time.
     start_theta, final_theta : tuple of float
         Starting and final θ.
     message : str
