@@ -464,7 +464,8 @@ def _em_saturated(pats: _Patterns, tol: float = 1e-11, max_iter: int = 20000) ->
         sigma_new = t2 / n - np.outer(mu_new, mu_new)
         change = max(np.max(np.abs(mu_new - mu)), np.max(np.abs(sigma_new - sigma)))
         mu, sigma = mu_new, sigma_new
-        if change < tol:
+        # Relative to the answers' scale (1-5 items or 0-100 POMP scores alike).
+        if change < tol * max(1.0, float(np.max(np.abs(sigma)))):
             converged = True
             break
     return mu, sigma, converged
@@ -496,8 +497,10 @@ def _fiml_parts(
         g_mat = w - w @ c @ w
         grad += n_k * (np.einsum("ij,aij->a", g_mat, ds) - 2.0 * dm @ (w @ d))
         if inf_m is not None:
-            a = w @ ds
-            inf_m += n_k * (np.einsum("aij,bji->ab", a, a) + 2.0 * dm @ w @ dm.T)
+            # tr(W S_a W S_b) for all a, b as one matrix product (S_a symmetric).
+            a = np.matmul(w, ds).reshape(spec.n_par, -1)
+            at = np.matmul(ds, w).reshape(spec.n_par, -1)
+            inf_m += n_k * (a @ at.T + 2.0 * dm @ w @ dm.T)
     n = pats.n_total
     return f / n, grad / n, (inf_m / n if inf_m is not None else None)
 
