@@ -138,6 +138,37 @@ class ModelResults:
         """The plan's fits side by side (see :func:`trackii_eval.models.results.compare`)."""
         return compare(self.fits, level=level, roles=roles)
 
+    def compare_growth(self, outcome: str | None = None) -> pd.DataFrame:
+        """Which growth model the data support: the plan's growth models of one outcome by
+        likelihood-ratio tests on ML fits, AIC and BIC (as lme4's ``anova``; see
+        :func:`trackii_eval.models.growth.compare_growth` for the table's columns).
+
+        Parameters
+        ----------
+        outcome
+            The outcome whose growth models to compare; may be omitted when the plan's growth
+            models share one outcome.
+
+        Raises
+        ------
+        ModelError
+            Fewer than two growth models of the outcome, or an ambiguous outcome.
+        """
+        from .models.growth import compare_growth
+
+        growth_names = [n for n, s in self.specs.items() if s.kind == "growth" and n in self.fits]
+        outcomes = sorted({self.specs[n].outcome for n in growth_names})
+        if outcome is None:
+            if len(outcomes) != 1:
+                raise ModelError(f"the plan has growth models of {outcomes}; name the outcome "
+                                 "whose models to compare")
+            outcome = outcomes[0]
+        names = [n for n in growth_names if self.specs[n].outcome == outcome]
+        if len(names) < 2:
+            raise ModelError(f"the plan has {len(names)} growth model(s) of {outcome!r}; "
+                             "comparing needs at least two (e.g. linear and piecewise)")
+        return compare_growth({n: self.fits[n] for n in names})  # type: ignore[misc]
+
 
 def _fit_growth(spec: ModelSpec, data: pd.DataFrame) -> ModelResult:
     from .models.growth import growth

@@ -85,6 +85,11 @@ class ConvergenceWarning(TrackIIEvalWarning):
     """An optimiser stopped without meeting its convergence criteria."""
 
 
+class EngineFallbackWarning(TrackIIEvalWarning):
+    """A model was fitted by a fallback engine with fewer guarantees (e.g. statsmodels MixedLM
+    instead of the lme4-exact growth engine: no Satterthwaite df)."""
+
+
 def warning_line(message: Warning | str, category: type[Warning] | None = None) -> str:
     """A library warning as the project's one-line message (no traceback, no file path).
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,12 @@ import pytest
 from numpy.testing import assert_allclose
 from scipy import stats as sps
 
-from trackii_eval.errors import ConvergenceWarning, ModelError, UnsupportedModelError
+from trackii_eval.errors import (
+    ConvergenceWarning,
+    EngineFallbackWarning,
+    ModelError,
+    UnsupportedModelError,
+)
 from trackii_eval.models.growth import GrowthFit, growth, lrt
 from trackii_eval.models.growth.formula import parse_formula
 from trackii_eval.models.growth.simulate import simulate_panel
@@ -262,11 +266,17 @@ def test_crossed_slopes_are_refused_with_a_reason():
 
 
 def test_crossed_intercepts_fall_back_to_statsmodels():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with pytest.warns(EngineFallbackWarning, match="statsmodels MixedLM") as rec:
         fit = growth("y ~ t + (1 | participant) + (1 | rater)", _crossed())
     assert fit.engine == "statsmodels" and fit.optimizer.engine == "statsmodels"
-    assert any("statsmodels" in w for w in fit.warnings)
+    note = fit.warnings[0]
+    assert note == str(next(r.message for r in rec if r.category is EngineFallbackWarning))
+    assert note == (
+        "fitted by statsmodels MixedLM, not the lme4-exact engine ('participant' is not nested "
+        "in 'rater' (crossed factors)); no Satterthwaite df, so p-values and intervals use the "
+        "normal distribution"
+    )
+    assert all("\n" not in w for w in fit.warnings)
     assert fit.fixed["df"].isna().all() and fit.fixed["p_value"].notna().all()
     assert fit.ngroups == {"participant": 30, "rater": 8}
     assert len(fit.ranef("rater")) == 8
@@ -337,3 +347,23 @@ def test_profile_confint_matches_lme4():
         assert_allclose(
             prof.loc[ours, ["ci_low", "ci_high"]].to_numpy(dtype=float), lme4[theirs], rtol=1e-4
         )
+
+
+def test_outer_random_slopes_predict_and_ranef():
+    """(time | dialogue): the dialogues' intercepts and slopes enter predictions and ranef."""
+    data = pd.read_csv(Path(__file__).resolve().parents[1] / "fixtures" / "lme4" /
+                       "outer_slopes" / "data.csv")
+    fit = growth("y ~ time * arm + (time | participant) + (time | dialogue)", data)
+    assert fit.engine == "trackii" and fit.ngroups == {"participant": 240, "dialogue": 16}
+    re_d = fit.ranef("dialogue")
+    assert list(re_d.columns) == ["Intercept", "time"] and len(re_d) == 16
+    rows = data.dropna(subset=["y"]).head(7)
+    b = fit.ranef().loc[rows["participant"]].to_numpy()
+    bd = re_d.loc[rows["dialogue"]].to_numpy()
+    t = rows["time"].to_numpy()
+    expected = (fit.predict(rows)["estimate"].to_numpy()
+                + b[:, 0] + b[:, 1] * t + bd[:, 0] + bd[:, 1] * t)
+    got = fit.predict(rows, re=True)["estimate"].to_numpy()
+    assert_allclose(got, expected, rtol=1e-10)
+    assert fit.theta.size == 6 and fit.parameter_names()[3:6] == [
+        "sd(Intercept|dialogue)", "sd(time|dialogue)", "cor(Intercept,time|dialogue)"]

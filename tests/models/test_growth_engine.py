@@ -177,3 +177,49 @@ def test_single_observation_groups_and_irregular_times():
     b = GrowthModel("y ~ t + (t | participant)", df, mode="cell").fit()
     assert_allclose(a.deviance, b.deviance, atol=1e-8)
     assert a.ngroups == {"participant": G}
+
+
+@pytest.mark.parametrize("mode", ["cell", "group"])
+@pytest.mark.parametrize("reml", [True, False])
+def test_outer_random_slopes_against_a_dense_reference(mode, reml):
+    """(time | participant) + (time | dialogue): the Woodbury route against explicit n x n V."""
+    y, X, Z, g, G, outer = _toy(seed=5, G=40, D=6)
+    st = compute_stats(y, X, Z, g, G, outer, mode=mode, Zo=Z)
+    f = ProfiledDeviance(st, POS2, True, POS2)
+    theta = np.array([0.7, -0.3, 0.4, 0.6, 0.25, 0.35])
+    ev = f(theta, reml, gradient=True)
+    # Dense: V = I + Z_P blockdiag(ΛΛ') Z_P' + Z_D blockdiag(Λ_oΛ_o') Z_D'.
+    n, p = X.shape
+    lam, lamo = np.zeros((2, 2)), np.zeros((2, 2))
+    for t, (r, c) in zip(theta[:3], POS2, strict=True):
+        lam[r, c] = t
+    for t, (r, c) in zip(theta[3:], POS2, strict=True):
+        lamo[r, c] = t
+    od = outer[g]
+    D = int(outer.max()) + 1
+    Zp, Zd = np.zeros((n, 2 * G)), np.zeros((n, 2 * D))
+    for a in range(2):
+        Zp[np.arange(n), g * 2 + a] = Z[:, a]
+        Zd[np.arange(n), od * 2 + a] = Z[:, a]
+    V = (np.eye(n) + Zp @ np.kron(np.eye(G), lam @ lam.T) @ Zp.T
+         + Zd @ np.kron(np.eye(D), lamo @ lamo.T) @ Zd.T)
+    Vi = np.linalg.inv(V)
+    xvx = X.T @ Vi @ X
+    beta = np.linalg.solve(xvx, X.T @ Vi @ y)
+    e = y - X @ beta
+    r2 = e @ Vi @ e
+    dfr = n - p if reml else n
+    dd = np.linalg.slogdet(V)[1] + dfr * (1 + np.log(2 * np.pi * r2 / dfr))
+    if reml:
+        dd += np.linalg.slogdet(xvx)[1]
+    assert_allclose(ev.deviance, dd, rtol=0, atol=1e-9)
+    assert_allclose(ev.beta, beta, rtol=1e-10, atol=1e-12)
+    fd = richardson_jacobian(lambda th: np.array([f(th, reml).deviance]), theta)[0]
+    assert_allclose(ev.gradient, fd, rtol=1e-6, atol=1e-6)
+    fd_s = richardson_jacobian(lambda th: np.array([f(th, reml, sigma=1.3).deviance]), theta)[0]
+    assert_allclose(f(theta, reml, gradient=True, sigma=1.3).gradient, fd_s, rtol=1e-6, atol=1e-6)
+    # BLUPs: b = D Z' V^-1 e on the relative scale (σ cancels in the conditional mode).
+    b, bo = f.blups(ev)
+    ve = Vi @ e
+    assert_allclose(b, (np.kron(np.eye(G), lam @ lam.T) @ Zp.T @ ve).reshape(G, 2), atol=1e-9)
+    assert_allclose(bo, (np.kron(np.eye(D), lamo @ lamo.T) @ Zd.T @ ve).reshape(D, 2), atol=1e-9)

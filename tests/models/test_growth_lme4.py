@@ -106,6 +106,19 @@ def _check_ranef(fit, exp: dict, rtol: float) -> None:
     assert_allclose(ours.loc[levels].to_numpy(), vals, rtol=0, atol=rtol * np.abs(vals).max())
 
 
+def _check_ranef_outer(fit, exp: dict, rtol: float) -> None:
+    # Every level of the outer factor (stored only for models with two factors).
+    ro = exp.get("ranef_outer")
+    if not ro:
+        return
+    ours = fit.ranef(ro["group"])
+    terms = ro["term"] if isinstance(ro["term"], list) else [ro["term"]]  # R unboxes length 1
+    assert [_r_name(c) for c in ours.columns] == terms
+    vals = np.asarray(ro["values"], dtype=float).reshape(len(ro["level"]), -1)
+    got = ours.loc[[str(lv) for lv in ro["level"]]].to_numpy()
+    assert_allclose(got, vals, rtol=0, atol=rtol * np.abs(vals).max())
+
+
 def _model(case: str, spec: dict) -> GrowthModel:
     data, _ = _load(case)
     return GrowthModel(_py_formula(spec), data)
@@ -138,6 +151,7 @@ def test_exact_at_lme4_theta(case: str, spec: dict) -> None:
     assert list(fit.ngroups.values()) == [int(v) for v in exp["ngrps"].values()]
     _check_varcorr(fit, exp, rtol=1e-6, corr_atol=1e-6)
     _check_ranef(fit, exp, rtol=1e-6)
+    _check_ranef_outer(fit, exp, rtol=1e-6)
 
 
 @pytest.mark.parametrize(("case", "spec"), PARAMS)
@@ -163,6 +177,7 @@ def test_optimum_against_lme4(case: str, spec: dict) -> None:
     assert_allclose(fit.sigma, exp["sigma"], rtol=1e-5)
     _check_varcorr(fit, exp, rtol=1e-4, corr_atol=1e-4)
     _check_ranef(fit, exp, rtol=1e-4)
+    _check_ranef_outer(fit, exp, rtol=1e-4)
 
 
 def test_sleepstudy_headline_numbers() -> None:

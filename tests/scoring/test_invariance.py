@@ -38,7 +38,8 @@ def fits() -> dict[str, InvarianceResult]:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             out[name] = measurement_invariance(
-                data, items=ITEMS, wave_col="wave", id_col="participant", levels=ALL_LEVELS
+                data, items=ITEMS, wave_col="wave", id_col="participant", levels=ALL_LEVELS,
+                missing="listwise",
             )
         WARNED[name] = [str(w.message) for w in caught]
     return out

@@ -200,6 +200,9 @@ def _invariance(responses: pd.DataFrame, ctx: StudyContext, n_waves: int = 2) ->
                 res = measurement_invariance(
                     keyed, items=[i.id for i in con.items], wave_col="wave",
                     id_col="participant", waves=waves, item_col="item", value_col="pomp",
+                    # The report's text describes complete cases; FIML (missing="ml", the
+                    # function's default) waits for the report to say so.
+                    missing="listwise",
                 )
             except TrackIIEvalError as exc:
                 tables.append(pd.DataFrame([{"construct": name, "model": "not fitted",

@@ -13,19 +13,21 @@ the previous one:
 
 Each factor is scaled by its first item (loading fixed to 1 at every wave), which is lavaan's
 default; fit does not depend on which item is the marker. Estimation is normal-theory maximum
-likelihood on the complete cases (lavaan's ``estimator = "ML"``, ``missing = "listwise"``), with
-the sample covariance matrix divided by N and ``chisq = N * F_ML``, so the fit statistics are the
-ones ``lavaan::cfa`` prints for the same model. The model is fitted here by Fisher scoring rather
-than through a SEM package, because equality constraints across waves on loadings, intercepts
-and residual variances need a parameter map that the available Python SEM packages do not
-expose cleanly.
+likelihood, by default full-information ML on everyone with an answer (lavaan's
+``missing = "ml"``: each participant contributes the likelihood of the answers given, chi-square
+against the unrestricted model fitted by EM), or on the complete cases (``missing =
+"listwise"``, the sample covariance matrix divided by N and ``chisq = N * F_ML``); either way the
+fit statistics are the ones ``lavaan::cfa`` prints for the same model. The model is fitted here
+by Fisher scoring rather than through a SEM package, because equality constraints across waves
+on loadings, intercepts and residual variances need a parameter map that the available Python
+SEM packages do not expose cleanly.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -371,6 +373,192 @@ def _fit_quasi_newton(
 
 
 # --------------------------------------------------------------------------------------------
+# Full-information maximum likelihood (lavaan's missing = "ml")
+# --------------------------------------------------------------------------------------------
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+@dataclass(frozen=True)
+class _Patterns:
+    """The participants grouped by which variables they answered.
+
+    For pattern k: ``obs[k]`` the observed columns, ``rows[k]`` their answers (n_k, p_k),
+    ``mean[k]`` and ``cov[k]`` the pattern's mean and N-denominator covariance.
+    """
+
+    obs: tuple[np.ndarray, ...]
+    rows: tuple[np.ndarray, ...]
+    mean: tuple[np.ndarray, ...]
+    cov: tuple[np.ndarray, ...]
+    n_total: int
+    n_vars: int
+
+    @property
+    def n(self) -> np.ndarray:
+        return np.array([r.shape[0] for r in self.rows], dtype=float)
+
+
+def _patterns(x: np.ndarray) -> _Patterns:
+    mask = ~np.isnan(x)
+    keys, inv = np.unique(mask, axis=0, return_inverse=True)
+    inv = np.asarray(inv).ravel()
+    obs, rows, means, covs = [], [], [], []
+    for k in range(keys.shape[0]):
+        o = np.flatnonzero(keys[k])
+        r = x[inv == k][:, o]
+        obs.append(o)
+        rows.append(r)
+        means.append(r.mean(axis=0))
+        covs.append(np.atleast_2d(np.cov(r, rowvar=False, bias=True)) if r.shape[0] > 1
+                    else np.zeros((o.size, o.size)))
+    return _Patterns(tuple(obs), tuple(rows), tuple(means), tuple(covs), x.shape[0], x.shape[1])
+
+
+def _fiml_m2ll(sigma: np.ndarray, mu: np.ndarray, pats: _Patterns) -> float:
+    """-2 log-likelihood of the observed data (each participant's answered variables)."""
+    total = 0.0
+    for o, r, m_k, s_k in zip(pats.obs, pats.rows, pats.mean, pats.cov, strict=True):
+        s_oo = sigma[np.ix_(o, o)]
+        sign, logdet = np.linalg.slogdet(s_oo)
+        if sign <= 0:
+            return math.inf
+        w = np.linalg.inv(s_oo)
+        d = m_k - mu[o]
+        total += r.shape[0] * (logdet + np.sum(w * s_k) + d @ w @ d + o.size * _LOG_2PI)
+    return float(total)
+
+
+def _em_saturated(pats: _Patterns, tol: float = 1e-11, max_iter: int = 20000) -> tuple[
+    np.ndarray, np.ndarray, bool
+]:
+    """Unrestricted (H1) means and covariances under missingness by EM (as lavaan's h1)."""
+    p, n = pats.n_vars, pats.n_total
+    total = np.zeros(p)
+    count = np.zeros(p)
+    sq = np.zeros(p)
+    for o, r in zip(pats.obs, pats.rows, strict=True):
+        total[o] += r.sum(axis=0)
+        sq[o] += (r**2).sum(axis=0)
+        count[o] += r.shape[0]
+    mu = total / count
+    sigma = np.diag(sq / count - mu**2)
+    converged = False
+    for _ in range(max_iter):
+        t1 = np.zeros(p)
+        t2 = np.zeros((p, p))
+        for o, r in zip(pats.obs, pats.rows, strict=True):
+            miss = np.setdiff1d(np.arange(p), o)
+            full = np.empty((r.shape[0], p))
+            full[:, o] = r
+            if miss.size:
+                # E-step: regression of the missing on the answered variables.
+                b = np.linalg.solve(sigma[np.ix_(o, o)], sigma[np.ix_(o, miss)]).T
+                full[:, miss] = mu[miss] + (r - mu[o]) @ b.T
+                t2[np.ix_(miss, miss)] += r.shape[0] * (
+                    sigma[np.ix_(miss, miss)] - b @ sigma[np.ix_(o, miss)]
+                )
+            t1 += full.sum(axis=0)
+            t2 += full.T @ full
+        mu_new = t1 / n
+        sigma_new = t2 / n - np.outer(mu_new, mu_new)
+        change = max(np.max(np.abs(mu_new - mu)), np.max(np.abs(sigma_new - sigma)))
+        mu, sigma = mu_new, sigma_new
+        # Relative to the answers' scale (1-5 items or 0-100 POMP scores alike).
+        if change < tol * max(1.0, float(np.max(np.abs(sigma)))):
+            converged = True
+            break
+    return mu, sigma, converged
+
+
+def _fiml_parts(
+    spec: _Spec, theta: np.ndarray, pats: _Patterns, info: bool
+) -> tuple[float, np.ndarray, np.ndarray | None]:
+    """-2 log-likelihood / N, its gradient and (optionally) the expected information."""
+    m = _matrices(spec, theta)
+    sigma, mu = m.implied()
+    d_sigma, d_mu = _jacobian(spec, m)
+    q = spec.n_par
+    f = 0.0
+    grad = np.zeros(q)
+    inf_m = np.zeros((q, q)) if info else None
+    for o, r, m_k, s_k in zip(pats.obs, pats.rows, pats.mean, pats.cov, strict=True):
+        n_k = r.shape[0]
+        s_oo = sigma[np.ix_(o, o)]
+        sign, logdet = np.linalg.slogdet(s_oo)
+        if sign <= 0:
+            return math.inf, grad, inf_m
+        w = np.linalg.inv(s_oo)
+        d = m_k - mu[o]
+        c = s_k + np.outer(d, d)
+        f += n_k * (logdet + np.sum(w * c) + o.size * _LOG_2PI)
+        ds = d_sigma[:, o][:, :, o]
+        dm = d_mu[:, o]
+        g_mat = w - w @ c @ w
+        grad += n_k * (np.einsum("ij,aij->a", g_mat, ds) - 2.0 * dm @ (w @ d))
+        if inf_m is not None:
+            # tr(W S_a W S_b) for all a, b as one matrix product (S_a symmetric).
+            a = np.matmul(w, ds).reshape(spec.n_par, -1)
+            at = np.matmul(ds, w).reshape(spec.n_par, -1)
+            inf_m += n_k * (a @ at.T + 2.0 * dm @ w @ dm.T)
+    n = pats.n_total
+    return f / n, grad / n, (inf_m / n if inf_m is not None else None)
+
+
+def _fit_fiml(
+    spec: _Spec, pats: _Patterns, start: np.ndarray, m2ll_h1: float, max_iter: int = 500
+) -> _Fit:
+    """Maximise the observed-data likelihood by Fisher scoring with step halving.
+
+    ``fmin`` is returned as (-2 logL_H0 + 2 logL_H1) / N, so that ``N * fmin`` is lavaan's
+    chi-square under ``missing = "ml"`` (the likelihood ratio against the EM-fitted
+    unrestricted model).
+    """
+    theta = start.copy()
+    f, _, _ = _fiml_parts(spec, theta, pats, info=False)
+    if not np.isfinite(f):
+        raise ScoringError("invariance: the starting values imply an impossible covariance matrix")
+    converged = False
+    iterations = 0
+    for _ in range(max_iter):
+        iterations += 1
+        f, grad, inf_m = _fiml_parts(spec, theta, pats, info=True)
+        assert inf_m is not None
+        if np.max(np.abs(grad)) < 1e-9:
+            converged = True
+            break
+        try:
+            step = -np.linalg.solve(inf_m, grad)
+        except np.linalg.LinAlgError:
+            break
+        scale = 1.0
+        for _ in range(40):
+            cand = theta + scale * step
+            f_new = _fiml_parts(spec, cand, pats, info=False)[0]
+            if np.isfinite(f_new) and f_new <= f + 1e-14:
+                break
+            scale /= 2.0
+        else:
+            break
+        if f - f_new < 1e-15 and np.max(np.abs(scale * step)) < 1e-10:
+            theta, f = cand, f_new
+            converged = True
+            break
+        theta, f = cand, f_new
+    if not converged:
+        def fun(th: np.ndarray) -> tuple[float, np.ndarray]:
+            val, g, _ = _fiml_parts(spec, th, pats, info=False)
+            return (val, g) if np.isfinite(val) else (1e10, np.zeros_like(th))
+
+        res = optimize.minimize(fun, theta, jac=True, method="BFGS",
+                                options={"gtol": 1e-8, "maxiter": 5000})
+        if np.isfinite(res.fun) and res.fun <= f:
+            theta, f, converged = res.x, float(res.fun), bool(res.success)
+    fmin = f - m2ll_h1 / pats.n_total
+    return _Fit(spec=spec, theta=theta, fmin=fmin, converged=converged, iterations=iterations)
+
+
+# --------------------------------------------------------------------------------------------
 # Starting values
 # --------------------------------------------------------------------------------------------
 
@@ -519,9 +707,10 @@ class InvarianceResult:
     items, waves : tuple of str
         Items of the scale and waves, in model order.
     n : int
-        Participants used (complete on every item at every wave).
+        Participants used: under FIML everyone with at least one answer in the waves; under
+        listwise deletion those complete on every item at every wave.
     n_dropped : int
-        Participants left out for a missing answer.
+        Participants left out: no answer at all (FIML) or a missing answer (listwise).
     estimates : dict of str to pandas.DataFrame
         Per model, the parameter estimates (``parameter``, ``estimate``).
     mean_residuals : pandas.DataFrame
@@ -529,6 +718,8 @@ class InvarianceResult:
         observed standard deviations; a drifting intercept shows up as a large value here.
     delta_cfi_cutoff : float
         The cutoff the decisions used.
+    missing : str
+        ``"ml"`` (FIML) or ``"listwise"``.
 
     Notes
     -----
@@ -551,6 +742,7 @@ class InvarianceResult:
     estimates: dict[str, pd.DataFrame] = field(repr=False)
     mean_residuals: pd.DataFrame = field(repr=False)
     delta_cfi_cutoff: float = -0.01
+    missing: str = "listwise"
 
     def summary(self) -> str:
         """Plain-text report: the fit table, the decisions and what they rest on.
@@ -579,8 +771,11 @@ class InvarianceResult:
         lines = [
             "Longitudinal measurement invariance "
             f"({len(self.items)} items x {len(self.waves)} waves: {', '.join(self.waves)})",
-            f"ML on complete cases: n = {self.n} participants"
-            + (f" ({self.n_dropped} left out for missing answers)" if self.n_dropped else ""),
+            (f"ML on complete cases: n = {self.n} participants"
+             + (f" ({self.n_dropped} left out for missing answers)" if self.n_dropped else ""))
+            if self.missing == "listwise" else
+            (f"Full-information ML on everyone who answered: n = {self.n} participants"
+             + (f" ({self.n_dropped} with no answer)" if self.n_dropped else "")),
             "One factor per wave, marker-scaled by the first item, same-item residuals "
             "correlated across waves.",
             "",
@@ -617,8 +812,10 @@ def _to_wide(
     waves: Sequence[Hashable] | None,
     item_col: str | None,
     value_col: str | None,
+    listwise: bool = True,
 ) -> tuple[pd.DataFrame, list[Hashable], int]:
-    """One row per participant, one column per (wave, item); complete cases only."""
+    """One row per participant, one column per (wave, item); complete cases only if
+    ``listwise``, else every participant with at least one answer."""
     if not isinstance(data, pd.DataFrame):
         raise ScoringError(f"long_items must be a pandas DataFrame, got {type(data).__name__}")
     if (item_col is None) != (value_col is None):
@@ -668,8 +865,8 @@ def _to_wide(
     wide = wide.reindex(columns=pd.MultiIndex.from_product([list(items), wave_list]))
     wide = wide[[(i, w) for w in wave_list for i in items]]
     n_all = wide.shape[0]
-    complete = wide.dropna()
-    return complete, wave_list, n_all - complete.shape[0]
+    kept = wide.dropna() if listwise else wide.dropna(how="all")
+    return kept, wave_list, n_all - kept.shape[0]
 
 
 def measurement_invariance(
@@ -684,6 +881,7 @@ def measurement_invariance(
     rmsea_ci: float = 0.90,
     item_col: str | None = None,
     value_col: str | None = None,
+    missing: Literal["ml", "listwise"] = "ml",
 ) -> InvarianceResult:
     """Test configural, metric and scalar invariance of one scale across panel waves.
 
@@ -706,6 +904,13 @@ def measurement_invariance(
         Confidence level of the RMSEA interval.
     item_col, value_col : str, optional
         For one-answer-per-row input: the columns holding the item name and the answer.
+    missing : {"ml", "listwise"}, default "ml"
+        ``"ml"``: full-information maximum likelihood, every participant with at least one
+        answer in the chosen waves contributes the answers they gave (lavaan's
+        ``missing = "ml"``); chi-square against the unrestricted model fitted by EM, baseline
+        (independence) model by FIML, SRMR against the EM means and covariances.
+        ``"listwise"``: complete cases only (lavaan's ``missing = "listwise"``), so attrition
+        decides who is checked.
 
     Returns
     -------
@@ -719,14 +924,15 @@ def measurement_invariance(
     ------
     ScoringError
         If columns are missing or not numeric, fewer than 3 items or 2 waves are given, a
-        (participant, wave) row repeats, `levels` is malformed, or too few complete
-        participants remain for the model.
+        (participant, wave) row repeats, `levels` is malformed, too few (complete, for
+        listwise) participants remain for the model, or (FIML) two variables are never
+        answered by the same participant, so their covariance has no information.
 
     Warns
     -----
     InvarianceWarning
-        When participants are left out for missing answers, or estimates are improper
-        (negative variances).
+        When participants are left out for missing answers (listwise), or estimates are
+        improper (negative variances).
     ConvergenceWarning
         When a model's optimizer stops short of convergence.
 
@@ -736,10 +942,11 @@ def measurement_invariance(
     (Cheung & Rensvold, 2002; Putnick & Bornstein, 2016). The likelihood-ratio test
     (``delta_chisq``, ``delta_df``, ``delta_p``) and ``delta_rmsea`` (Chen, 2007, suggests
     ``<= 0.015``) are reported beside it but do not enter the decision. A level after a failed
-    one is marked ``"not assessed"``. Estimation is ML on complete cases; participants missing
-    any item at any wave are left out (lavaan's ``missing = "listwise"``).
+    one is marked ``"not assessed"``. Estimation is FIML by default; with
+    ``missing="listwise"`` participants missing any item at any wave are left out.
 
-    In R: ``lavaan::cfa(model, data = wide, estimator = "ML", meanstructure = TRUE)`` with
+    In R: ``lavaan::cfa(model, data = wide, estimator = "ML", meanstructure = TRUE,
+    missing = "ml")`` with
     equality labels on loadings (metric) and intercepts (scalar), and
     ``lavaan::fitMeasures(fit, c("chisq", "df", "pvalue", "cfi", "tli", "rmsea", "srmr"))``.
 
@@ -772,6 +979,8 @@ def measurement_invariance(
         )
     if not 0.0 < rmsea_ci < 1.0:
         raise ScoringError(f"invariance: rmsea_ci must be between 0 and 1, got {rmsea_ci}")
+    if missing not in ("ml", "listwise"):
+        raise ScoringError(f"invariance: missing must be 'ml' or 'listwise', got {missing!r}")
 
     wide, wave_list, n_dropped = _to_wide(
         long_items,
@@ -781,10 +990,14 @@ def measurement_invariance(
         waves=waves,
         item_col=item_col,
         value_col=value_col,
+        listwise=missing == "listwise",
     )
     wave_names = [str(w) for w in wave_list]
     x = wide.to_numpy(dtype=float, na_value=np.nan)
     n, n_obs = x.shape
+    if missing == "ml":
+        return _invariance_fiml(x, items, wave_list, wave_names, n_dropped, lv,
+                                delta_cfi_cutoff, rmsea_ci)
     if n_dropped:
         warnings.warn(
             f"invariance: {n_dropped} participant(s) with a missing answer at some wave were "
@@ -807,6 +1020,82 @@ def measurement_invariance(
         raise ScoringError("invariance: the item covariance matrix is singular")
     baseline = (float(n * (np.sum(np.log(np.diag(s))) - logdet_s)), n_obs * (n_obs - 1) // 2)
 
+    def fit_level(spec: _Spec, start: np.ndarray) -> _Fit:
+        return _fit_ml(spec, s, mean, start)
+
+    return _fit_levels(fit_level, s, mean, n, n_dropped, baseline, items, wave_list,
+                       wave_names, lv, delta_cfi_cutoff, rmsea_ci, "listwise")
+
+
+def _invariance_fiml(
+    x: np.ndarray,
+    items: list[str],
+    wave_list: list[Hashable],
+    wave_names: list[str],
+    n_dropped: int,
+    lv: list[str],
+    delta_cfi_cutoff: float,
+    rmsea_ci: float,
+) -> InvarianceResult:
+    """FIML branch of :func:`measurement_invariance`."""
+    n, n_obs = x.shape
+    if n <= n_obs:
+        raise ScoringError(
+            f"invariance: {n} participant(s) with an answer for {n_obs} observed variables; "
+            "the model needs more participants than variables"
+        )
+    answered = (~np.isnan(x)).astype(float)
+    together = answered.T @ answered
+    if np.any(together == 0):
+        i, j = np.argwhere(together == 0)[0]
+        p = len(items)
+        raise ScoringError(
+            f"invariance: no participant answered both item {items[i % p]} at wave "
+            f"{wave_names[i // p]} and item {items[j % p]} at wave {wave_names[j // p]}; their "
+            "covariance has no information (drop one of those waves with `waves=`)"
+        )
+    pats = _patterns(x)
+    mean, s, em_ok = _em_saturated(pats)
+    if not em_ok:
+        warnings.warn("invariance: the EM fit of the unrestricted model did not converge",
+                      ConvergenceWarning, stacklevel=3)
+    sd = np.sqrt(np.diag(s))
+    if np.any(sd <= 0) or np.linalg.slogdet(s)[0] <= 0:
+        raise ScoringError("invariance: an item has no variance at some wave, or the item "
+                           "covariance matrix is singular")
+    m2ll_h1 = _fiml_m2ll(s, mean, pats)
+    # Independence (baseline) model by FIML: each variable's own mean and variance.
+    m2ll_b = 0.0
+    for j in range(n_obs):
+        v = x[~np.isnan(x[:, j]), j]
+        m2ll_b += v.size * (_LOG_2PI + math.log(v.var()) + 1.0)
+    baseline = (float(m2ll_b - m2ll_h1), n_obs * (n_obs - 1) // 2)
+
+    def fit_level(spec: _Spec, start: np.ndarray) -> _Fit:
+        return _fit_fiml(spec, pats, start, m2ll_h1)
+
+    return _fit_levels(fit_level, s, mean, n, n_dropped, baseline, items, wave_list,
+                       wave_names, lv, delta_cfi_cutoff, rmsea_ci, "ml")
+
+
+def _fit_levels(
+    fit_level: Callable[[_Spec, np.ndarray], _Fit],
+    s: np.ndarray,
+    mean: np.ndarray,
+    n: int,
+    n_dropped: int,
+    baseline: tuple[float, int],
+    items: list[str],
+    wave_list: list[Hashable],
+    wave_names: list[str],
+    lv: list[str],
+    delta_cfi_cutoff: float,
+    rmsea_ci: float,
+    missing: str,
+) -> InvarianceResult:
+    """Fit the nested levels and build the result (``s``, ``mean``: the sample, or under FIML
+    the EM-fitted unrestricted moments)."""
+    sd = np.sqrt(np.diag(s))
     rows: list[dict[str, object]] = []
     estimates: dict[str, pd.DataFrame] = {}
     previous: _Matrices | None = None
@@ -818,7 +1107,7 @@ def measurement_invariance(
             if previous is None
             else _start_from(previous, spec)
         )
-        fit = _fit_ml(spec, s, mean, _pack(spec, start_m))
+        fit = fit_level(spec, _pack(spec, start_m))
         if not fit.converged:
             warnings.warn(
                 f"invariance: the {level} model did not converge", ConvergenceWarning, stacklevel=2
@@ -877,4 +1166,5 @@ def measurement_invariance(
         estimates=estimates,
         mean_residuals=mean_resid,
         delta_cfi_cutoff=delta_cfi_cutoff,
+        missing=missing,
     )

@@ -37,9 +37,12 @@ def growth(formula: str, data: pd.DataFrame, reml: bool = True) -> GrowthFit:
         lme4-style formula. Supported natively: ``y ~ fixed + (terms | participant)`` with any
         small number of correlated random terms (``(1 | p)``, ``(time | p)``,
         ``(0 + time | p)``, ``(time + I(time**2) | p)``, ``(time || p)`` for independent
-        terms), optionally ``+ (1 | dialogue)`` with participants nested in dialogues. Models
-        with only random intercepts for crossed or more factors are fitted by statsmodels
-        MixedLM (noted in ``fit.warnings``); anything else raises UnsupportedModelError.
+        terms), optionally ``+ (1 | dialogue)``, ``+ (time | dialogue)`` or
+        ``+ (time || dialogue)`` (the outer factor's intercept and slopes) with participants
+        nested in dialogues. Models with only random intercepts for crossed or more factors
+        are fitted by statsmodels MixedLM (noted in ``fit.warnings`` and warned as
+        :class:`~trackii_eval.errors.EngineFallbackWarning`); anything else raises
+        UnsupportedModelError.
         The fixed part is parsed by formulaic, so strings are treated as categorical and terms
         are named as formulaic names them (``Intercept``, ``arm[T.dialogue]``).
     data : pandas.DataFrame

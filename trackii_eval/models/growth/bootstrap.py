@@ -58,8 +58,12 @@ def simulate_responses(
         y = mu + np.einsum("ij,ij->i", d.Z, b[d.group]) + fit.sigma * rng.standard_normal(mu.size)
         if d.has_outer:
             assert d.outer_of_group is not None and d.outer_levels is not None
-            c = fit.sigma * float(fit.theta[-1]) * rng.standard_normal(len(d.outer_levels))
-            y += c[d.outer_of_group[d.group]]
+            assert d.Zo is not None
+            lamo = np.zeros((d.Zo.shape[1],) * 2)
+            for t, (r, c) in zip(fit.theta[len(d.theta_pos):], d.theta_pos_outer, strict=True):
+                lamo[r, c] = t
+            bo = rng.standard_normal((len(d.outer_levels), lamo.shape[0])) @ (fit.sigma * lamo).T
+            y += np.einsum("ij,ij->i", d.Zo, bo[d.outer_of_group[d.group]])
         out[k] = y
     return out
 
@@ -102,7 +106,8 @@ def bootstrap_confint(
     st0 = backend.fdev.stats
     df_res = st0.n - st0.p if fit.reml else st0.n
     for k in range(n_boot):
-        stats = st0.with_response(ys[k], model.X, model.design.Z, model.design.group)
+        stats = st0.with_response(ys[k], model.X, model.design.Z, model.design.group,
+                                  model.design.Zo)
         fdev, ev, info = model.optimise(stats, fit.reml, start=np.array(fit.theta))
         n_bad += int(not info.converged)
         sigma = float(np.sqrt(ev.r2 / df_res))

@@ -41,20 +41,24 @@ class Structure:
     Attributes
     ----------
     kind : str
-        ``"native"`` (one participant factor, optionally nested in an intercept-only outer
-        factor), ``"vc"`` (only random intercepts, e.g. crossed factors: statsmodels fallback).
+        ``"native"`` (one participant factor, optionally nested in an outer factor with its
+        own random intercept and slopes), ``"vc"`` (only random intercepts, e.g. crossed
+        factors: statsmodels fallback).
     inner : tuple of RandomTerm
         The terms of the participant (finest) factor.
     outer : RandomTerm or None
-        The ``(1 | dialogue)`` term when present.
+        The first term of the outer (dialogue) factor when present.
     reason : str
         Why a fallback was chosen (empty for native).
+    outer_terms : tuple of RandomTerm
+        Every term of the outer factor, e.g. ``(time | dialogue)`` (empty without one).
     """
 
     kind: str
     inner: tuple[RandomTerm, ...]
     outer: RandomTerm | None = None
     reason: str = ""
+    outer_terms: tuple[RandomTerm, ...] = ()
 
 
 @dataclass
@@ -62,8 +66,9 @@ class Design:
     """Arrays for one fit (rows with missing values already removed).
 
     ``theta_pos`` lists, in lme4's ``getME(m, "theta")`` order, the (row, column) of Λ each
-    participant-level θ fills; when ``has_outer`` one further θ (the outer intercept's relative
-    standard deviation) follows.
+    participant-level θ fills; when ``has_outer`` the outer factor's θ follow, filling the
+    (row, column) of its own factor Λ_o listed in ``theta_pos_outer`` (one θ, (0, 0), for an
+    outer random intercept alone).
     """
 
     parsed: ParsedFormula
@@ -85,6 +90,10 @@ class Design:
     z_specs: list[Any]
     z_from_x: list[int] | None = None  # Z = X[:, z_from_x] when every random term is in X
     dropped_columns: list[str] = field(default_factory=list)
+    Zo: np.ndarray | None = None  # (n, q_o) outer random-effects matrix
+    zo_names: list[str] = field(default_factory=list)
+    zo_specs: list[Any] = field(default_factory=list)
+    theta_pos_outer: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def has_outer(self) -> bool:
@@ -94,14 +103,12 @@ class Design:
     @property
     def n_theta(self) -> int:
         """Number of covariance parameters θ."""
-        return len(self.theta_pos) + int(self.has_outer)
+        return len(self.theta_pos) + len(self.theta_pos_outer)
 
     @property
     def lower_bounds(self) -> np.ndarray:
-        """Lower bounds for θ: 0 on Λ's diagonal (and for the outer sd), -inf elsewhere."""
-        lb = [0.0 if r == c else -np.inf for r, c in self.theta_pos]
-        if self.has_outer:
-            lb.append(0.0)
+        """Lower bounds for θ: 0 on Λ's and Λ_o's diagonals, -inf elsewhere."""
+        lb = [0.0 if r == c else -np.inf for r, c in [*self.theta_pos, *self.theta_pos_outer]]
         return np.asarray(lb)
 
 
@@ -159,20 +166,18 @@ def classify_structure(
         fine, coarse = sorted(groups, key=lambda g: -nlev[g])
         coarse_terms = by_group[coarse]
         nested = _is_nested(codes[fine], codes[coarse], nlev[fine])
-        if nested and len(coarse_terms) == 1 and _is_intercept_only(coarse_terms[0]):
-            return Structure("native", tuple(by_group[fine]), outer=coarse_terms[0])
-        why = (
-            f"'{':'.join(fine)}' is not nested in '{':'.join(coarse)}' (crossed factors)"
-            if not nested
-            else f"random slopes for the outer factor '{':'.join(coarse)}'"
-        )
+        if nested:
+            # Intercept and slopes of the outer factor, as lme4's (time | dialogue).
+            return Structure("native", tuple(by_group[fine]), outer=coarse_terms[0],
+                             outer_terms=tuple(coarse_terms))
+        why = f"'{':'.join(fine)}' is not nested in '{':'.join(coarse)}' (crossed factors)"
     else:
         why = f"{len(groups)} grouping factors"
     if all_intercepts:
         return Structure("vc", tuple(parsed.random), reason=why)
     raise UnsupportedModelError(
         f"formula {parsed.text!r}: {why} with random slopes is not supported; supported are "
-        "(terms | participant), optionally + (1 | dialogue) with participants nested in "
+        "(terms | participant), optionally + (terms | dialogue) with participants nested in "
         "dialogues, and random-intercept-only models (fitted by statsmodels)"
     )
 
@@ -421,11 +426,16 @@ def build_design(prep: Prepared) -> Design:
 
     # Transforms (log of a negative, division by zero) can still yield non-finite values.
     finite = np.isfinite(y) & np.isfinite(X).all(axis=1) & np.isfinite(Z).all(axis=1)
+    Zo, zo_names, zo_specs, pos_outer = None, [], [], []
+    if structure.outer_terms:
+        Zo, zo_names, zo_specs, pos_outer = _outer_matrix(structure, frame, parsed)
+        finite &= np.isfinite(Zo).all(axis=1)
     group_codes, group_levels = codes[structure.inner[0].group]
     outer_codes = codes[structure.outer.group][0] if structure.outer is not None else None
     if not finite.all():
         n_dropped += int((~finite).sum())
         y, X, Z = y[finite], X[finite], Z[finite]
+        Zo = Zo[finite] if Zo is not None else None
         group_codes = group_codes[finite]
         outer_codes = outer_codes[finite] if outer_codes is not None else None
         # Re-code so that every participant level is observed.
@@ -462,7 +472,31 @@ def build_design(prep: Prepared) -> Design:
         fixed_spec=fixed_spec,
         z_specs=z_specs,
         z_from_x=z_from_x,
+        Zo=Zo,
+        zo_names=zo_names,
+        zo_specs=zo_specs,
+        theta_pos_outer=pos_outer,
     )
+
+
+def _outer_matrix(
+    structure: Structure, frame: pd.DataFrame, parsed: ParsedFormula
+) -> tuple[np.ndarray, list[str], list[Any], list[tuple[int, int]]]:
+    """Z_o (n, q_o), its column names and specs, and Λ_o's θ positions for the outer terms."""
+    parts, names, specs, widths = [], [], [], []
+    for term in structure.outer_terms:
+        Zt, spec, nm = _numpy_matrix(term.expr, frame, "outer random-effects matrix")
+        parts.append(Zt)
+        specs.append(spec)
+        names.extend(nm)
+        widths.append(Zt.shape[1])
+    if len(set(names)) != len(names):
+        raise UnsupportedModelError(
+            f"formula {parsed.text!r}: the same random term appears twice for the outer factor "
+            f"({names}); the model would not be identifiable"
+        )
+    Zo = np.hstack(parts) if len(parts) > 1 else parts[0]
+    return Zo, names, specs, _theta_positions(structure.outer_terms, widths)
 
 
 def drop_rank_deficient(X: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str], list[str]]:

@@ -7,9 +7,16 @@ covariance of y is σ² V(θ) with V = I + Z Λ Λ' Z'. For participant i with Z
     V_i^{-1} = I - Z_i M_i Z_i',      M_i = Λ A_i^{-1} Λ',
 
 so ``X'V^{-1}X``, ``X'V^{-1}y`` and ``y'V^{-1}y`` follow from the per-pattern matrices M_k and the
-summed products in :mod:`.stats`. A nested outer random intercept (relative sd λ) adds
-λ² 1 1' per outer level; the Sherman-Morrison formula turns it into a rank-one correction of the
-per-level cross-products. Profiling out β and σ gives (Bates et al. 2015, eqs. 34 and 41)
+summed products in :mod:`.stats`. A nested outer factor with random-effects matrix Z_o (q_o
+columns: 1 for an outer intercept, [1, time] for ``(time | dialogue)``) and relative covariance
+factor Λ_o adds Z_o Λ_o Λ_o' Z_o' per outer level d; with S_d = Z_o'V_P⁻¹Z_o and
+A_d = Λ_o' S_d Λ_o + I the Woodbury identity gives
+
+    V_d⁻¹ = V_P⁻¹ - V_P⁻¹ Z_o K_d Z_o' V_P⁻¹,   K_d = Λ_o A_d⁻¹ Λ_o',
+    log|V_d| = log|V_P| + log|A_d|,
+
+a rank-q_o correction of the per-level cross-products (Sherman-Morrison for an intercept, where
+K_d = λ²/(1 + λ² s_d)). Profiling out β and σ gives (Bates et al. 2015, eqs. 34 and 41)
 
     d_ML(θ)   = log|V| + n (1 + log(2π r²/n)),
     d_REML(θ) = log|V| + log|X'V^{-1}X| + (n-p) (1 + log(2π r²/(n-p))),
@@ -22,7 +29,9 @@ Bates et al. for the sparse-Cholesky route) uses ∂V = Z ∂(ΛΛ') Z':
     ∂ log|X'V^{-1}X| = -Σ_i tr(C H_i' ∂D H_i),     H_i = Z_i'(V^{-1}X)_i,  C = (X'V^{-1}X)^{-1},
 
 and Z_i'V_i^{-1} = (I - T_i M_i) Z_i', so each term is a q x q matrix per pattern; with
-D = ΛΛ' the derivative with respect to Λ[r, c] of tr(Q ∂D) is 2 (QΛ)[r, c].
+D = ΛΛ' the derivative with respect to Λ[r, c] of tr(Q ∂D) is 2 (QΛ)[r, c]. For Λ_o the same
+three terms with Z_o'V_d⁻¹Z_o = (I - S_d K_d) S_d, Z_o'V_d⁻¹e = (I - S_d K_d) Z_o'V_P⁻¹e and
+Z_o'V_d⁻¹X = (I - S_d K_d) Z_o'V_P⁻¹X give Q_o, and the derivative is 2 (Q_o Λ_o)[r, c].
 
 References
 ----------
@@ -138,7 +147,9 @@ class ProfiledDeviance:
     theta_pos : list of (int, int)
         (row, column) in Λ of each participant-level θ, in lme4's order.
     has_outer : bool
-        Whether the last θ is a nested outer intercept's relative sd.
+        Whether θ ends with the nested outer factor's parameters.
+    theta_pos_outer : list of (int, int), optional
+        (row, column) in Λ_o of each outer θ (default ``[(0, 0)]``: an outer intercept).
 
     References
     ----------
@@ -147,11 +158,20 @@ class ProfiledDeviance:
     """
 
     def __init__(
-        self, stats: SufficientStats, theta_pos: list[tuple[int, int]], has_outer: bool
+        self, stats: SufficientStats, theta_pos: list[tuple[int, int]], has_outer: bool,
+        theta_pos_outer: list[tuple[int, int]] | None = None,
     ) -> None:
         self.stats = stats
         self.theta_pos = theta_pos
         self.has_outer = has_outer
+        if not has_outer:
+            theta_pos_outer = []
+        elif theta_pos_outer is None:
+            theta_pos_outer = [(0, 0)]
+        self.theta_pos_outer = list(theta_pos_outer)
+        self.q_outer = 1 + max((r for r, _ in self.theta_pos_outer), default=-1)
+        self._rows_o = np.array([r for r, _ in self.theta_pos_outer], dtype=np.intp)
+        self._cols_o = np.array([c for _, c in self.theta_pos_outer], dtype=np.intp)
         self._T_flat = stats.T.reshape(stats.K, -1)
         self._eye_flat = np.eye(stats.q).ravel()
         self._eye_q = np.eye(stats.q)
@@ -164,7 +184,7 @@ class ProfiledDeviance:
     @property
     def n_theta(self) -> int:
         """Length of θ."""
-        return len(self.theta_pos) + int(self.has_outer)
+        return len(self.theta_pos) + len(self.theta_pos_outer)
 
     def lam(self, theta: np.ndarray) -> np.ndarray:
         """Λ (q x q, lower triangular) for the participant factor."""
@@ -172,6 +192,26 @@ class ProfiledDeviance:
         lam = np.zeros((q, q))
         lam[self._rows, self._cols] = theta[: len(self.theta_pos)]
         return lam
+
+    def lam_outer(self, theta: np.ndarray) -> np.ndarray:
+        """Λ_o (q_o x q_o, lower triangular) for the outer factor (0 x 0 without one)."""
+        lam = np.zeros((self.q_outer, self.q_outer))
+        lam[self._rows_o, self._cols_o] = theta[len(self.theta_pos) :]
+        return lam
+
+    def _outer_K(
+        self, B: np.ndarray, theta: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Λ_o, S_d, K_d = Λ_o A_d⁻¹ Λ_o', log|A_d| and w_d = Z_o'V_P⁻¹[X, Z_o, y] per level."""
+        io = self.stats.outer_cols
+        lamo = self.lam_outer(theta)
+        S = B[:, io, io]
+        w = B[:, io, :]
+        qo = self.q_outer
+        A = np.matmul(np.matmul(lamo.T[None], S), lamo[None]) + np.eye(qo)
+        Ainv, logdet = spd_inverse_logdet(A.reshape(-1, qo * qo), qo)
+        K = np.matmul(np.matmul(lamo[None], Ainv.reshape(-1, qo, qo)), lamo.T[None])
+        return lamo, S, K, logdet, w
 
     def _pattern_M(self, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """M_k = Λ A_k⁻¹ Λ' and log|A_k| for every pattern, A_k = Λ'T_kΛ + I.
@@ -190,7 +230,7 @@ class ProfiledDeviance:
     def start(self) -> np.ndarray:
         """lme4's default start: 1 on Λ's diagonal (and the outer sd), 0 elsewhere."""
         th = (self._rows == self._cols).astype(float)
-        return np.concatenate([th, [1.0]]) if self.has_outer else th
+        return np.concatenate([th, (self._rows_o == self._cols_o).astype(float)])
 
     def __call__(
         self, theta: np.ndarray, reml: bool, gradient: bool = False, sigma: float | None = None
@@ -223,14 +263,9 @@ class ProfiledDeviance:
         B = st.XX - st.contract_M(M)  # X~'V_P^{-1}X~ per outer level
 
         if self.has_outer:
-            lo2 = float(theta[-1]) ** 2
-            i1 = st.i_one
-            s = B[:, i1, i1]
-            denom = 1.0 + lo2 * s
-            kappa = lo2 / denom
-            w = B[:, i1, :]  # 1'V_P^{-1}X~ per outer level
-            Bfull = B.sum(axis=0) - np.einsum("d,di,dj->ij", kappa, w, w)
-            logdet_V += float(np.log(denom).sum())
+            lamo, S, K, logdet_A, w = self._outer_K(B, theta)
+            Bfull = B.sum(axis=0) - np.einsum("dai,dab,dbj->ij", w, K, w)
+            logdet_V += float(logdet_A.sum())
         else:
             Bfull = B[0]
         xvx = Bfull[:p, :p]
@@ -268,18 +303,19 @@ class ProfiledDeviance:
             v_e[:p] = -beta
             v_e[st.i_y] = 1.0
             if self.has_outer:
-                i1 = st.i_one
-                a = w @ v_e  # 1'V_P^{-1}e per outer level
-                wx = w[:, :p]
+                io = st.outer_cols
+                a = w @ v_e  # Z_o'V_P^{-1}e per outer level, (D, q_o)
+                wx = w[:, :, :p]  # Z_o'V_P^{-1}X, (D, q_o, p)
+                Ka = np.einsum("dab,db->da", K, a)
                 # Vectors mapping W_i to Z_i'(V^{-1}e)_i and Z_i'(V^{-1}X)_i in each outer level.
                 ve_d = np.broadcast_to(v_e, (st.D, m)).copy()
-                ve_d[:, i1] -= kappa * a
+                ve_d[:, io] -= Ka
                 Phi = weight * np.einsum("di,dj->dij", ve_d, ve_d)
-                Phi[:, i1, i1] += kappa
+                Phi[:, io, io] += K
                 if reml:
                     Pd = np.zeros((st.D, m, p))
                     Pd[:, :p, :] = np.eye(p)
-                    Pd[:, i1, :] = -kappa[:, None] * wx
+                    Pd[:, io, :] = -np.matmul(K, wx)
                     Phi += Pd @ C[None] @ Pd.transpose(0, 2, 1)
             else:
                 Phi = (weight * v_e[:, None]) * v_e[None, :]
@@ -295,12 +331,14 @@ class ProfiledDeviance:
             QL = 2.0 * (Q @ lam)
             g = QL[self._rows, self._cols]
             if self.has_outer:
-                lo = float(theta[-1])
-                gl = 2.0 * lo * float(np.sum(s / denom))
-                gl -= weight * 2.0 * lo * float(np.sum(a * a / denom**2))
+                ISK = np.eye(self.q_outer) - np.matmul(S, K)  # (I - S_d K_d)
+                ge = np.einsum("dab,db->da", ISK, a)  # Z_o'V_d^{-1}e
+                Qo = np.matmul(ISK, S).sum(axis=0) - weight * ge.T @ ge
                 if reml:
-                    gl -= 2.0 * lo * float(np.sum(np.einsum("di,ij,dj->d", wx, C, wx) / denom**2))
-                g = np.concatenate([g, [gl]])
+                    H = np.matmul(ISK, wx)  # Z_o'V_d^{-1}X
+                    Qo -= np.matmul(np.matmul(H, C[None]), H.transpose(0, 2, 1)).sum(axis=0)
+                go = 2.0 * (Qo @ lamo)
+                g = np.concatenate([g, go[self._rows_o, self._cols_o]])
             grad = g
         return Evaluation(
             theta=theta.copy(),
@@ -317,7 +355,7 @@ class ProfiledDeviance:
         """Conditional modes of the random effects at an evaluation.
 
         Returns participant effects (G, q) = M_i Z_i'(V^{-1}e)_i-style BLUPs on the data scale
-        and, with an outer factor, the outer intercepts (D,).
+        and, with an outer factor, its effects (D, q_o): Λ_o Λ_o' Z_o'V_d⁻¹e.
         """
         st = self.stats
         p, m = st.p, st.m
@@ -328,16 +366,14 @@ class ProfiledDeviance:
         outer = None
         if self.has_outer:
             B = st.XX - st.contract_M(M)
-            i1 = st.i_one
-            lo2 = float(ev.theta[-1]) ** 2
-            s = B[:, i1, i1]
-            a = B[:, i1, :] @ v_e
-            kappa = lo2 / (1.0 + lo2 * s)
+            lamo, S, K, _, w = self._outer_K(B, ev.theta)
+            a = w @ v_e
             v = np.broadcast_to(v_e, (st.D, m)).copy()
-            v[:, i1] -= kappa * a
+            v[:, st.outer_cols] -= np.einsum("dab,db->da", K, a)
             vg = v[st.outer_of_group]  # (G, m)
             zte = np.einsum("gam,gm->ga", st.W, vg)
-            outer = lo2 * a / (1.0 + lo2 * s)
+            ge = np.einsum("dab,db->da", np.eye(self.q_outer) - np.matmul(S, K), a)
+            outer = ge @ (lamo @ lamo.T).T
         else:
             zte = st.W @ v_e
         b = np.einsum("gab,gb->ga", M[st.pattern_of_group], zte)

@@ -4,7 +4,8 @@ Crossed random intercepts (e.g. ``(1 | participant) + (1 | rater)``) and more th
 grouping factors cannot use the per-participant block structure of the native engine. When every
 random term is an intercept, the model is a variance-components model that statsmodels fits with
 one all-encompassing group; the result is wrapped in the same :class:`GrowthFit`, with a note in
-``fit.warnings`` and without Satterthwaite df (p-values and intervals are z-based).
+``fit.warnings`` and an :class:`~trackii_eval.errors.EngineFallbackWarning`, and without
+Satterthwaite df (p-values and intervals are z-based).
 
 References
 ----------
@@ -20,7 +21,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trackii_eval.errors import ConvergenceWarning, ModelError
+from trackii_eval.errors import (
+    ConvergenceWarning,
+    EngineFallbackWarning,
+    ModelError,
+    warning_line,
+)
 from trackii_eval.models.growth.design import Prepared, drop_rank_deficient
 from trackii_eval.models.growth.optimize import SINGULAR_TOL, OptimizerInfo
 from trackii_eval.models.growth.results import GrowthFit, VarComp
@@ -139,16 +145,19 @@ def fit_statsmodels(prep: Prepared, reml: bool = True) -> GrowthFit:
         warnings.simplefilter("always")
         model = sm.MixedLM(y, X, groups=np.zeros(n), exog_re=np.zeros((n, 0)), exog_vc=exog_vc)
         result = model.fit(reml=reml)
-    notes = [
-        f"fitted by statsmodels MixedLM because {prep.structure.reason} is outside the native "
-        "engine's family; df are not computed (z-based p-values and intervals)"
-    ]
+    fallback = (
+        f"fitted by statsmodels MixedLM, not the lme4-exact engine ({prep.structure.reason}); "
+        "no Satterthwaite df, so p-values and intervals use the normal distribution"
+    )
+    notes = [fallback]
+    # A note alone is easy to miss: the weaker inference must reach whoever runs the fit.
+    warnings.warn(fallback, EngineFallbackWarning, stacklevel=3)
     if dropped:
         notes.append(
             f"fixed-effect model matrix is rank deficient so dropping: {', '.join(dropped)}"
         )
-    sm_msgs = sorted({str(w.message) for w in caught})
-    notes += [f"statsmodels: {m}" for m in sm_msgs]
+    # One clean line per distinct library warning (no traceback or multi-line text).
+    notes += sorted({f"statsmodels: {warning_line(w.message, w.category)}" for w in caught})
     converged = bool(getattr(result, "converged", False))
     if not converged:
         msg = "statsmodels MixedLM did not converge"

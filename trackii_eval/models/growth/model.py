@@ -11,6 +11,7 @@ linear mixed effects models. Journal of Statistical Software 82(13), 1-26.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any
 
@@ -111,6 +112,7 @@ class GrowthModel:
             len(design.group_levels),
             design.outer_of_group,
             mode=mode,
+            Zo=design.Zo,
         )
 
     # ----------------------------------------------------------------- properties
@@ -175,7 +177,9 @@ class GrowthModel:
             )
         if not np.isfinite(y).all():
             raise ModelError("refit responses must be finite; a missing value changes the design")
-        stats = self.stats.with_response(y, self.X, self.design.Z, self.design.group)
+        stats = self.stats.with_response(
+            y, self.X, self.design.Z, self.design.group, self.design.Zo
+        )
         if start is None:
             # As lme4's refit(): start from the θ of the last fit() when there is one.
             start = getattr(self, "_last_theta", None)
@@ -185,19 +189,57 @@ class GrowthModel:
         self, stats: SufficientStats, reml: bool, start: np.ndarray | None = None
     ) -> tuple[ProfiledDeviance, Evaluation, OptimizerInfo]:
         """Optimise θ for the given statistics; return criterion, final evaluation and info."""
-        fdev = ProfiledDeviance(stats, self.design.theta_pos, self.design.has_outer)
-        th0 = fdev.start() if start is None else np.asarray(start, dtype=float)
+        fdev = self._criterion(stats)
+        # The optimiser works on θ~ = θ * scale (see theta_scale): the relative covariance
+        # factor of random-effect columns scaled to unit root mean square, so that the fit does
+        # not depend on the units of time (days or years give the same path, start included).
+        scale = self.theta_scale
+        th0 = fdev.start() if start is None else np.asarray(start, dtype=float) * scale
         lower = self.design.lower_bounds
 
         def fun(th: np.ndarray) -> tuple[float, np.ndarray]:
-            ev = fdev(th, reml, gradient=True)
+            ev = fdev(th / scale, reml, gradient=True)
             assert ev.gradient is not None
-            return ev.deviance, ev.gradient
+            return ev.deviance, ev.gradient / scale
 
         with single_threaded_blas():
-            theta, info = minimise_theta(fun, th0, lower, sign_flip=self.normalise_signs)
+            theta_s, info = minimise_theta(fun, th0, lower, sign_flip=self.normalise_signs)
+            theta = theta_s / scale
             ev = fdev(theta, reml)
+        info = dataclasses.replace(
+            info,
+            start_theta=tuple(float(v) for v in th0 / scale),
+            final_theta=tuple(float(v) for v in theta),
+        )
         return fdev, ev, info
+
+    def _criterion(self, stats: SufficientStats) -> ProfiledDeviance:
+        d = self.design
+        return ProfiledDeviance(stats, d.theta_pos, d.has_outer, d.theta_pos_outer)
+
+    @property
+    def theta_scale(self) -> np.ndarray:
+        """Factor from θ to the optimiser's parametrisation θ~ = θ * scale, one per θ.
+
+        Each random-effect column z_r is divided by its root mean square s_r over the analysis
+        rows, so that Λ~ = diag(s) Λ. The criterion is unchanged; the optimiser's start (1 on
+        Λ~'s diagonal), steps and gradient check become free of the units of the random-effect
+        variables: time in days (values up to ~1,400) converges as time in years does, and the
+        two fits agree after rescaling. ``OptimizerInfo.final_gradient`` is with respect to θ~.
+        """
+        cached = getattr(self, "_theta_scale", None)
+        if cached is not None:
+            return cached
+        d = self.design
+        rms = np.sqrt(np.einsum("ij,ij->j", d.Z, d.Z) / max(d.Z.shape[0], 1))
+        rms = np.where(np.isfinite(rms) & (rms > 0), rms, 1.0)
+        sv = [float(rms[r]) for r, _ in d.theta_pos]
+        if d.Zo is not None:
+            rms_o = np.sqrt(np.einsum("ij,ij->j", d.Zo, d.Zo) / max(d.Zo.shape[0], 1))
+            rms_o = np.where(np.isfinite(rms_o) & (rms_o > 0), rms_o, 1.0)
+            sv += [float(rms_o[r]) for r, _ in d.theta_pos_outer]
+        self._theta_scale = np.asarray(sv)
+        return self._theta_scale
 
     def evaluate(self, theta: np.ndarray, reml: bool = True) -> GrowthFit:
         """Results at a given θ without optimising (e.g. to reproduce another program's fit).
@@ -216,12 +258,14 @@ class GrowthModel:
             projected gradient at θ passes the usual check.
         """
         theta = np.asarray(theta, dtype=float).ravel()
-        fdev = ProfiledDeviance(self.stats, self.design.theta_pos, self.design.has_outer)
+        fdev = self._criterion(self.stats)
         if theta.size != fdev.n_theta:
             raise ModelError(f"theta needs {fdev.n_theta} values, got {theta.size}")
         ev = fdev(theta, reml, gradient=True)
         assert ev.gradient is not None
-        pg = projected_gradient(theta, ev.gradient, self.design.lower_bounds)
+        # In the optimiser's unit-free θ~ (see theta_scale), as for a fit.
+        scale = self.theta_scale
+        pg = projected_gradient(theta * scale, ev.gradient / scale, self.design.lower_bounds)
         gnorm = float(np.max(np.abs(pg), initial=0.0))
         info = OptimizerInfo(
             name="none (theta given)",
@@ -237,16 +281,16 @@ class GrowthModel:
         return self._make_fit(fdev, ev, info, reml, self.design.y, warn=False)
 
     def normalise_signs(self, theta: np.ndarray) -> np.ndarray:
-        """Equivalent θ with Λ's diagonal >= 0: flip the sign of whole columns (ΛΛ' unchanged)."""
+        """Equivalent θ with Λ's (and Λ_o's) diagonal >= 0: flip the sign of whole columns
+        (ΛΛ' unchanged)."""
         th = np.array(theta, dtype=float)
-        pos = self.design.theta_pos
-        for c in {c for _, c in pos}:
-            idx = [k for k, (r, cc) in enumerate(pos) if cc == c]
-            diag = [k for k in idx if pos[k][0] == c]
-            if diag and th[diag[0]] < 0:
-                th[idx] = -th[idx]
-        if self.design.has_outer:
-            th[-1] = abs(th[-1])
+        n_in = len(self.design.theta_pos)
+        for off, pos in ((0, self.design.theta_pos), (n_in, self.design.theta_pos_outer)):
+            for c in {c for _, c in pos}:
+                idx = [off + k for k, (r, cc) in enumerate(pos) if cc == c]
+                diag = [off + k for k, (r, cc) in enumerate(pos) if cc == c and r == c]
+                if diag and th[diag[0]] < 0:
+                    th[idx] = -th[idx]
         return th
 
     def _fit_stats(
@@ -271,7 +315,7 @@ class GrowthModel:
         theta = ev.theta
         npar = p + theta.size + 1
         dev = ev.deviance
-        diag = np.array([r == c for r, c in d.theta_pos] + ([True] if d.has_outer else []))
+        diag = np.array([r == c for r, c in [*d.theta_pos, *d.theta_pos_outer]])
         singular = bool(np.any(theta[diag] < SINGULAR_TOL))
         notes = list(self.notes)
         if not info.converged and warn:
@@ -336,10 +380,18 @@ class GrowthModel:
             )
         if d.has_outer:
             assert d.outer_name is not None
-            lo = float(theta[-1])
-            out.append(
-                VarComp(d.outer_name, "Intercept", None, (sigma * lo) ** 2, abs(sigma * lo), np.nan)
-            )
+            lamo = fdev.lam_outer(theta)
+            cov_o = sigma**2 * (lamo @ lamo.T)
+            sd_o = np.sqrt(np.diag(cov_o))
+            out += [
+                VarComp(d.outer_name, nm, None, float(cov_o[i, i]), float(sd_o[i]), np.nan)
+                for i, nm in enumerate(d.zo_names)
+            ]
+            for a, b in sorted({(c, r) for r, c in d.theta_pos_outer if r != c}):
+                ok = sd_o[a] > 0 and sd_o[b] > 0
+                corr = cov_o[a, b] / (sd_o[a] * sd_o[b]) if ok else np.nan
+                out.append(VarComp(d.outer_name, d.zo_names[a], d.zo_names[b],
+                                   float(cov_o[a, b]), np.nan, float(corr)))
         out.append(VarComp("Residual", None, None, sigma**2, sigma, np.nan))
         return out
 
@@ -353,6 +405,19 @@ class GrowthModel:
         except Exception as exc:  # formulaic raises many types; say which step failed
             raise ModelError(f"cannot build the fixed-effects matrix for new data: {exc}") from exc
         return np.asarray(mm, dtype=float)[:, self._kept]
+
+    def outer_matrix(self, newdata: pd.DataFrame) -> np.ndarray:
+        """The outer factor's random-effects matrix Z_o for new data."""
+        parts = []
+        for spec in self.design.zo_specs:
+            try:
+                mm = spec.get_model_matrix(newdata, output="numpy", na_action="ignore")
+            except Exception as exc:  # formulaic raises many types
+                raise ModelError(
+                    f"cannot build the outer random-effects matrix for new data: {exc}"
+                ) from exc
+            parts.append(np.asarray(mm, dtype=float))
+        return np.hstack(parts)
 
     def random_matrix(self, newdata: pd.DataFrame) -> np.ndarray:
         """Participant random-effects model matrix for new data."""
@@ -402,7 +467,7 @@ class NativeBackend:
             return satterthwaite_parts(self.fdev, theta, fit.sigma, fit.reml, C=known)
 
     def blups(self) -> tuple[np.ndarray, np.ndarray | None]:
-        """Participant BLUPs (G, q) and outer intercepts (D,) or None."""
+        """Participant BLUPs (G, q) and the outer factor's (D, q_o), or None."""
         return self.fdev.blups(self.ev)
 
     def ranef(self, fit: GrowthFit, group: str | None) -> pd.DataFrame:
@@ -413,7 +478,7 @@ class NativeBackend:
             return pd.DataFrame(b, index=d.group_levels.copy(), columns=list(d.z_names))
         if d.has_outer and group == d.outer_name:
             assert d.outer_levels is not None and outer is not None
-            return pd.DataFrame({"Intercept": outer}, index=d.outer_levels.copy())
+            return pd.DataFrame(outer, index=d.outer_levels.copy(), columns=list(d.zo_names))
         known = [g for g in (d.group_name, d.outer_name) if g]
         raise ModelError(f"no random effects for {group!r}; grouping factors are {known}")
 
@@ -434,7 +499,8 @@ class NativeBackend:
             assert d.outer_levels is not None and d.structure.outer is not None
             oidx = _level_index(d.outer_levels, newdata, d.structure.outer.group)
             ok = oidx >= 0
-            out[ok] += outer[oidx[ok]]
+            Zo = self.model.outer_matrix(newdata)
+            out[ok] += np.einsum("ij,ij->i", Zo[ok], outer[oidx[ok]])
         return out
 
     def refit_ml(self, fit: GrowthFit) -> GrowthFit:

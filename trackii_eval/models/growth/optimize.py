@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize
 
+from trackii_eval.errors import ModelError
+
 __all__ = ["OptimizerInfo", "minimise_theta", "projected_gradient"]
 
 # lme4's check.conv.grad tolerance on the (scaled) gradient of the deviance.
@@ -41,6 +43,9 @@ class OptimizerInfo:
         Largest absolute projected gradient component at the optimum.
     final_gradient : tuple of float
         Projected gradient at the optimum (0 for a bound that the gradient pushes against).
+        For fits by :class:`GrowthModel` both are with respect to the optimiser's θ~, θ scaled
+        by each random-effect column's root mean square (``GrowthModel.theta_scale``), so
+        that they do not depend on the units of time.
     start_theta, final_theta : tuple of float
         Starting and final θ.
     message : str
@@ -215,7 +220,10 @@ def minimise_theta(
         n_evals += 1
         try:
             val, grad = fun(th)
-        except (np.linalg.LinAlgError, FloatingPointError, ValueError):
+        except (np.linalg.LinAlgError, FloatingPointError, ValueError, ModelError):
+            # A trial θ far from the optimum can make X'V^{-1}X numerically singular
+            # (ModelError from the criterion): treat it as an infinite criterion so that the
+            # line search backs off instead of ending the fit.
             return np.inf, np.zeros_like(th)
         if not np.isfinite(val):
             return np.inf, np.zeros_like(th)

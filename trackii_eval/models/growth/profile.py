@@ -53,23 +53,35 @@ class _VarParams:
         self.pos = d.theta_pos
         self.pairs = sorted({(c, r) for r, c in d.theta_pos if r != c})
         self.has_outer = d.has_outer
-        self.n = self.q + len(self.pairs) + int(self.has_outer) + 1
+        # The outer factor's block (intercept, slopes) follows, in varcomps order.
+        self.qo = len(d.zo_names) if d.has_outer else 0
+        self.pos_o = d.theta_pos_outer
+        self.pairs_o = sorted({(c, r) for r, c in d.theta_pos_outer if r != c})
+        self.n = self.q + len(self.pairs) + self.qo + len(self.pairs_o) + 1
 
     def lower_upper(self) -> tuple[np.ndarray, np.ndarray]:
-        lo = [0.0] * self.q + [-1.0] * len(self.pairs) + [0.0] * int(self.has_outer) + [1e-12]
-        hi = [np.inf] * self.q + [1.0] * len(self.pairs) + [np.inf] * int(self.has_outer)
+        lo = ([0.0] * self.q + [-1.0] * len(self.pairs) + [0.0] * self.qo
+              + [-1.0] * len(self.pairs_o) + [1e-12])
+        hi = ([np.inf] * self.q + [1.0] * len(self.pairs) + [np.inf] * self.qo
+              + [1.0] * len(self.pairs_o))
         return np.array(lo), np.array([*hi, np.inf])
+
+    @staticmethod
+    def _block(v: np.ndarray, q: int, pairs: list[tuple[int, int]], sigma: float) -> np.ndarray:
+        sd = v[:q] / sigma
+        R = np.eye(q)
+        for k, (a, b) in enumerate(pairs):
+            R[a, b] = R[b, a] = v[q + k]
+        return _safe_chol(sd[:, None] * R * sd[None, :])
 
     def to_theta(self, v: np.ndarray) -> tuple[np.ndarray, float]:
         sigma = float(v[-1])
-        sd = v[: self.q] / sigma
-        R = np.eye(self.q)
-        for k, (a, b) in enumerate(self.pairs):
-            R[a, b] = R[b, a] = v[self.q + k]
-        L = _safe_chol(sd[:, None] * R * sd[None, :])
+        L = self._block(v, self.q, self.pairs, sigma)
         theta = [L[r, c] for r, c in self.pos]
         if self.has_outer:
-            theta.append(float(v[self.q + len(self.pairs)]) / sigma)
+            off = self.q + len(self.pairs)
+            Lo = self._block(v[off:], self.qo, self.pairs_o, sigma)
+            theta += [Lo[r, c] for r, c in self.pos_o]
         return np.array(theta), sigma
 
 
@@ -141,9 +153,15 @@ def profile_confint(backend: NativeBackend, fit: GrowthFit, level: float) -> pd.
                 v[free] = u
                 return dev_v(v)
 
-            res = optimize.minimize(
-                h, state["x"], method="L-BFGS-B", bounds=list(zip(lo[free], hi[free], strict=True))
-            )
+            bounds = list(zip(lo[free], hi[free], strict=True))
+            res = optimize.minimize(h, state["x"], method="L-BFGS-B", bounds=bounds)
+            if float(res.fun) - d_min - z2 >= 0 and not np.array_equal(state["x"], v_hat[free]):
+                # The warm start (the previous point of the profile, possibly on a bound such
+                # as a correlation of -1) can leave the inner fit stuck; the optimum's values
+                # are a second start before the point counts as outside the interval.
+                res2 = optimize.minimize(h, v_hat[free], method="L-BFGS-B", bounds=bounds)
+                if res2.fun < res.fun:
+                    res = res2
             state["x"] = res.x
             return float(res.fun) - d_min - z2
 

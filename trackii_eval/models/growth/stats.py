@@ -38,16 +38,16 @@ _CHUNK_BYTES = 50_000_000
 class SufficientStats:
     """Everything one deviance evaluation reads.
 
-    Shapes: q random terms, p fixed effects, m = p (+1 for the outer intercept's column of ones)
-    + 1 (response) augmented columns, K patterns, D outer levels (1 without an outer factor),
-    G participants, C cells.
+    Shapes: q random terms, p fixed effects, m = p (+ q_o columns of the outer factor's
+    random-effects matrix Z_o, a column of ones for an outer intercept) + 1 (response) augmented
+    columns, K patterns, D outer levels (1 without an outer factor), G participants, C cells.
     """
 
     n: int
     p: int
     q: int
     m: int
-    i_one: int | None  # column of ones in the augmented matrix (outer factor only)
+    i_one: int | None  # first of the q_o Z_o columns in the augmented matrix (outer factor only)
     i_y: int
     T: np.ndarray  # (K, q, q) Z_i'Z_i per pattern
     n_pat: np.ndarray  # (K,) participants per pattern
@@ -68,6 +68,13 @@ class SufficientStats:
     group_to_pattern: sp.csr_matrix | None  # (K, G) indicator
     outer_bounds: np.ndarray | None  # group order sorted by outer level and segment bounds
     group_order: np.ndarray | None
+    q_outer: int = 0  # columns of Z_o (0 without an outer factor)
+
+    @property
+    def outer_cols(self) -> slice:
+        """The Z_o columns of the augmented matrix."""
+        start = self.i_one if self.i_one is not None else self.p
+        return slice(start, start + self.q_outer)
 
     @property
     def K(self) -> int:
@@ -153,14 +160,20 @@ class SufficientStats:
         )
 
     def with_response(
-        self, y: np.ndarray, X: np.ndarray, Z: np.ndarray, group: np.ndarray
+        self, y: np.ndarray, X: np.ndarray, Z: np.ndarray, group: np.ndarray,
+        Zo: np.ndarray | None = None,
     ) -> SufficientStats:
-        """Same design, new response: only the y-dependent entries are recomputed."""
+        """Same design, new response: only the y-dependent entries are recomputed.
+
+        ``Zo`` is the outer factor's random-effects matrix (default: a column of ones).
+        """
         W = self.W.copy()
         for a in range(self.q):
             W[:, a, self.i_y] = np.bincount(group, weights=Z[:, a] * y, minlength=self.G)
         XX = self.XX.copy()
-        aug_y = _augmented_y_products(X, y, self.i_one)
+        if self.i_one is not None and Zo is None:
+            Zo = np.ones((y.size, 1))
+        aug_y = _augmented_y_products(X, y, Zo if self.i_one is not None else None)
         if self.D == 1:
             XX[0, :, self.i_y] = aug_y.sum(axis=0)
         else:
@@ -175,11 +188,11 @@ class SufficientStats:
         return replace(self, W=W, XX=XX, S=S)
 
 
-def _augmented_y_products(X: np.ndarray, y: np.ndarray, i_one: int | None) -> np.ndarray:
-    # Row-wise products of the response with every augmented column [X, 1, y].
+def _augmented_y_products(X: np.ndarray, y: np.ndarray, Zo: np.ndarray | None) -> np.ndarray:
+    # Row-wise products of the response with every augmented column [X, Z_o, y].
     cols = [X * y[:, None]]
-    if i_one is not None:
-        cols.append(y[:, None])
+    if Zo is not None:
+        cols.append(Zo * y[:, None])
     cols.append((y * y)[:, None])
     return np.hstack(cols)
 
@@ -255,6 +268,7 @@ def compute_stats(
     n_groups: int,
     outer_of_group: np.ndarray | None = None,
     mode: str = "auto",
+    Zo: np.ndarray | None = None,
 ) -> SufficientStats:
     """One pass over the data: per-participant products, patterns and cells.
 
@@ -267,9 +281,12 @@ def compute_stats(
     n_groups : int
         Number of participants.
     outer_of_group : ndarray of int, optional
-        Outer (dialogue) code per participant for a nested outer random intercept.
+        Outer (dialogue) code per participant for a nested outer factor.
     mode : {"auto", "cell", "group"}
         Layout of the quadratic forms (see module docstring); ``auto`` picks by cost.
+    Zo : ndarray, optional
+        The outer factor's random-effects matrix (n, q_o); default a column of ones (an outer
+        random intercept).
 
     Returns
     -------
@@ -278,8 +295,11 @@ def compute_stats(
     n, p = X.shape
     q = Z.shape[1]
     nested = outer_of_group is not None
+    if nested and Zo is None:
+        Zo = np.ones((n, 1))
+    q_outer = Zo.shape[1] if nested and Zo is not None else 0
     i_one = p if nested else None
-    m = p + int(nested) + 1
+    m = p + q_outer + 1
     i_y = m - 1
     G = n_groups
 
@@ -287,7 +307,9 @@ def compute_stats(
     # one sequential pass per entry, no Python loop over participants.
     aug_cols = [X[:, j] for j in range(p)]
     if nested:
-        aug_cols.append(None)  # the column of ones: Z_i'1 needs no product
+        assert Zo is not None
+        # A column of ones (outer intercept) needs no product: Z_i'1 is a plain sum.
+        aug_cols += [None if np.all(Zo[:, j] == 1.0) else Zo[:, j] for j in range(q_outer)]
     aug_cols.append(y)
     W = np.empty((G, q, m))
     for a in range(q):
@@ -311,7 +333,7 @@ def compute_stats(
         assert outer_of_group is not None
         D = int(outer_of_group.max()) + 1
         outer_row = outer_of_group[group]
-        aug = np.column_stack([X, np.ones(n), y])
+        aug = np.column_stack([X, Zo, y])
         XX = np.empty((D, m, m))
         for i in range(m):
             for j in range(i + 1):
@@ -375,4 +397,5 @@ def compute_stats(
         group_to_pattern=group_to_pattern,
         outer_bounds=outer_bounds,
         group_order=group_order,
+        q_outer=q_outer,
     )
