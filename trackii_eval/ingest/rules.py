@@ -80,6 +80,18 @@ class Rule(StrEnum):
     ambiguous_link = (
         "ambiguous_link", "row", "participant could not be linked without guessing",
         "decide in linkage_review.csv next to the store and ingest again")
+    # -- linkage by participant code (core.py) ----------------------------------------------
+    conflicting_attributes = (
+        "conflicting_attributes", "row",
+        "side, arm or dialogue differs from this code's earlier waves (a mistyped code may "
+        "belong to someone else)",
+        "correct the code or the attribute in the export and ingest again with --replace")
+    unexpected_new_code = (
+        "unexpected_new_code", "file",
+        "code matches no participant of earlier waves although the study has no late "
+        "entrants (stored as a new participant; a mistyped code splits a person in two)",
+        "correct the code in the export and ingest again with --replace, or set "
+        "linkage.late_entrants: true in study.yaml if people joined after baseline")
     # -- the contact roster (core.py) -------------------------------------------------------
     unknown_wave = ("unknown_wave", "row", "wave is not a wave of the study",
                     "correct the wave number")

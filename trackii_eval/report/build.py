@@ -106,10 +106,9 @@ def _response_table(study: _View, pub: Publication, ctx: _Ctx) -> list[dict[str,
                          name=f"wave {wave} respondents = sum over arms")
     for arm in df["arm"].unique():  # periodic table: one pattern across waves
         pub.tables.same_pattern([c.id for (w, a), c in ctx.response.items() if a == arm])
-    # Baseline respondents still answering: the people who left since baseline are a group
-    # too (baseline - retained), protected when small, and those who joined later
-    # (respondents - retained) are unknown to an attacker, so both are hidden cells related
-    # to the printed counts.
+    # Baseline respondents still answering a later wave: when nobody joined after baseline,
+    # the people who left since baseline are baseline - respondents, a group like any other,
+    # so they are a hidden count related to the printed ones (protected when small).
     kept = study.store.query(f"""
         WITH r AS (SELECT DISTINCT s.participant, s.wave, p.arm FROM submissions s
                    JOIN files f ON f.sha256 = s.sha256 AND f.active
@@ -126,16 +125,12 @@ def _response_table(study: _View, pub: Publication, ctx: _Ctx) -> list[dict[str,
             retained: Any = "–"
         else:
             r = int(kept.get((wave, arm), 0))
-            if int(wave) != first:
-                stay = pub.hidden("retention", (int(wave), arm, "from baseline"), r)
-                left = pub.hidden("retention", (int(wave), arm, "left since baseline"), int(b) - r)
-                joined = pub.hidden("retention", (int(wave), arm, "joined after baseline"),
-                                    int(n) - r)
-                base_id = ctx.response[(first, arm)].id
-                pub.tables.total(base_id, [stay, left],
-                                 name=f"wave {wave} {arm}: baseline = retained + left")
-                pub.tables.total(cell.id, [stay, joined],
-                                 name=f"wave {wave} {arm}: respondents = retained + joined")
+            # nobody joined and somebody left: the leavers are b - n (no one left: no group)
+            if int(wave) != first and int(n) == r < int(b):
+                left = pub.hidden("retention", (int(wave), arm, "left since baseline"),
+                                  int(b) - r)
+                pub.tables.total(ctx.response[(first, arm)].id, [cell.id, left],
+                                 name=f"wave {wave} {arm}: baseline = respondents + left")
             retained = pub.share(
                 "response_retained", (int(wave), arm), r, int(b), f"{100 * r / b:.0f}%",
                 depends=[cell.id, ctx.response[(first, arm)].id])
