@@ -113,6 +113,11 @@ def default_plan(config: StudyConfig, instrument: Instrument | None = None) -> A
                     name=f"{name}_event_study", kind="event_study", outcome=name,
                     label=f"Difference-in-differences by wave ({construct.label or name})",
                 ))
+    if not models:
+        raise ModelError(
+            "no default model for this instrument: it has no construct named perceptions or "
+            "relationships and no behavioural measure; write an analysis plan naming the "
+            "outcomes to model and pass it with --plan")
     return AnalysisPlan(models=models)
 
 

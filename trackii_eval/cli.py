@@ -556,3 +556,7 @@ def decrypt(
 def main() -> None:  # pragma: no cover - console entry point
     """Entry point for ``python -m trackii_eval``."""
     sys.exit(app())
+
+
+if __name__ == "__main__":  # `python -m trackii_eval.cli` as well as `python -m trackii_eval`
+    main()

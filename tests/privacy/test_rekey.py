@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from trackii_eval import Study
 from trackii_eval.cli import app
-from trackii_eval.errors import StoreError
+from trackii_eval.errors import KeyMismatchError, StoreError
 from trackii_eval.ingest.linkage import read_decisions
 from trackii_eval.ingest.pseudonym import load_key, write_key
 from trackii_eval.privacy.rekey import pseudonyms_in, rekey_store
@@ -144,7 +144,7 @@ def test_no_old_pseudonym_remains_and_the_key_version_is_recorded(rotated) -> No
 def test_refuses_a_wrong_old_key_and_leaves_the_store_alone(rotated, tmp_path: Path) -> None:
     study = rotated["study"]
     write_key(tmp_path / "c.key")
-    with pytest.raises(StoreError, match="not with the old key given"):
+    with pytest.raises(KeyMismatchError, match="not with the old key given"):
         rekey_store(study, rotated["key_a"], load_key(tmp_path / "c.key"))
     with pytest.raises(StoreError, match="the new key is the old key"):
         rekey_store(study, rotated["key_b"], rotated["key_b"])

@@ -74,3 +74,16 @@ def test_default_plan_fits_only_the_outputs_the_instrument_measures() -> None:
     study = Study.load(CASE)
     outcomes = {m.outcome for m in default_plan(study.config, study.instrument).models}
     assert outcomes == {"perceptions"}
+
+
+def test_no_default_model_is_one_clear_error_not_a_validation_crash() -> None:
+    # An instrument whose constructs are named otherwise (as `init` may draft them): the default
+    # plan has nothing to fit and says what to do, instead of an internal ValidationError.
+    from trackii_eval.analysis import default_plan
+    from trackii_eval.errors import ModelError
+
+    study = Study.load(CASE)
+    con = study.instrument.constructs["perceptions"]
+    other = study.instrument.model_copy(update={"constructs": {"feelings": con}})
+    with pytest.raises(ModelError, match="write an analysis plan"):
+        default_plan(study.config, other)

@@ -156,8 +156,10 @@ def check_study(path: str | Path, out: str | Path | None = None) -> CheckReport:
         seen_items |= set(checked.responses["item"].unique())
         subs = checked.submissions.merge(checked.attributes, on="raw_id", how="left")
         for row in subs.itertuples(index=False):
+            # a comparison participant may have no side: blank, None or NaN alike
+            side = row.side if isinstance(row.side, str) and row.side.strip() else "(none)"
             records.append({"record_id": f"{wave.file}:row {row.row}", "wave": wave.index,
-                            "code": row.raw_id, "side": row.side or "(none)",
+                            "code": row.raw_id, "side": side,
                             "dialogue": row.dialogue, "arm": row.arm})
     frame = pd.DataFrame(records, columns=["record_id", "wave", "code", "side", "dialogue",
                                            "arm"])

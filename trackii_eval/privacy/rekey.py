@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pandas as pd
 
-from ..errors import StoreError
+from ..errors import KeyMismatchError, StoreError
 from .at_rest import private_file
 
 if TYPE_CHECKING:
@@ -159,8 +159,8 @@ def _prepare(study: Study, old_key: PseudonymKey, new_key: PseudonymKey
     stored_fp = store.get_meta("key_fingerprint")
     if stored_fp is None:
         raise StoreError(f"{study.store_path}: nothing ingested yet; no pseudonyms to re-key")
-    if stored_fp != old_key.fingerprint:
-        raise StoreError(
+    if stored_fp != old_key.fingerprint:  # exit 3, as a wrong key at ingest
+        raise KeyMismatchError(
             f"{study.store_path}: its pseudonyms were made with the key of fingerprint "
             f"{stored_fp}, not with the old key given (fingerprint {old_key.fingerprint}); pass "
             "the key the store was last ingested or re-keyed with as --old-key-file")

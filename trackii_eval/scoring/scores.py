@@ -122,7 +122,8 @@ def scores_wide(scores: pd.DataFrame, config: StudyConfig) -> pd.DataFrame:
     """
     keys = ["participant", "wave", "time", "arm", "side", "dialogue"]
     # comparison people sit in no dialogue; a placeholder keeps them through the reshape
-    filled = scores.assign(dialogue=scores["dialogue"].fillna("\x00"))
+    # (as text: a column without any dialogue arrives as float NaN)
+    filled = scores.assign(dialogue=scores["dialogue"].astype(object).fillna("\x00"))
     wide = filled.set_index([*keys, "construct"])["score"].unstack("construct")
     wide.columns.name = None
     wide = wide.reset_index()
