@@ -479,8 +479,8 @@ def rekey(
 
     Every pseudonym in every table is replaced; links across waves and linkage decisions are
     kept; the key version goes up by one (store meta and key_log table) and the rotation is
-    logged in key_rotation.log next to the store. Re-render the report afterwards; keep the old
-    key until the rotation is checked, then destroy it.
+    logged in key_rotation.log next to the store. Run `model` (or `run`) again before
+    `report` afterwards; keep the old key until the rotation is checked, then destroy it.
     """
     from .ingest.pseudonym import load_key
     from .privacy.rekey import rekey_store
