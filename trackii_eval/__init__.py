@@ -6,7 +6,8 @@ The stages are public functions and the command line only calls them::
     study = te.Study.load("surveys/demo")
     study.ingest(te.load_key("~/.config/trackii_eval/demo.key"))
     scores = study.scores()
-    fit = te.growth("perceptions ~ time * arm + (time | participant)", data=scores)
+    fit = te.growth("perceptions ~ (time + post_time) * arm + (time | participant)",
+                    data=scores)
 
 Names are imported on first use, so ``import trackii_eval`` stays fast for the command line.
 """
@@ -29,6 +30,7 @@ _EXPORTS = {
     "GrowthFit": ".models.growth",
     "growth": ".models.growth",
     "lrt": ".models.growth",
+    "compare_growth": ".models.growth",
     "PanelFit": ".models.panel",
     "event_study": ".models.panel",
     "panel": ".models.panel_estimators",
@@ -54,6 +56,7 @@ __all__ = [
     "TrackIIEvalError",
     "__version__",
     "compare",
+    "compare_growth",
     "default_plan",
     "event_study",
     "growth",
@@ -73,7 +76,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .analysis import AnalysisPlan, ModelSpec, default_plan, load_plan
     from .errors import TrackIIEvalError
     from .ingest.pseudonym import load_key, write_key
-    from .models.growth import GrowthFit, growth, lrt
+    from .models.growth import GrowthFit, compare_growth, growth, lrt
     from .models.panel import PanelFit, event_study
     from .models.panel_estimators import hausman, panel
     from .models.results import compare, result_from_dict
