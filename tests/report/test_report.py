@@ -56,3 +56,12 @@ def test_small_cells_are_suppressed(demo_run) -> None:
         for cell in counts:
             assert cell == "x" or int(cell) == 0 or int(cell) >= 5, cell
     assert "x" in table  # the demo has waves with 1-4 ambiguous or new records
+
+
+def test_p_values_read_as_text_in_the_headline(demo_run) -> None:
+    # "p = <0.001" reads badly; running text says "p < 0.001" (or "p = 0.012")
+    html = demo_run[3].read_text()
+    head = html[html.index('class="headline"'):]
+    head = head[: head.index("</div>")]
+    assert "p = &lt;" not in head and "p = <" not in head
+    assert "p &lt; 0.001" in head or "p = 0." in head

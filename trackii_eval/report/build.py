@@ -71,6 +71,12 @@ def _p(p: Any) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def _p_phrase(p: Any) -> str:
+    """A p-value for running text: "p < 0.001", "p = 0.012" (never "p = <0.001")."""
+    text = _p(p)
+    return "p –" if text == "–" else ("p < 0.001" if text == "<0.001" else f"p = {text}")
+
+
 def _observed_means(scores: pd.DataFrame, construct: str, k: int) -> pd.DataFrame:
     sub = scores[(scores["construct"] == construct) & scores["score"].notna()]
     g = sub.groupby(["arm", "wave", "time"])["score"]
@@ -724,7 +730,7 @@ def _headline(results: dict[str, dict[str, Any]], study: _View, scores: pd.DataF
                 "estimate": st((r["term"], "estimate"), _fmt(r["estimate"], 1))
                 if r.get("estimable", True) else "not estimable",
                 "ci": st((r["term"], "ci"), f"[{_fmt(r['ci_low'], 1)}, {_fmt(r['ci_high'], 1)}]"),
-                "p": st((r["term"], "p"), _p(r["p_value"])),
+                "p": st((r["term"], "p"), _p_phrase(r["p_value"])),
             } for r in rows],
             "converged": fit.record.converged,
         }
