@@ -144,3 +144,14 @@ def test_strict_fails_while_a_listed_record_awaits_a_decision(tmp_path: Path,
     assert runner.invoke(app, args).exit_code == 0
     strict = runner.invoke(app, [*args, "--strict"])
     assert strict.exit_code == 4, strict.output
+
+
+def test_problem_line_says_what_to_do_once(tmp_path: Path, key_file: Path) -> None:
+    study_dir = tmp_path / "study"
+    shutil.copytree(CASES / "ambiguous-code-made-new-person", study_dir)
+    result = runner.invoke(app, ["ingest", str(study_dir), "--out", str(tmp_path / "out"),
+                                 "--key-file", str(key_file)])
+    lines = [line for line in result.output.splitlines() if "ambiguous_link" in line]
+    assert lines
+    for line in lines:
+        assert line.count("decide in linkage_review.csv") == 1, line

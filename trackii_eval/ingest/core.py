@@ -116,7 +116,8 @@ class IngestSummary:
                 fix = Rule(rule).fix
             except ValueError:
                 fix = "see the message"
-            out.append(f"{line} [rule {rule}; {fix}]")
+            # a message that already says what to do is not told twice
+            out.append(f"{line} [rule {rule}]" if fix in line else f"{line} [rule {rule}; {fix}]")
         return out
 
     def summary(self) -> str:
