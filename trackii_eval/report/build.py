@@ -98,6 +98,9 @@ def _response_table(study: _View, pub: Publication, ctx: _Ctx) -> list[dict[str,
     """)
     if df.empty:
         return []
+    # a participant without an arm (an unknown code, no participant list) is shown as such,
+    # never as "nan"
+    df["arm"] = df["arm"].astype(object).where(df["arm"].notna(), "(no arm)")
     first = int(df["wave"].min())
     base = df[df["wave"] == first].set_index("arm")["n"]
     labels = {w.index: w.label for w in study.config.waves}
@@ -116,7 +119,8 @@ def _response_table(study: _View, pub: Publication, ctx: _Ctx) -> list[dict[str,
     # the people who left since baseline are baseline - respondents, a group like any other,
     # so they are a hidden count related to the printed ones (protected when small).
     kept = study.store.query(f"""
-        WITH r AS (SELECT DISTINCT s.participant, s.wave, p.arm FROM submissions s
+        WITH r AS (SELECT DISTINCT s.participant, s.wave,
+                          coalesce(p.arm, '(no arm)') AS arm FROM submissions s
                    JOIN files f ON f.sha256 = s.sha256 AND f.active
                    JOIN participants p USING (participant) WHERE s.excluded_reason IS NULL)
         SELECT r.wave, r.arm, count(*) AS n FROM r
