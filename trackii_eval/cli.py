@@ -210,6 +210,14 @@ def _do_ingest(study: Any, key_file: Path | None, replace: bool, strict: bool) -
     from .ingest.pseudonym import load_key
 
     key = load_key(key_file)
+    # what `check` warns about (a wave dated in the future, a date outside its own window, a
+    # planned wave overdue) blocks nothing, but ingest says it too
+    from .config import config_warnings, load_study_config
+
+    ctx = study.context
+    _, config_lines = load_study_config(ctx.root / ctx.study_file)
+    for line in config_warnings(ctx.config, config_lines, ctx.study_file):
+        err.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
     summary = _step("Ingesting wave files", lambda: study.ingest(key, replace=replace))
     out.print(dataclasses.replace(summary, linkage=_percent(summary.linkage)).summary(),
               highlight=False)

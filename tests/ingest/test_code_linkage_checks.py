@@ -92,3 +92,14 @@ def test_consistent_panel_has_no_problem_and_late_entrants_are_allowed(
     out, result = _ingest(root, tmp_path, key_file, "--strict")
     assert result.exit_code == 0, result.output
     assert pd.read_csv(out / "ingest_problems.csv").empty
+
+
+def test_ingest_warns_about_a_wave_dated_in_the_future(tmp_path: Path, key_file: Path) -> None:
+    # what `check` warns about, ingest says too (one line, blocking nothing)
+    root = _study(tmp_path, "X101,dialogue,D1,A,4\nX102,dialogue,D1,B,5\n")
+    text = (root / "study.yaml").read_text().replace("date: 2025-03-01", "date: 2099-03-01")
+    (root / "study.yaml").write_text(text)
+    _, result = _ingest(root, tmp_path, key_file)
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert any("study.yaml:10" in w and "in the future" in w for w in warnings), warnings
