@@ -14,7 +14,6 @@ import codecs
 import csv
 import datetime as dt
 import io
-import math
 import zipfile
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import numpy as np
 from trackii_eval.ingest.readers.base import (
     ParsedTable,
     assemble_records,
+    canonical_text,
     empty_codes,
     frame_from_rows,
     ingest_error,
@@ -344,17 +344,6 @@ def _unclosed_quote_line(text: str, delimiter: str) -> int | None:
 
 def _cell_text(value: object) -> str | None:
     """Render a typed worksheet cell as the text a user sees, so Excel matches CSV."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        # Excel stores every number as a double; integral ones display without ".0".
-        if math.isfinite(value) and value.is_integer() and abs(value) < 1e15:
-            return str(int(value))
-        return repr(value)
     if isinstance(value, dt.datetime):
         if value.time() == dt.time(0) and value.tzinfo is None:
             # Date-formatted cells arrive as midnight datetimes; show them as dates.
@@ -362,8 +351,9 @@ def _cell_text(value: object) -> str | None:
         return value.isoformat(sep=" ")
     if isinstance(value, dt.date | dt.time):
         return value.isoformat()
-    text = str(value).strip()
-    return text or None
+    # numbers, booleans and text take the one canonical form every reader gives (Excel
+    # stores every number as a double: an integral 1001.0 is "1001", as in a CSV)
+    return canonical_text(value)
 
 
 def workbook_records(raw: bytes, path: Path, sheet: str | int | None) -> Grid:
