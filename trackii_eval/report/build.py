@@ -358,6 +358,14 @@ def _network_rows(study: _View, pub: Publication, ctx: _Ctx) -> list[dict[str, A
     return rows
 
 
+def _fitted(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The stored results of fitted models; the plan's "change that matters" analyses
+    (tables with counts, ``analysis.PLAN_ANALYSES``) are not yet rendered by this report."""
+    from ..analysis import PLAN_ANALYSES
+
+    return {n: r for n, r in results.items() if r.get("kind") not in PLAN_ANALYSES}
+
+
 def _stored_fit(res: dict[str, Any]) -> Any:
     """A stored result as a fit of the results protocol (nothing is refitted)."""
     try:
@@ -573,7 +581,7 @@ def report_tables(store: Store, context: StudyContext, k: int | None = None, *,
         ``publication.protect()`` decides what is printed; ``context`` is the template context.
     """
     study = _View(store, context.config, context.instrument)
-    results = store.results(None if model_run is None else model_run.run_id)
+    results = _fitted(store.results(None if model_run is None else model_run.run_id))
     if not results or not store.has_table("scores"):
         where = "in-memory store" if store.in_memory else str(store.path)
         raise ReportError(f"{where}: no scores or model results yet; run "
@@ -636,7 +644,7 @@ def render_report(store: Store, ctx: StudyContext, path: str | Path, *,
     pub.protect()
     k = pub.k
     scores = store.query("SELECT * FROM scores")
-    results = store.results(None if model_run is None else model_run.run_id)
+    results = _fitted(store.results(None if model_run is None else model_run.run_id))
     program_end = study.config.program_end_time
     base_date = study.config.waves[0].date
     events = [((e.date - base_date).days / 365.25, e.label) for e in study.config.context_events]
