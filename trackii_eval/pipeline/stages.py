@@ -181,9 +181,12 @@ def _invariance(responses: pd.DataFrame, ctx: StudyContext, n_waves: int = 2) ->
     """Longitudinal measurement invariance of each perception construct.
 
     Fitted on the first ``n_waves`` waves: by default baseline against the first wave after
-    it, the contrast that matters most (did the programme change what the items mean?) and
-    the one with the most participants who answered every item. The model is listwise
-    complete, so each further wave loses people to attrition and item non-response.
+    it, the contrast that matters most (did the programme change what the items mean?). By
+    full-information maximum likelihood (lavaan's ``missing = "ml"``): everyone who answered
+    an item counts, not only those who answered every item at every wave, so attrition does
+    not decide who is checked (demo: 230 people where complete cases were 128; 3.7 s). More
+    waves cost more than the stage can spend: 23 s for three waves and 270 s for five on the
+    demo (2 busy cores), so two it stays.
     """
     from ..scoring.invariance import measurement_invariance
     from ..scoring.scores import keyed_items
@@ -200,9 +203,7 @@ def _invariance(responses: pd.DataFrame, ctx: StudyContext, n_waves: int = 2) ->
                 res = measurement_invariance(
                     keyed, items=[i.id for i in con.items], wave_col="wave",
                     id_col="participant", waves=waves, item_col="item", value_col="pomp",
-                    # The report's text describes complete cases; FIML (missing="ml", the
-                    # function's default) waits for the report to say so.
-                    missing="listwise",
+                    missing="ml",
                 )
             except TrackIIEvalError as exc:
                 tables.append(pd.DataFrame([{"construct": name, "model": "not fitted",
@@ -210,6 +211,7 @@ def _invariance(responses: pd.DataFrame, ctx: StudyContext, n_waves: int = 2) ->
                 continue
         table = res.table.assign(construct=name, n=res.n, n_dropped=res.n_dropped,
                                  waves=",".join(map(str, waves)), level=res.level,
+                                 missing=res.missing,
                                  notes="; ".join(str(w.message) for w in caught))
         tables.append(table)
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(
