@@ -1,10 +1,10 @@
 """Must show (issue 13): re-running on the same inputs gives identical numbers and tables.
 
-The demo is run a second time, as the session's demo run was (the Study API), into a
-new folder with the same key, and compared with the session's demo run: every HTML page
-(only run ids, generation date and the output folder differ), every CSV byte for byte, the
-stored scores, reliability and model results exactly, and the manifest less its run ids and
-times. The report rendered once more from the command line (``trackii-eval report --pdf``) is
+The demo is run a second time, as the session's demo run was (the Study API), into a new
+folder with the same key, and compared with the session's demo run: every HTML page (only run
+ids, generation date and the output folder differ), every CSV (and LaTeX) table byte for byte,
+the stored scores, reliability and model results exactly, and the manifest less its run ids
+and times. The report rendered once more from the command line (``trackii-eval report --pdf``) is
 the same again, with a PDF beside each page.
 """
 
@@ -86,9 +86,13 @@ def test_rerun_gives_identical_numbers_and_tables(demo_run, key, key_file: Path,
         # the report pages: identical but for run ids, generation date and output folder
         pages = _html_pages(first, second)
         _same_pages(first, second, pages)
-        # every CSV table, byte for byte
-        tables = sorted(p.relative_to(first) for p in first.rglob("*.csv"))
-        assert tables == sorted(p.relative_to(second) for p in second.rglob("*.csv"))
+        # every table written as CSV (or LaTeX), byte for byte
+        def tables_in(folder: Path) -> list[Path]:
+            return sorted(p.relative_to(folder) for p in folder.rglob("*")
+                          if p.suffix in (".csv", ".tex"))
+
+        tables = tables_in(first)
+        assert tables == tables_in(second)
         assert tables  # at least the linkage review
         for rel in tables:
             assert (first / rel).read_bytes() == (second / rel).read_bytes(), rel
