@@ -37,6 +37,9 @@ Functions and classes (importable from anywhere: ``from tests.browser.harness im
     Serves a folder on ``http://localhost:<free port>/`` from a thread; yields the base URL
     (ends with ``/``).
 
+Checks on a loaded page (missing-value text, figures without alt text, dangling in-page links)
+are in :mod:`tests.browser.pages`.
+
 A missing browser or tool fails the test with the command that installs it. A developer without
 them may set ``TRACKII_SKIP_BROWSER=1`` to skip these tests instead; CI never sets it, and with
 ``CI`` set the variable is ignored (a missing browser fails CI). ``TRACKII_CHROMIUM`` and

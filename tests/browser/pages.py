@@ -9,6 +9,9 @@
     One line per figure without alt text: an ``<img>`` with empty or absent ``alt``, or that
     did not load; an outermost ``<svg>`` without ``aria-label``, ``aria-labelledby`` text or a
     ``<title>`` child (``aria-hidden="true"`` decorations are exempt).
+``broken_anchors(page) -> list[str]``
+    Every in-page link (``href="#id"``, e.g. of a table of contents) whose target id does not
+    exist on the page.
 """
 
 from __future__ import annotations
@@ -59,6 +62,23 @@ for (const svg of document.querySelectorAll('svg')) {
 }
 return problems;
 """
+
+
+_ANCHORS_JS = """
+const broken = [];
+for (const a of document.querySelectorAll('a[href^="#"]')) {
+  const id = decodeURIComponent(a.getAttribute('href').slice(1));
+  if (id && !document.getElementById(id) && !document.getElementsByName(id).length) {
+    broken.push(a.getAttribute('href'));
+  }
+}
+return broken;
+"""
+
+
+def broken_anchors(page: Page) -> list[str]:
+    """Every ``href="#id"`` on the page whose target does not exist."""
+    return list(page.driver.execute_script(_ANCHORS_JS))
 
 
 def missing_value_text(page: Page) -> list[str]:

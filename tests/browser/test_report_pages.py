@@ -1,6 +1,6 @@
 """Must show (issue 13): every page of the demo's report renders in a real headless Chromium,
-with no console errors, no missing-value text and alt text on every figure; screenshots kept
-in build/test-artefacts/.
+with no console errors, no missing-value text, alt text on every figure, in-page links that
+lead somewhere and a page language; screenshots kept in build/test-artefacts/.
 
 The pages are the report, every HTML file written beside it or below it (per-dialogue
 reports), and every local HTML page the report links to, so a new page is tested without
@@ -15,7 +15,12 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from .pages import figure_problems, missing_value_context, missing_value_text
+from .pages import (
+    broken_anchors,
+    figure_problems,
+    missing_value_context,
+    missing_value_text,
+)
 
 
 def _report_pages(report: Path) -> list[Path]:
@@ -51,6 +56,9 @@ def test_every_report_page_renders_cleanly(demo_run, report_pages, open_page) ->
         if missing_value_text(page):
             problems += [f"{where} missing value shown: …{c}…" for c in missing_value_context(page)]
         problems += [f"{where} {p}" for p in figure_problems(page)]
+        problems += [f"{where} link {a} leads nowhere on the page" for a in broken_anchors(page)]
+        if not page.driver.execute_script("return document.documentElement.lang"):
+            problems.append(f"{where} <html> has no lang attribute")
         height = page.driver.execute_script("return document.documentElement.scrollHeight")
         if height < 900:
             problems.append(f"{where} page only {height} px tall")
