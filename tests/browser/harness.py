@@ -6,9 +6,11 @@ API
 Fixtures (in ``tests/browser/conftest.py``; available to every test under ``tests/browser/``):
 
 ``browser`` (session scope) -> :class:`Browser`
-    One Chromium per test session (per xdist worker), with a fresh ``--user-data-dir``, network
-    off (every host name but ``localhost`` fails to resolve), console logging on. Fails the
-    test loudly, with the ``apt-get`` command, when Chromium, its driver or Selenium is missing.
+    One Chromium per test session (per xdist worker), with a fresh ``--user-data-dir``,
+    console logging on and the network off: every host but ``localhost``, ``127.0.0.1`` and
+    ``[::1]`` fails to resolve, so a page that loads anything from elsewhere logs a console
+    error. Fails the test loudly, with the ``apt-get`` command, when Chromium, its driver or
+    Selenium is missing.
 ``open_page`` (function scope) -> ``Callable[[str | Path, str | None], Page]``
     ``open_page(target, name=None)`` loads ``target`` (a local file ``Path``, or a ``file://``
     or ``http://localhost...`` URL), waits for ``document.readyState == "complete"`` and
@@ -77,7 +79,8 @@ CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--disable-dev-shm-usage", "--disable-extensions", "--disable-default-apps",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1, "
+    "EXCLUDE [::1]",
 )
 
 

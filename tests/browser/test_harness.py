@@ -49,3 +49,14 @@ def test_a_missing_local_resource_is_a_console_error(tmp_path: Path, open_page) 
     page = open_page(tmp_path / "broken.html", "broken")
     assert page.errors  # Chromium logs the failed load as SEVERE
     assert figure_problems(page) == ["img 1 (chart): did not load"]
+
+
+def test_anything_from_elsewhere_is_a_console_error(tmp_path: Path, open_page) -> None:
+    # the browser's network is closed but for the local machine: a report that is not
+    # self-contained shows up as an error, not as a silent wait
+    (tmp_path / "cdn.html").write_text('<!doctype html><title>x</title>'
+                                       '<script src="https://cdn.example.com/lib.js"></script>')
+    with serve_folder(tmp_path) as base:
+        page = open_page(base.replace("localhost", "127.0.0.1") + "cdn.html", "cdn")
+    assert page.title == "x"
+    assert any("cdn.example.com" in e["message"] for e in page.errors)
