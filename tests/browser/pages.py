@@ -3,8 +3,12 @@
 ``missing_value_text(page) -> list[str]``
     Every ``nan``/``NaN``/``None``/``NaT``/``<NA>``/``null``/``undefined`` the reader would
     see: in the body text, in SVG text, and in ``alt``/``title``/``aria-label`` attributes.
-    ``None``, ``null`` or ``undefined`` followed by a lower-case word ("None of the ...",
-    "the null hypothesis") is prose and not flagged.
+    ``nan``, ``NaN``, ``NaT`` and ``<NA>`` are flagged wherever they stand. ``None``,
+    ``null`` and ``undefined`` are also words: they are flagged when they are the whole text of
+    an element (a table cell ``<td>None</td>``) or stand inside a sentence ("the estimate is
+    None here"), not when they open a sentence or line ("None: every model was fitted", "None
+    of the ..."); ``null`` and ``undefined`` followed by a lower-case word ("the null
+    hypothesis", "undefined when") are prose too.
 ``figure_problems(page) -> list[str]``
     One line per figure without alt text: an ``<img>`` with empty or absent ``alt``, or that
     did not load; an outermost ``<svg>`` without ``aria-label``, ``aria-labelledby`` text or a
@@ -20,7 +24,11 @@ import re
 
 from .harness import Page
 
-_MISSING = re.compile(r"(?<![\w-])(nan|NaN|NaT|<NA>|(?:null|undefined|None)(?! [a-z]))(?![\w-])")
+_MISSING = re.compile(r"(?<![\w-])(nan|NaN|NaT|<NA>|None|(?:null|undefined)(?! [a-z]))(?![\w-])")
+_WORDS = ("None", "null", "undefined")
+#: what may come right before a word that opens a sentence or a line (innerText separates
+#: blocks by newlines and table cells by tabs)
+_OPENS = re.compile(r"(^|[\n\t.!?])[ \u00a0]*$")
 
 _TEXTS_JS = """
 const out = [document.body ? document.body.innerText : ''];
@@ -31,6 +39,18 @@ for (const el of document.querySelectorAll('[alt], [title], [aria-label]')) {
   }
 }
 return out;
+"""
+
+# elements whose whole visible text is one token (a table cell, a list item, a label)
+_WHOLE_JS = """
+const tokens = new Set(arguments[0]);
+const found = [];
+for (const el of document.body.querySelectorAll('*')) {
+  if (el.children.length || ['SCRIPT', 'STYLE'].includes(el.tagName)) continue;
+  const text = (el.textContent || '').trim();
+  if (tokens.has(text)) found.push(`<${el.tagName.toLowerCase()}>${text}`);
+}
+return found;
 """
 
 _FIGURES_JS = """
@@ -81,17 +101,29 @@ def broken_anchors(page: Page) -> list[str]:
     return list(page.driver.execute_script(_ANCHORS_JS))
 
 
+def _found(page: Page) -> list[tuple[str, str]]:
+    """(token, context) of every missing-value token shown (see the module docstring)."""
+    found = []
+    for text in page.driver.execute_script(_TEXTS_JS):
+        text = text or ""
+        for m in _MISSING.finditer(text):
+            if m.group(1) in _WORDS and _OPENS.search(text[: m.start()]):
+                continue  # opens a sentence or a line: prose, unless it is all there is
+            context = text[max(m.start() - 40, 0): m.end() + 40].replace("\n", " | ")
+            found.append((m.group(1), context))
+    for whole in page.driver.execute_script(_WHOLE_JS, list(_WORDS)):
+        found.append((whole.rsplit(">", 1)[1], whole))
+    return found
+
+
 def missing_value_text(page: Page) -> list[str]:
     """Every missing-value token shown on the page (see the module docstring)."""
-    texts = page.driver.execute_script(_TEXTS_JS)
-    return [m.group(1) for t in texts for m in _MISSING.finditer(t or "")]
+    return [token for token, _ in _found(page)]
 
 
-def missing_value_context(page: Page, width: int = 40) -> list[str]:
-    """The same tokens with the text around them, for a failure message."""
-    texts = page.driver.execute_script(_TEXTS_JS)
-    return [(t[max(m.start() - width, 0): m.end() + width]).replace("\n", " | ")
-            for t in texts for m in _MISSING.finditer(t or "")]
+def missing_value_context(page: Page) -> list[str]:
+    """The same, each with the text around it (or its element), for a failure message."""
+    return [context for _, context in _found(page)]
 
 
 def figure_problems(page: Page) -> list[str]:

@@ -9,6 +9,7 @@ from .pages import broken_anchors, figure_problems, missing_value_text
 
 BAD = """<!doctype html><html><head><title>bad</title></head><body>
 <h1>Effects</h1><table><tr><td>nan</td><td>None</td></tr></table>
+<p>The estimate is None here.</p>
 <img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=">
 <svg width="10" height="10"><rect width="10" height="10"/></svg>
 <svg role="img" aria-label="A labelled chart" width="10" height="10"></svg>
@@ -17,6 +18,8 @@ BAD = """<!doctype html><html><head><title>bad</title></head><body>
 
 GOOD = """<!doctype html><html><head><title>good</title></head><body>
 <a href="#gap">to the gap</a><h1>None of the people left</h1><p id="gap">Gap 5.0 [-0.35, 10.4]</p>
+<h2>Deviations from the plan</h2><p>None: every model was fitted. None.</p>
+<table><tr><td>None of them</td><td>the null hypothesis</td></tr></table>
 <svg width="10" height="10"><title>Trajectories per arm</title></svg></body></html>"""
 
 
@@ -26,7 +29,8 @@ def test_console_errors_missing_values_and_alt_text_are_caught(tmp_path: Path,
     page = open_page(tmp_path / "bad.html", "bad")
     assert [e for e in page.errors if "boom from the page" in e["message"]]
     assert page.screenshot.stat().st_size > 0 and page.screenshot.read_bytes()[:4] == b"\x89PNG"
-    assert missing_value_text(page) == ["nan", "None"]
+    # the cells (nan in the text; None as the whole of a cell) and the None in a sentence
+    assert sorted(missing_value_text(page)) == ["None", "None", "nan"]
     assert len(figure_problems(page)) == 2  # the unlabelled <img> and the unlabelled <svg>
     assert broken_anchors(page) == ["#nowhere"]
 

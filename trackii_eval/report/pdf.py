@@ -2,7 +2,8 @@
 
 The PDF is made from the HTML the report stage wrote (so it carries exactly the numbers that
 passed disclosure control), with a print stylesheet added on top of the report's own: A4 pages,
-each section (``<h2>``) on a new page, figures and table rows kept whole, table headers repeated
+each section (``<h2>``) on a new page but the first (it stays under the title on page 1),
+figures and table rows kept whole, table headers repeated
 across pages, the report's title at the head and "Page n of N" at the foot of every page.
 
 WeasyPrint uses the system's Pango (Debian: ``libpango-1.0-0``, ``libpangoft2-1.0-0``); Quarto
@@ -39,6 +40,9 @@ html { font-size: 9.5pt; }
 body { max-width: none; margin: 0; padding: 0; }
 h1 { string-set: report-title content(); }
 h2 { break-before: page; }
+/* ... except the first section's heading: what opens the report (a summary for the reader in a
+   hurry) stays on the first page, under the title */
+section:first-of-type > h2:first-child { break-before: auto; }
 h1, h2, h3, h4 { break-after: avoid; }
 figure, img, svg, pre, blockquote, tr, .headline { break-inside: avoid; }
 thead { display: table-header-group; }
