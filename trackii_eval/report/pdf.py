@@ -48,6 +48,9 @@ figure, img, svg, pre, blockquote, tr, .headline { break-inside: avoid; }
 thead { display: table-header-group; }
 table { font-size: 8pt; max-width: 100%; }
 th, td { padding: .2em .4em; }
+/* a long identifier (a model or term name) in a text cell may break anywhere rather than push
+   the table past the page's edge, where the PDF would cut it off; numbers never break */
+td.l, td code, th code { overflow-wrap: anywhere; }
 code { white-space: normal; overflow-wrap: anywhere; }
 pre { white-space: pre-wrap; overflow-wrap: anywhere; }
 img { max-width: 100%; height: auto; }
