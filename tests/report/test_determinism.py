@@ -2,21 +2,24 @@
 
 The demo is run a second time, as the session's demo run was (the Study API), into a new
 folder with the same key, and compared with the session's demo run: every HTML page (only run
-ids, generation date and the output folder differ), every CSV (and LaTeX) table byte for byte,
-the stored scores, reliability and model results exactly, and the manifest less its run ids
-and times. The report rendered once more from the command line (``trackii-eval report --pdf``) is
-the same again, with a PDF beside each page.
+ids, generation date and the output folder differ), every CSV (and LaTeX) table, as a file
+or as a page's download link, byte for byte, the stored scores, reliability and model results
+exactly, and the manifest less its run ids and times. The report rendered once more from the
+command line (``trackii-eval report --pdf``) is the same again, with a PDF beside each page.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import pandas as pd
 import pytest
+import tinyhtml5
 from typer.testing import CliRunner
 
 from trackii_eval.cli import app
@@ -47,6 +50,21 @@ def _stable(value: Any, out: Path) -> Any:
     if isinstance(value, list):
         return [_stable(v, out) for v in value]
     return _normalise(value, out) if isinstance(value, str) else value
+
+
+def _downloads(page: Path) -> dict[str, bytes]:
+    """The tables a page offers for download as ``data:`` links (CSV, LaTeX), by file name."""
+    root = tinyhtml5.parse(page.read_bytes(), namespace_html_elements=False)
+    found = {}
+    for a in root.iter("a"):
+        href, name = a.get("href", ""), a.get("download")
+        if name and href.startswith("data:"):
+            meta, _, payload = href[5:].partition(",")
+            data = (base64.b64decode(payload) if meta.endswith(";base64")
+                    else unquote_to_bytes(payload))
+            assert name not in found, f"{page.name}: two downloads named {name}"
+            found[name] = data
+    return found
 
 
 def _html_pages(first: Path, second: Path, report: str = "report.html") -> list[Path]:
@@ -86,7 +104,12 @@ def test_rerun_gives_identical_numbers_and_tables(demo_run, key, key_file: Path,
         # the report pages: identical but for run ids, generation date and output folder
         pages = _html_pages(first, second)
         _same_pages(first, second, pages)
-        # every table written as CSV (or LaTeX), byte for byte
+        # every table offered for download in the pages, byte for byte
+        for rel in pages:
+            offered = _downloads(first / rel)
+            assert offered == _downloads(second / rel), rel
+            assert not [n for n, data in offered.items() if RUN_ID.search(data.decode())]
+        # every table written as CSV (or LaTeX) file, byte for byte
         def tables_in(folder: Path) -> list[Path]:
             return sorted(p.relative_to(folder) for p in folder.rglob("*")
                           if p.suffix in (".csv", ".tex"))
