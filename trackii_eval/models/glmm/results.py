@@ -253,7 +253,8 @@ class GlmmFit:
         out.attrs["ratio"] = get_family(self.family).ratio
         return out
 
-    def confint(self, method: str = "wald", level: float = 0.95) -> pd.DataFrame:
+    def confint(self, method: str = "wald", level: float = 0.95,
+                parm: list[str] | None = None) -> pd.DataFrame:
         """Confidence intervals on the link scale (fixed effects) and for the random-effect SDs.
 
         Parameters
@@ -265,6 +266,9 @@ class GlmmFit:
             term (rows ``sd(term|group)``); needs the live fit.
         level : float
             Coverage.
+        parm : list of str, optional
+            Profile only these parameters (the others' intervals are NaN); profiling costs
+            a constrained refit per point.
 
         Returns
         -------
@@ -281,7 +285,7 @@ class GlmmFit:
                 raise ModelError("profile intervals need the live fit; refit the model")
             from trackii_eval.models.glmm.profile import profile_confint
 
-            return profile_confint(self, level)
+            return profile_confint(self, level, parm)
         tab = self.tidy(level)
         sd_names = [f"sd({vc.term}|{vc.group})" for vc in self.varcomps if vc.term2 is None]
         sd_vals = [vc.std_dev for vc in self.varcomps if vc.term2 is None]
