@@ -138,3 +138,29 @@ def test_recovers_simulated_truth() -> None:
     rates = glmm("count ~ time + (1 | participant)", d, family="poisson").ratios()
     assert rates.attrs["ratio"] == "rate ratio"
     assert rates.loc["time", "ci_low"] < np.exp(0.1) < rates.loc["time", "ci_high"]
+
+
+def test_plan_fits_behaviour_outcomes_by_glmm_with_trajectories(demo_run) -> None:
+    from trackii_eval.analysis import load_plan
+
+    _, _, results, _ = demo_run
+    for name, family in (("joint_activity_glmm", "binomial"),
+                         ("cross_contacts_glmm", "poisson")):
+        fit = results.fits[name]
+        assert isinstance(fit, GlmmFit) and fit.family == family and fit.converged
+        kind, payload = results.payloads[name]
+        assert kind == "glmm"
+        traj = pd.DataFrame(payload["trajectory"])
+        assert list(traj.columns) == ["arm", "time", "estimate", "ci_low", "ci_high"]
+        assert (traj["ci_low"] <= traj["estimate"]).all()
+        assert (traj["estimate"] <= traj["ci_high"]).all()
+        # one row per arm and observed wave
+        assert len(traj) == 2 * traj["time"].nunique()
+        if family == "binomial":
+            assert ((traj["ci_low"] > 0) & (traj["ci_high"] < 1)).all()
+        # the linear model stays as a sensitivity analysis
+        assert name.replace("_glmm", "_event_study") in results.fits
+    plan = load_plan(Path(__file__).resolve().parents[2] / "analysis" / "demo.yaml")
+    specs = {m.name: m for m in plan.models}
+    assert specs["joint_activity_glmm"].family == "binomial"
+    assert specs["cross_contacts_glmm"].family == "poisson"
