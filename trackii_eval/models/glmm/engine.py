@@ -35,6 +35,7 @@ Liu, Q. and Pierce, D. A. (1994). A note on Gauss–Hermite quadrature. Biometri
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -212,6 +213,26 @@ class ClusterProblem:
             self._modes = modes
         return val
 
+    def deviance_and_gradient(self, x: np.ndarray, nagq: int = 1) -> tuple[float, np.ndarray]:
+        """The deviance and its exact gradient over (θ, β) (participants only, no outer factor).
+
+        The gradient is the total derivative through the conditional modes (implicit
+        function theorem: dû/dψ = H⁻¹ ∂g/∂ψ), and for quadrature through the nodes'
+        centres and scales as well. Warm-starts like :meth:`deviance`.
+        """
+        if self.nested:
+            raise ValueError("analytic gradient only without an outer factor")
+        self.n_evals += 1
+        theta, beta = x[: self.n_theta], x[self.n_theta:]
+        L, _ = self.lambdas(theta)
+        off = self.offset + self.X @ beta
+        if not np.all(np.isfinite(off)):
+            return np.inf, np.full(x.size, np.nan)
+        val, modes, grad = self._simple(off, self.Z @ L, nagq, self._modes, want_grad=True)
+        if np.isfinite(val):
+            self._modes = modes
+        return val, grad
+
     def conditional_modes(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """û (G, q) in the caller's participant order and v̂ (D, q_o) at x, on the b = Λu scale."""
         theta, beta = x[: self.n_theta], x[self.n_theta:]
@@ -249,8 +270,9 @@ class ClusterProblem:
 
     # ------------------------------------------------------------------ one level
     def _simple(
-        self, off: np.ndarray, Zt: np.ndarray, nagq: int, start: _Modes
-    ) -> tuple[float, _Modes]:
+        self, off: np.ndarray, Zt: np.ndarray, nagq: int, start: _Modes,
+        want_grad: bool = False,
+    ) -> tuple[Any, ...]:
         fam, y, m, g, rs = self.family, self.y, self.m, self.g, self.row_starts
         q = self.q
         ZZ = Zt[:, :, None] * Zt[:, None, :]
@@ -284,10 +306,12 @@ class ClusterProblem:
             if small:
                 break
         else:
-            return np.inf, start
+            return (np.inf, start, None) if want_grad else (np.inf, start)
         H = eye + _reduce(w[:, None, None] * ZZ, rs)
         if not np.all(np.isfinite(f)):
-            return np.inf, start
+            return (np.inf, start, None) if want_grad else (np.inf, start)
+        if want_grad:
+            return self._with_gradient(off, Zt, u, r, w, H, f, nagq)
         if nagq <= 1:
             return float(-2.0 * np.sum(f - 0.5 * _logdet(H))), _Modes(u, None)
         # Adaptive Gauss–Hermite for a scalar random effect (q == 1).
@@ -300,6 +324,79 @@ class ClusterProblem:
         top = terms.max(axis=1)
         logint = np.log(sd) + top + np.log(np.exp(terms - top[:, None]).sum(axis=1))
         return float(-2.0 * np.sum(logint)), _Modes(u, None)
+
+    # ------------------------------------------------------------------ gradient
+    def _with_gradient(
+        self, off: np.ndarray, Zt: np.ndarray, u: np.ndarray, r: np.ndarray, w: np.ndarray,
+        H: np.ndarray, f: np.ndarray, nagq: int,
+    ) -> tuple[float, _Modes, np.ndarray]:
+        """Deviance and gradient at the converged modes (see deviance_and_gradient)."""
+        fam, g, rs, X, Z = self.family, self.g, self.row_starts, self.X, self.Z
+        q, p = self.q, self.p
+        eta = off + np.einsum("nq,nq->n", Zt, u[g])
+        dw = fam.weight_derivative(eta, self.m)
+        Hinv = np.linalg.inv(H) if q > 1 else 1.0 / H
+        HiZt = np.einsum("nab,nb->na", Hinv[g], Zt)  # H_c⁻¹ Zt_j
+        lev = np.einsum("na,na->n", Zt, HiZt)  # Zt_j' H⁻¹ Zt_j
+        # dû/dβ = -H⁻¹ Σ_j w_j Zt_j x_j'  (G, q, p); total dη/dβ per row
+        Ab = _reduce((w[:, None] * Zt)[:, :, None] * X[:, None, :], rs)
+        Ub = -np.einsum("gab,gbp->gap", Hinv, Ab)
+        Eb = X + np.einsum("na,nap->np", Zt, Ub[g])
+        # dû/dθ_k for θ_k at Λ[a, b]: H⁻¹ (e_b Σ z_ja r_j - Σ w_j Zt_j z_ja u_cb)
+        nt = len(self.theta_pos)
+        Ut = np.empty((self.G, q, nt))
+        Et = np.empty((self.n, nt))
+        explicit = np.empty(nt)
+        for k, (a, b) in enumerate(self.theta_pos):
+            za = Z[:, a]
+            dg = -_reduce((w * za)[:, None] * Zt, rs) * u[:, b][:, None]
+            dg[:, b] += _reduce(za * r, rs)
+            Ut[:, :, k] = np.einsum("gab,gb->ga", Hinv, dg)
+            Et[:, k] = za * u[g, b] + np.einsum("na,na->n", Zt, Ut[g, :, k])
+            explicit[k] = np.sum(w * za * HiZt[:, b])
+        if nagq <= 1:
+            dev = float(-2.0 * np.sum(f - 0.5 * _logdet(H)))
+            gb = -2.0 * (X.T @ r) + (dw * lev) @ Eb
+            gt = np.empty(nt)
+            for k, (a, b) in enumerate(self.theta_pos):
+                gt[k] = (-2.0 * np.sum(r * Z[:, a] * u[g, b]) + np.sum(dw * lev * Et[:, k])
+                         + 2.0 * explicit[k])
+            return dev, _Modes(u, None), np.r_[gt, gb]
+        # Adaptive quadrature, one scalar random effect: Zt = θ z.
+        th = float(Zt[0, 0] / Z[0, 0]) if Z[0, 0] != 0 else float(self._theta_scalar(Zt, Z))
+        z, logw = gauss_hermite(nagq)
+        h = H[:, 0, 0]
+        sd = 1.0 / np.sqrt(h)
+        # d H / dψ (total): θ² Σ z² w' dη̂ (+ 2θ Σ z² w for θ)
+        z0 = Z[:, 0]
+        dH = np.empty((self.G, 1 + p))
+        dH[:, 1:] = th * th * _reduce((z0 * z0 * dw)[:, None] * Eb, rs)
+        dH[:, 0] = th * th * _reduce(z0 * z0 * dw * Et[:, 0], rs) + 2 * th * _reduce(
+            z0 * z0 * w, rs)
+        dsd = -0.5 * sd[:, None] ** 3 * dH  # (G, P)
+        du = np.concatenate([Ut[:, 0, :1], Ub[:, 0, :]], axis=1)  # (G, P)
+        nodes = u[:, 0][:, None] + sd[:, None] * z[None, :]  # (G, K)
+        eta_k = off[:, None] + Zt[:, :1] * nodes[g]  # (n, K)
+        llk_rows, rk, _ = fam.score_weight(eta_k, self.y[:, None], self.m[:, None])
+        llk = _reduce(llk_rows, rs)
+        terms = logw[None, :] + llk - 0.5 * nodes**2 + 0.5 * z[None, :] ** 2
+        top = terms.max(axis=1)
+        ex = np.exp(terms - top[:, None])
+        tot = ex.sum(axis=1)
+        logint = np.log(sd) + top + np.log(tot)
+        pi = ex / tot[:, None]  # (G, K) node weights of the posterior
+        db = du[:, None, :] + z[None, :, None] * dsd[:, None, :]  # (G, K, P)
+        S = th * _reduce(rk * z0[:, None], rs)  # (G, K): Σ_j r_jk θ z_j
+        dT = (S - nodes)[:, :, None] * db
+        dT[:, :, 1:] += _reduce(rk[:, :, None] * X[:, None, :], rs)
+        dT[:, :, 0] += nodes * _reduce(rk * z0[:, None], rs)
+        dlog = dsd / sd[:, None] + np.einsum("gk,gkp->gp", pi, dT)
+        return float(-2.0 * np.sum(logint)), _Modes(u, None), -2.0 * dlog.sum(axis=0)
+
+    @staticmethod
+    def _theta_scalar(Zt: np.ndarray, Z: np.ndarray) -> float:
+        k = int(np.flatnonzero(Z[:, 0] != 0)[0])
+        return float(Zt[k, 0] / Z[k, 0])
 
     # ------------------------------------------------------------------ nested
     def _nested(

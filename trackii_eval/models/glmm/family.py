@@ -64,6 +64,13 @@ class Family:
         mu = np.exp(eta)
         return m * (y * eta - mu), m * (y - mu), m * mu
 
+    def weight_derivative(self, eta: np.ndarray, m: np.ndarray) -> np.ndarray:
+        """d w / d η: the derivative of the weight (needed for the Laplace gradient)."""
+        if self.name == "binomial":
+            p = expit(eta)
+            return m * p * (1.0 - p) * (1.0 - 2.0 * p)
+        return m * np.exp(eta)
+
     def constant(self, y: np.ndarray, m: np.ndarray) -> float:
         """The log-likelihood's constant (``log C(m, y)``; ``-m log y!``)."""
         if self.name == "binomial":

@@ -141,6 +141,8 @@ def fit_outer(prob: ClusterProblem, nagq: int, x0: np.ndarray, *,
         return prob.deviance(x, nagq)
 
     def fg(x: np.ndarray) -> tuple[float, np.ndarray]:
+        if not prob.nested:
+            return prob.deviance_and_gradient(x, nagq)
         val = f(x)
         # a one-sided step where a bounded θ sits at 0 keeps every evaluation feasible
         g = np.empty_like(x)
@@ -163,7 +165,8 @@ def fit_outer(prob: ClusterProblem, nagq: int, x0: np.ndarray, *,
     n_iter = int(res.nit)
     # Newton polish on the finite-difference Hessian (free parameters only: a θ held at its
     # bound stays there).
-    grad, H = hessian(f, x, f0=dev)
+    curvature = _curvature(prob, nagq)
+    grad, H = curvature(f, x, dev)
     for _ in range(5):
         free = ~(np.isfinite(lower) & (x <= lower + SINGULAR_TOL) & (grad > 0))
         try:
@@ -184,7 +187,7 @@ def fit_outer(prob: ClusterProblem, nagq: int, x0: np.ndarray, *,
             t /= 2
         if not improved:
             break
-        grad, H = hessian(f, x, f0=dev)
+        grad, H = curvature(f, x, dev)
     # The last evaluation must leave the warm-start modes at x (for ranef and predictions).
     dev = f(x)
     warnings_, converged = check_convergence(x, grad, H, lower, nt)
@@ -193,6 +196,26 @@ def fit_outer(prob: ClusterProblem, nagq: int, x0: np.ndarray, *,
     return OuterResult(x=x, deviance=dev, gradient=grad, hessian=H, n_evals=prob.n_evals,
                        n_iter=n_iter, message=str(res.message), converged=converged,
                        warnings=warnings_)
+
+
+def _curvature(prob: ClusterProblem, nagq: int) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+    """Gradient and Hessian at x: central differences of the exact gradient where there is
+    one (participants only), else of the deviance itself (lme4's deriv12)."""
+    if prob.nested:
+        return lambda f, x, f0: hessian(f, x, f0=f0)
+
+    def from_gradient(f: Callable[[np.ndarray], float], x: np.ndarray,
+                      f0: float) -> tuple[np.ndarray, np.ndarray]:
+        g0 = prob.deviance_and_gradient(x, nagq)[1]
+        H = np.empty((x.size, x.size))
+        for i in range(x.size):
+            e = np.zeros_like(x)
+            e[i] = _FD_STEP
+            H[:, i] = (prob.deviance_and_gradient(x + e, nagq)[1]
+                       - prob.deviance_and_gradient(x - e, nagq)[1]) / (2 * _FD_STEP)
+        return g0, (H + H.T) / 2
+
+    return from_gradient
 
 
 def check_convergence(x: np.ndarray, grad: np.ndarray, H: np.ndarray, lower: np.ndarray,

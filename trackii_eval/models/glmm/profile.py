@@ -31,7 +31,9 @@ __all__ = ["profile_confint"]
 
 
 def _restricted_min(f: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarray,
-                    i: int, value: float) -> float:
+                    i: int, value: float,
+                    fgrad: Callable[[np.ndarray], tuple[float, np.ndarray]] | None = None,
+                    ) -> float:
     """min over all coordinates but i (held at ``value``) of f, from x0."""
     free = np.arange(x0.size) != i
 
@@ -44,6 +46,9 @@ def _restricted_min(f: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.
     h = 1e-6
 
     def fg(z: np.ndarray) -> tuple[float, np.ndarray]:
+        if fgrad is not None:
+            val, gr = fgrad(full(z))
+            return val, gr[free]
         val = f(full(z))
         g = np.empty_like(z)
         for k in range(z.size):
@@ -91,6 +96,7 @@ def profile_confint(fit: GlmmFit, level: float,
     def f(x: np.ndarray) -> float:
         return prob.deviance(x, nagq)
 
+    fgrad = None if prob.nested else (lambda x: prob.deviance_and_gradient(x, nagq))
     d0 = f(xhat)
     zq = float(sps.norm.ppf(0.5 + level / 2))
     se = np.sqrt(np.clip(np.diag(np.asarray(fit.vcov_beta)), 0, None))
@@ -121,7 +127,7 @@ def profile_confint(fit: GlmmFit, level: float,
         step0 = se[k - nt] if k >= nt else max(0.3 * xhat[k], 0.1)
         ends = []
         for sign in (-1.0, 1.0):
-            ends.append(_one_end(f, xhat, lower, k, sign, step0 * zq, d0, zq))
+            ends.append(_one_end(f, xhat, lower, k, sign, step0 * zq, d0, zq, fgrad))
         lows.append(ends[0])
         highs.append(ends[1])
     f(xhat)  # leave the warm-start modes at the estimate
@@ -131,12 +137,13 @@ def profile_confint(fit: GlmmFit, level: float,
 
 def _one_end(f: Callable[[np.ndarray], float], xhat: np.ndarray, lower: np.ndarray, k: int,
              sign: float,
-             step: float, d0: float, zq: float) -> float:
+             step: float, d0: float, zq: float,
+             fgrad: Callable[[np.ndarray], tuple[float, np.ndarray]] | None = None) -> float:
     x0 = xhat.copy()
     lo_k = lower[k]
 
     def zeta(v: float) -> float:
-        d = _restricted_min(f, x0, lower, k, v)
+        d = _restricted_min(f, x0, lower, k, v, fgrad)
         return sign * np.sqrt(max(d - d0, 0.0))
 
     v_prev, z_prev = float(xhat[k]), 0.0
