@@ -152,3 +152,18 @@ def test_quadrature_matches_an_independent_quadrature(name: str) -> None:
     # and the Laplace approximation is measurably different (the check can fail)
     lap = -0.5 * prob.deviance(x, 1) + prob.const
     assert abs(lap - total) > 1e-3
+
+
+@pytest.mark.parametrize("name", ["sim_slopes_logit", "grouse_agq10", "sim_nested_poisson"])
+def test_exact_gradient_matches_finite_differences(name: str) -> None:
+    # random slopes (Laplace), quadrature, nested: the implicit-function gradient the
+    # optimiser uses equals central differences of the criterion, away from the optimum
+    fit, c = _fit(name)
+    prob = fit._backend.problem
+    x = np.r_[fit.theta, fit.beta] + 0.05
+    val, grad = prob.deviance_and_gradient(x, c["nAGQ"])
+    assert val == pytest.approx(prob.deviance(x, c["nAGQ"]), abs=1e-9)
+    h = 1e-5
+    fd = [(prob.deviance(x + e, c["nAGQ"]) - prob.deviance(x - e, c["nAGQ"])) / (2 * h)
+          for e in np.eye(x.size) * h]
+    np.testing.assert_allclose(grad, fd, atol=1e-5 * (1 + np.max(np.abs(fd))))

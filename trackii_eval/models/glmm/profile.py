@@ -96,7 +96,9 @@ def profile_confint(fit: GlmmFit, level: float,
     def f(x: np.ndarray) -> float:
         return prob.deviance(x, nagq)
 
-    fgrad = None if prob.nested else (lambda x: prob.deviance_and_gradient(x, nagq))
+    def fgrad(x: np.ndarray) -> tuple[float, np.ndarray]:
+        return prob.deviance_and_gradient(x, nagq)
+
     d0 = f(xhat)
     zq = float(sps.norm.ppf(0.5 + level / 2))
     se = np.sqrt(np.clip(np.diag(np.asarray(fit.vcov_beta)), 0, None))
