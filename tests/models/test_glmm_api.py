@@ -114,6 +114,8 @@ def test_refusals_say_what_to_do() -> None:
     crossed = d.assign(rater=np.tile([0, 1, 2, 3, 4], len(d) // 5 + 1)[: len(d)])
     with pytest.raises(UnsupportedModelError, match="crossed"):
         glmm("y ~ time + (1 | participant) + (1 | rater)", crossed)
+    with pytest.raises(ModelError, match="code a yes/no outcome as 1/0"):
+        glmm("y ~ time + (1 | participant)", d.assign(y=np.where(d["y"] == 1, "yes", "no")))
     with pytest.raises(ModelError, match="cbind"):
         glmm("cbind(y, 1 - y) ~ time + (1 | participant)", d, family="poisson")
 

@@ -177,6 +177,12 @@ def glmm(
     n_pre = int((~keep).sum())
     if n_pre:
         frame = frame.loc[keep]
+    resp_col = frame.get(parsed.response)
+    if resp_col is not None and not (pd.api.types.is_numeric_dtype(resp_col)
+                                     or pd.api.types.is_bool_dtype(resp_col)):
+        raise ModelError(
+            f"response {parsed.response!r} is not numeric (dtype {resp_col.dtype}); code a "
+            "yes/no outcome as 1/0 (or True/False) and a count as whole numbers")
     prep = prepare(parsed, frame)
     if prep.structure.kind != "native":
         raise UnsupportedModelError(
@@ -206,10 +212,9 @@ def glmm(
         y = np.round(y)
     else:
         m = ones
-    prior_w = ones
     if "weights" in extra and fam.name == "poisson":
+        # prior weights multiply each row's log-likelihood (glmer's weights= for poisson)
         m = frame.loc[rows, extra["weights"]].to_numpy(dtype=float)
-        prior_w = m
     if np.any(~np.isfinite(m)) or np.any(m < 0):
         raise ModelError("trials and weights must be finite and >= 0")
     fam.check(y, m if fam.name == "binomial" else ones, parsed.response)
@@ -231,16 +236,23 @@ def glmm(
     )
     beta0 = glm_start(prob.X, prob.y, prob.m, fam.name, prob.offset)
     x0 = np.r_[prob.start_theta(), beta0]
-    with np.errstate(over="ignore", under="ignore"):
-        res = fit_outer(prob, nagq, x0)
-    return _assemble(formula, fam, nagq, design, prep, prob, res, x_names, kept, dropped,
-                     n_pre, frame.loc[rows], prior_w)
+    try:
+        with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+            res = fit_outer(prob, nagq, x0)
+    except (np.linalg.LinAlgError, ValueError, FloatingPointError, OverflowError) as exc:
+        # numpy/scipy failures say nothing a user can act on: name the model and what to try
+        raise ModelError(
+            f"glmm {formula!r}: the fit failed numerically ({type(exc).__name__}: {exc}); "
+            "check for predictors on very different scales (rescale them), an outcome that "
+            "never or always occurs, or too few participants for the random effects"
+        ) from exc
+    return _assemble(formula, fam, nagq, design, prob, res, x_names, kept, dropped, n_pre,
+                     frame.loc[rows])
 
 
-def _assemble(formula: str, fam: Any, nagq: int, design: Design, prep: Any,
-              prob: ClusterProblem, res: Any, x_names: list[str], kept: list[int],
-              dropped: list[str], n_pre: int, rows: pd.DataFrame,
-              prior_w: np.ndarray) -> GlmmFit:
+def _assemble(formula: str, fam: Any, nagq: int, design: Design, prob: ClusterProblem,
+              res: Any, x_names: list[str], kept: list[int], dropped: list[str], n_pre: int,
+              rows: pd.DataFrame) -> GlmmFit:
     nt = prob.n_theta
     theta, beta = res.x[:nt], res.x[nt:]
     warn = list(res.warnings)
@@ -306,5 +318,4 @@ def _assemble(formula: str, fam: Any, nagq: int, design: Design, prep: Any,
         for w in fit.warnings:
             if w.startswith(("Model failed", "boundary", "Model is nearly")):
                 warnings.warn(f"glmm {formula!r}: {w}", ConvergenceWarning, stacklevel=3)
-    del prior_w
     return fit
