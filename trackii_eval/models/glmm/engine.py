@@ -68,10 +68,29 @@ def _reduce(a: np.ndarray, starts: np.ndarray) -> np.ndarray:
     return np.add.reduceat(a, starts, axis=0)
 
 
+def _inv(H: np.ndarray) -> np.ndarray:
+    # Batched inverse of (B, q, q) matrices; closed form for q <= 2 (intercept and slope),
+    # where LAPACK's per-matrix overhead dominates.
+    q = H.shape[-1]
+    if q == 1:
+        return 1.0 / H
+    if q == 2:
+        a, b, c, d = H[:, 0, 0], H[:, 0, 1], H[:, 1, 0], H[:, 1, 1]
+        det = a * d - b * c
+        out = np.empty_like(H)
+        out[:, 0, 0], out[:, 0, 1], out[:, 1, 0], out[:, 1, 1] = d, -b, -c, a
+        return out / det[:, None, None]
+    return np.linalg.inv(H)
+
+
 def _solve(H: np.ndarray, g: np.ndarray) -> np.ndarray:
     # Batched solve of (B, q, q) systems with (B, q) or (B, q, r) right-hand sides.
     if H.shape[-1] == 1:
         return g / (H[:, 0, :] if g.ndim == 2 else H[:, :1, :1])
+    if H.shape[-1] == 2:
+        Hi = _inv(H)
+        return (np.einsum("bij,bj->bi", Hi, g) if g.ndim == 2
+                else np.einsum("bij,bjr->bir", Hi, g))
     if g.ndim == 2:
         return np.linalg.solve(H, g[..., None])[..., 0]
     return np.linalg.solve(H, g)
@@ -81,6 +100,8 @@ def _logdet(H: np.ndarray) -> np.ndarray:
     # Log-determinants of a batch of symmetric positive definite (B, q, q) matrices.
     if H.shape[-1] == 1:
         return np.log(H[:, 0, 0])
+    if H.shape[-1] == 2:
+        return np.log(H[:, 0, 0] * H[:, 1, 1] - H[:, 0, 1] * H[:, 1, 0])
     return np.linalg.slogdet(H)[1]
 
 
@@ -339,7 +360,7 @@ class ClusterProblem:
         q, p = self.q, self.p
         eta = off + np.einsum("nq,nq->n", Zt, u[g])
         dw = fam.weight_derivative(eta, self.m)
-        Hinv = np.linalg.inv(H) if q > 1 else 1.0 / H
+        Hinv = _inv(H)
         HiZt = np.einsum("nab,nb->na", Hinv[g], Zt)  # H_c⁻¹ Zt_j
         lev = np.einsum("na,na->n", Zt, HiZt)  # Zt_j' H⁻¹ Zt_j
         # dû/dβ = -H⁻¹ Σ_j w_j Zt_j x_j'  (G, q, p); total dη/dβ per row
@@ -483,7 +504,7 @@ class ClusterProblem:
         X, Z, Zo = self.X, self.Z, self.Zo
         eta = off + np.einsum("nq,nq->n", Zt, u[g]) + np.einsum("nq,nq->n", Zot, v[dr])
         dw = self.family.weight_derivative(eta, self.m)
-        Ainv, Sinv = np.linalg.inv(A), np.linalg.inv(S)
+        Ainv, Sinv = _inv(A), _inv(S)
         AiB = Ainv @ B
         a = np.einsum("nab,nb->na", Ainv[g], Zt)
         c = np.einsum("nqo,nq->no", B[g], a) - Zot
