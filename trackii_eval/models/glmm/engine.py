@@ -411,11 +411,14 @@ class ClusterProblem:
         logint = np.log(sd) + top + np.log(tot)
         pi = ex / tot[:, None]  # (G, K) node weights of the posterior
         db = du[:, None, :] + z[None, :, None] * dsd[:, None, :]  # (G, K, P)
-        S = th * _reduce(rk * z0[:, None], rs)  # (G, K): Σ_j r_jk θ z_j
+        rz = _reduce(rk * z0[:, None], rs)  # (G, K): Σ_j r_jk z_j
+        S = th * rz
         dT = (S - nodes)[:, :, None] * db
-        dT[:, :, 1:] += _reduce(rk[:, :, None] * X[:, None, :], rs)
-        dT[:, :, 0] += nodes * _reduce(rk * z0[:, None], rs)
+        dT[:, :, 0] += nodes * rz
         dlog = dsd / sd[:, None] + np.einsum("gk,gkp->gp", pi, dT)
+        # the β part of Σ_k π_ck Σ_j r_jk x_j, summed over k first: no (n, K, p) array
+        rbar = np.einsum("nk,nk->n", pi[g], rk)
+        dlog[:, 1:] += _reduce(rbar[:, None] * X, rs)
         return float(-2.0 * np.sum(logint)), _Modes(u, None), -2.0 * dlog.sum(axis=0)
 
     @staticmethod
