@@ -166,3 +166,18 @@ def test_plan_fits_behaviour_outcomes_by_glmm_with_trajectories(demo_run) -> Non
     specs = {m.name: m for m in plan.models}
     assert specs["joint_activity_glmm"].family == "binomial"
     assert specs["cross_contacts_glmm"].family == "poisson"
+
+
+def test_offset_predictions_need_the_offset_column() -> None:
+    d = _panel()
+    d["log_months"] = np.log(np.where(np.arange(len(d)) % 2 == 0, 1.0, 3.0))
+    fit = glmm("count ~ time + (1 | participant)", d, family="poisson", offset="log_months")
+    assert fit.offset == "log_months"
+    new = pd.DataFrame({"time": [0.0, 0.0], "log_months": [0.0, np.log(3.0)]})
+    pred = fit.predict(new)
+    # a three-month window has three times the one-month rate
+    assert pred["estimate"].iloc[1] == pytest.approx(3 * pred["estimate"].iloc[0])
+    with pytest.raises(ModelError, match="offset column"):
+        fit.predict(new.drop(columns="log_months"))
+    back = GlmmFit.from_dict(fit.to_dict())
+    assert back.offset == "log_months"

@@ -11,6 +11,7 @@ Quadrature fits (nAGQ > 1) have no such difference and agree to 1e-4.
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -30,9 +31,14 @@ def _fit(name: str):
     c = CASES[name]
     data = pd.read_csv(FIX / c["file"], dtype={"herd": str, "brood": str, "location": str})
     kw = {"weights": "size"} if c["weighted"] else {}
+    formula = c["formula"]
+    found = re.search(r"\+\s*offset\((\w+)\)", formula)
+    if found:  # R's offset(col) term is glmm's offset= argument
+        kw["offset"] = found.group(1)
+        formula = formula.replace(found.group(0), "")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return glmm(c["formula"], data, family=c["family"], nAGQ=c["nAGQ"], **kw), c
+        return glmm(formula, data, family=c["family"], nAGQ=c["nAGQ"], **kw), c
 
 
 def _r_scale_loglik(fit, c) -> float:

@@ -70,6 +70,7 @@ def glmm(
     *,
     trials: str | None = None,
     weights: str | None = None,
+    offset: str | None = None,
 ) -> GlmmFit:
     """Fit a logistic or Poisson mixed model (lme4's ``glmer``).
 
@@ -97,6 +98,10 @@ def glmm(
         Column of prior weights. Binomial: the number of trials, the response being the
         proportion of successes (glmer's ``weights=`` convention); Poisson: each row's
         log-likelihood is multiplied by its weight.
+    offset : str, optional
+        Column added to the linear predictor with coefficient 1 (glmer's
+        ``offset(log(exposure))``): for counts over different exposures, give the log of the
+        exposure (e.g. log months) and the coefficients are log rate ratios per unit.
 
     Returns
     -------
@@ -162,7 +167,7 @@ def glmm(
         frame = frame.assign(**{_SUCC: succ, _TRIALS: succ + fail})
         extra["trials"] = _TRIALS
         parsed = dataclasses.replace(parsed, response=_SUCC)
-    for arg, name in (("trials", trials), ("weights", weights)):
+    for arg, name in (("trials", trials), ("weights", weights), ("offset", offset)):
         if name is None:
             continue
         if name not in frame.columns:
@@ -172,7 +177,10 @@ def glmm(
         raise ModelError("trials= is for the binomial family; use weights= for prior weights")
     # rows missing the trials or weights are dropped like rows missing a model variable
     keep = np.ones(len(frame), bool)
-    for col in extra.values():
+    for arg, col in extra.items():
+        if arg != "trials" or col != _TRIALS:
+            if not pd.api.types.is_numeric_dtype(frame[col]):
+                raise ModelError(f"{arg}={col!r} must be a numeric column")
         keep &= frame[col].notna().to_numpy()
     n_pre = int((~keep).sum())
     if n_pre:
@@ -228,8 +236,14 @@ def glmm(
             "(1 | participant), as glmer; use nAGQ = 1 (Laplace) for random slopes or nested "
             "factors"
         )
+    off = None
+    if "offset" in extra:
+        off = frame.loc[rows, extra["offset"]].to_numpy(dtype=float)
+        if not np.all(np.isfinite(off)):
+            raise ModelError(f"offset={extra['offset']!r} has non-finite values (the log of a "
+                             "zero exposure?); drop those rows or fix the exposure")
     prob = ClusterProblem(
-        fam, y, m, X, design.Z, design.group, design.theta_pos,
+        fam, y, m, X, design.Z, design.group, design.theta_pos, offset=off,
         Zo=design.Zo if nested else None,
         outer_of_group=design.outer_of_group if nested else None,
         theta_pos_outer=design.theta_pos_outer if nested else None,
@@ -247,12 +261,12 @@ def glmm(
             "never or always occurs, or too few participants for the random effects"
         ) from exc
     return _assemble(formula, fam, nagq, design, prob, res, x_names, kept, dropped, n_pre,
-                     frame.loc[rows])
+                     frame.loc[rows], offset or "")
 
 
 def _assemble(formula: str, fam: Any, nagq: int, design: Design, prob: ClusterProblem,
               res: Any, x_names: list[str], kept: list[int], dropped: list[str], n_pre: int,
-              rows: pd.DataFrame) -> GlmmFit:
+              rows: pd.DataFrame, offset: str) -> GlmmFit:
     nt = prob.n_theta
     theta, beta = res.x[:nt], res.x[nt:]
     warn = list(res.warnings)
@@ -307,7 +321,7 @@ def _assemble(formula: str, fam: Any, nagq: int, design: Design, prob: ClusterPr
         converged=bool(res.converged), singular=singular,
         varcomps=tuple(varcomps(design, prob, theta)), group_counts=tuple(groups),
         dropped_columns=tuple(dropped), _warnings=tuple(dict.fromkeys(warn)),
-        n_evals=int(res.n_evals), optimizer_message=res.message,
+        n_evals=int(res.n_evals), optimizer_message=res.message, offset=offset,
         gradient=tuple(float(v) for v in res.gradient), _backend=backend,
         fingerprint=data_fingerprint(rows.reset_index(drop=True)),
         versions=tuple(package_versions().items()),

@@ -147,6 +147,7 @@ class GlmmFit:
     n_evals: int = 0
     optimizer_message: str = ""
     gradient: tuple[float, ...] = ()
+    offset: str = ""
     _backend: Any = field(default=None, repr=False)
     fingerprint: str = ""
     versions: tuple[tuple[str, str], ...] = ()
@@ -352,9 +353,14 @@ class GlmmFit:
             raise ModelError(f"predict type must be 'response' or 'link', not {type!r}")
         X = self._backend.fixed_matrix(newdata)
         eta = X @ self.beta
+        if self.offset:
+            if self.offset not in newdata.columns:
+                raise ModelError(f"newdata needs the offset column {self.offset!r} (e.g. 0 "
+                                 "for the rate per unit of exposure)")
+            eta = eta + newdata[self.offset].to_numpy(dtype=float)
         se = np.sqrt(np.einsum("ri,ij,rj->r", X, self.vcov_beta, X))
         z = sps.norm.ppf(0.5 + level / 2)
-        lo, hi = eta - z * se, eta + z * se
+        lo, hi = eta - z * se, eta + z * se  # the offset is known: no variance
         if type == "response":
             inv = get_family(self.family).inverse_link
             eta, lo, hi = inv(eta), inv(lo), inv(hi)
@@ -475,7 +481,7 @@ class GlmmFit:
             "ngroups": self.ngroups, "dropped_columns": list(self.dropped_columns),
             "warnings": self.warnings, "n_evals": self.n_evals,
             "optimizer_message": self.optimizer_message,
-            "gradient": [json_number(v) for v in self.gradient],
+            "gradient": [json_number(v) for v in self.gradient], "offset": self.offset,
         }
         json.dumps(rec)  # fail here, not in a report, if anything is not serialisable
         return rec
@@ -504,6 +510,6 @@ class GlmmFit:
             dropped_columns=tuple(data["dropped_columns"]), _warnings=tuple(data["warnings"]),
             n_evals=int(data["n_evals"]), optimizer_message=data["optimizer_message"],
             gradient=tuple(as_float(v) for v in data["gradient"]),
-            fingerprint=data["record"]["data_fingerprint"],
+            offset=data.get("offset", ""), fingerprint=data["record"]["data_fingerprint"],
             versions=tuple(data["record"]["versions"].items()),
         )
