@@ -31,6 +31,8 @@ _EXPORTS = {
     "growth": ".models.growth",
     "lrt": ".models.growth",
     "compare_growth": ".models.growth",
+    "GlmmFit": ".models.glmm",
+    "glmm": ".models.glmm",
     "PanelFit": ".models.panel",
     "event_study": ".models.panel",
     "panel": ".models.panel_estimators",
@@ -47,6 +49,7 @@ _EXPORTS = {
 
 __all__ = [
     "AnalysisPlan",
+    "GlmmFit",
     "GrowthFit",
     "ModelSpec",
     "PanelFit",
@@ -59,6 +62,7 @@ __all__ = [
     "compare_growth",
     "default_plan",
     "event_study",
+    "glmm",
     "growth",
     "hausman",
     "load_context",
@@ -76,6 +80,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .analysis import AnalysisPlan, ModelSpec, default_plan, load_plan
     from .errors import TrackIIEvalError
     from .ingest.pseudonym import load_key, write_key
+    from .models.glmm import GlmmFit, glmm
     from .models.growth import GrowthFit, compare_growth, growth, lrt
     from .models.panel import PanelFit, event_study
     from .models.panel_estimators import hausman, panel

@@ -53,7 +53,7 @@ class ModelSpec(BaseModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_]+$")
     kind: Literal["growth", "event_study", "did", "durability", "reliable_change",
-                  "effect_sizes", "subgroups", "balance", "attrition", "growth_comparison"]
+                  "effect_sizes", "subgroups", "balance", "attrition", "growth_comparison", "glmm"]
     outcome: str
     formula: str | None = None
     reml: bool = True
@@ -62,6 +62,10 @@ class ModelSpec(BaseModel):
     # Named linear combinations of the model's terms to report (label -> term -> weight),
     # e.g. the dialogue-comparison gap in yearly change after the programme.
     contrasts: dict[str, dict[str, float]] = Field(default_factory=dict)
+    # kind glmm: the response family (binomial for yes/no, poisson for counts) and the
+    # quadrature points (1 = Laplace; more only for a single random intercept)
+    family: Literal["binomial", "poisson"] | None = None
+    nagq: int = Field(default=1, ge=1, le=100)
     model: str | None = None
     models: list[str] = Field(default_factory=list)
     by: list[str] = Field(default_factory=list)
@@ -75,7 +79,8 @@ class ModelSpec(BaseModel):
         uses = {"model": ("durability", "effect_sizes"), "models": ("growth_comparison",),
                 "by": ("reliable_change", "subgroups"),
                 "covariates": ("balance", "attrition", "did"),
-                "wave": ("subgroups", "attrition"), "formula": ("growth",)}
+                "wave": ("subgroups", "attrition"), "formula": ("growth", "glmm"),
+                "family": ("glmm",)}
         for option, kinds in uses.items():
             if getattr(self, option) not in (None, []) and self.kind not in kinds:
                 raise ValueError(f"model '{self.name}': {option} is not an option of kind "
@@ -174,6 +179,9 @@ def default_plan(config: StudyConfig, instrument: Instrument | None = None) -> A
         models.extend(_change_analyses(config, instrument, outcome))
     if instrument is not None:
         for name, construct in instrument.constructs.items():
+            family = glmm_family(instrument, name)
+            if family is not None and construct.asked_of is None:
+                models.append(glmm_spec(name, family, construct.label or name))
             if construct.kind == "behaviour" and construct.asked_of is None:
                 models.append(ModelSpec(
                     name=f"{name}_event_study", kind="event_study", outcome=name,
@@ -218,6 +226,38 @@ def _change_analyses(config: StudyConfig, instrument: Instrument | None,
                              models=[f"{outcome}_growth", f"{outcome}_durability"],
                              label=f"Which growth model of {outcome} the data support"))
     return out
+
+
+def glmm_family(instrument: Instrument, construct: str) -> str | None:
+    """The GLMM family of a behavioural outcome, or None when it is not yes/no or a count.
+
+    A raw-scored behaviour construct of one item is ``binomial`` when the item's scale runs
+    from 0 to 1 (yes/no) and ``poisson`` when its scale is named a count (``count``,
+    ``contacts_count`` ...) with minimum 0; anything else (amounts, tokens, sums of items) is
+    left to the linear models.
+    """
+    con = instrument.constructs[construct]
+    if con.kind != "behaviour" or con.scoring != "raw" or len(con.items) != 1:
+        return None
+    scale_name = con.items[0].scale
+    scale = instrument.scales[scale_name]
+    if scale.min == 0 and scale.max == 1:
+        return "binomial"
+    if scale.min == 0 and "count" in scale_name.lower():
+        return "poisson"
+    return None
+
+
+def glmm_spec(outcome: str, family: str, label: str) -> ModelSpec:
+    """The default GLMM of a yes/no or count outcome: piecewise growth on the link scale with
+    a random intercept per participant (the linear event study stays as a sensitivity model).
+    """
+    kind = "logistic" if family == "binomial" else "Poisson"
+    return ModelSpec(
+        name=f"{outcome}_glmm", kind="glmm", outcome=outcome, family=family,  # type: ignore[arg-type]
+        formula=f"{outcome} ~ (time + post_time) * arm + (1 | participant)",
+        label=f"Behaviour: {label} ({kind} mixed model, during and after the programme)",
+    )
 
 
 @dataclass
@@ -353,11 +393,23 @@ def dialogue_cohorts(data: pd.DataFrame, config: StudyConfig, what: str = "did")
     return cohort.where(treated, 0).astype(int)
 
 
+def _fit_glmm(spec: ModelSpec, data: pd.DataFrame) -> ModelResult:
+    from .models.glmm import glmm
+
+    if not spec.formula or spec.family is None:
+        raise ConfigError(f"model '{spec.name}': a glmm model needs a formula and a family "
+                          "(binomial for yes/no outcomes, poisson for counts)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # warnings are kept on the fit and reported
+        return glmm(spec.formula, data=data, family=spec.family, nAGQ=spec.nagq)
+
+
 # How each kind of plan model is fitted; everything after fitting reads the results protocol.
 FITTERS: dict[str, Callable[[ModelSpec, pd.DataFrame], ModelResult]] = {
     "growth": _fit_growth,
     "event_study": _fit_event_study,
     "did": _fit_did,
+    "glmm": _fit_glmm,
 }
 
 
@@ -444,7 +496,8 @@ def fit_plan(data: pd.DataFrame, ctx: StudyContext, plan: AnalysisPlan, *,
             rows = pd.concat([_contrast(fit, label, w) for label, w in spec.contrasts.items()])
             payload["contrasts"] = _json_rows(rows)
         if callable(getattr(fit, "predict", None)):
-            payload["trajectory"] = _trajectory(fit, ctx.config, data).to_dict(orient="records")
+            trajectory = TRAJECTORIES.get(spec.kind, _trajectory)
+            payload["trajectory"] = trajectory(fit, ctx.config, data).to_dict(orient="records")
         payloads[spec.name] = (spec.kind, payload)
     inputs = PlanInputs(config=ctx.config, instrument=ctx.instrument, reliability=reliability,
                         fits=results.fits, labels={m.name: m.label for m in plan.models})
@@ -490,3 +543,34 @@ def _trajectory(fit: Any, config: StudyConfig, data: pd.DataFrame) -> pd.DataFra
             "ci_low": np.asarray(pred["ci_low"]), "ci_high": np.asarray(pred["ci_high"]),
         }))
     return pd.concat(rows, ignore_index=True)
+
+
+def _wave_trajectory(fit: Any, config: StudyConfig, data: pd.DataFrame) -> pd.DataFrame:
+    """Predicted probabilities or rates per arm at each observed wave, with 95% intervals.
+
+    For a GLMM these are population-level predictions for a typical participant (random
+    effects at zero) on the response scale, the interval the link-scale Wald interval
+    transformed (so probabilities stay within 0 and 1).
+    """
+    waves = data.groupby("wave", observed=True)["time"].median().sort_index()
+    t_end = config.program_end_time
+    rows = []
+    for arm in data["arm"].cat.categories:
+        frame = pd.DataFrame({"wave": waves.index.to_numpy(), "time": waves.to_numpy()})
+        frame["post_time"] = (np.maximum(frame["time"] - t_end, 0.0) if t_end is not None
+                              else 0.0)
+        frame["arm"] = pd.Categorical([arm] * len(frame), categories=data["arm"].cat.categories)
+        frame["treated"] = int(arm != config.comparison_arm)
+        pred = fit.predict(frame, re=False)
+        rows.append(pd.DataFrame({
+            "arm": arm, "time": frame["time"].to_numpy(),
+            "estimate": np.asarray(pred["estimate"]), "ci_low": np.asarray(pred["ci_low"]),
+            "ci_high": np.asarray(pred["ci_high"]),
+        }))
+    return pd.concat(rows, ignore_index=True)
+
+
+# Plan kinds whose stored trajectory is not the default time grid of _trajectory.
+TRAJECTORIES: dict[str, Callable[[Any, StudyConfig, pd.DataFrame], pd.DataFrame]] = {
+    "glmm": _wave_trajectory,
+}

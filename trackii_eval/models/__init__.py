@@ -1,6 +1,8 @@
 """Models of change.
 
 ``models.growth``: mixed-effects growth models (own engine, exact as lme4);
+``models.glmm``: logistic and Poisson mixed models (Laplace and adaptive quadrature, as
+``lme4::glmer``);
 ``models.panel``: the event study against the comparison arm and the project's clustered-SE
 convention (linearmodels); ``models.panel_estimators``: within, random effects, first
 differences, between, pooled and the Hausman test; ``models.effects`` (effect sizes with CIs,
