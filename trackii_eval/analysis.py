@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -34,7 +34,7 @@ class ModelSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(pattern=r"^[A-Za-z0-9_]+$")
-    kind: Literal["growth", "event_study", "did"]
+    kind: Literal["growth", "event_study", "did", "clmm"]
     outcome: str
     formula: str | None = None
     reml: bool = True
@@ -43,6 +43,11 @@ class ModelSpec(BaseModel):
     # Named linear combinations of the model's terms to report (label -> term -> weight),
     # e.g. the dialogue-comparison gap in yearly change after the programme.
     contrasts: dict[str, dict[str, float]] = Field(default_factory=dict)
+    # kind clmm (item-level ordinal model of the outcome construct's items): link and
+    # quadrature points (1 = Laplace); items default to those on a scale of at most 11 points
+    link: Literal["logit", "probit"] = "logit"
+    nagq: int = Field(default=1, ge=1)
+    items: list[str] = Field(default_factory=list)
 
 
 class AnalysisPlan(BaseModel):
@@ -203,11 +208,77 @@ def _fit_did(spec: ModelSpec, data: pd.DataFrame) -> ModelResult:
                              cohort="cohort", control="notyet")
 
 
+def _fit_clmm(spec: ModelSpec, data: pd.DataFrame) -> ModelResult:
+    # `data` is the long item table item_responses() builds (fit_plan passes it for clmm).
+    from .models.clmm import clmm
+
+    if not spec.formula:
+        raise ConfigError(f"model '{spec.name}': a clmm model needs a formula, e.g. "
+                          "'response ~ item + time * arm + (1 | participant)'")
+    if "response" not in data.columns:
+        raise ModelError(f"model '{spec.name}' (kind clmm) needs the item responses; fit it "
+                         "with fit_plan(..., responses=store.active_responses())")
+    fit = clmm(spec.formula, data, link=spec.link, nAGQ=spec.nagq)
+    # predicted category probabilities per arm, wave and item (population-averaged), for
+    # the report's figures; fit_plan stores them beside the fit
+    grid = data.drop_duplicates(["arm", "wave", "item"])[
+        [c for c in ("arm", "wave", "time", "post_time", "treated", "item") if c in data]]
+    return replace(fit, plan_probabilities=fit.probabilities(
+        grid.sort_values(["item", "arm", "wave"]).reset_index(drop=True)))
+
+
+def item_responses(spec: ModelSpec, responses: pd.DataFrame, data: pd.DataFrame,
+                   ctx: StudyContext) -> pd.DataFrame:
+    """Long participant x wave x item table of one construct's ordinal items, keyed.
+
+    Reverse-keyed items are flipped (min + max - value) so that a higher category always means
+    the same direction as the scale score; answers with a missing code are left out. Rows are
+    those of the wide scores ``data`` (same participants and waves as the scale-score models),
+    whose covariates (``time``, ``post_time``, ``arm``, ``treated``) they carry.
+
+    Raises
+    ------
+    ModelError
+        The construct has no item on a scale of at most 11 points, or ``spec.items`` names an
+        item that is not one of its items.
+    """
+    construct = ctx.instrument.constructs.get(spec.outcome)
+    if construct is None:
+        raise ModelError(f"model '{spec.name}': outcome '{spec.outcome}' is not a construct "
+                         f"of the instrument")
+    scales = ctx.instrument.scales
+    ordinal = {it.id: it for it in construct.items
+               if scales[it.scale].max - scales[it.scale].min <= 10}
+    chosen = spec.items or list(ordinal)
+    bad = [i for i in chosen if i not in ordinal]
+    if bad or not chosen:
+        raise ModelError(
+            f"model '{spec.name}': {', '.join(bad) or 'no item'} is not an ordinal item of "
+            f"'{spec.outcome}' (ordinal items, scales of at most 11 points: "
+            f"{', '.join(ordinal) or 'none'})")
+    r = responses[(responses["construct"] == spec.outcome) & responses["item"].isin(chosen)
+                  & responses["missing_code"].isna() & responses["value"].notna()]
+    value = r["value"].astype(float)
+    lo = r["item"].map({i: scales[ordinal[i].scale].min for i in chosen}).astype(float)
+    hi = r["item"].map({i: scales[ordinal[i].scale].max for i in chosen}).astype(float)
+    rev = r["item"].map({i: bool(ordinal[i].reverse) for i in chosen}).astype(bool)
+    keyed = value.where(~rev, lo + hi - value)
+    long = pd.DataFrame({"participant": r["participant"].to_numpy(),
+                         "wave": r["wave"].to_numpy(), "item": r["item"].to_numpy(),
+                         "response": np.round(keyed.to_numpy()).astype(int)})
+    covariates = [c for c in ("participant", "wave", "time", "post_time", "arm", "treated",
+                              "dialogue") if c in data.columns]
+    long = long.merge(data[covariates], on=["participant", "wave"], how="inner")
+    long["item"] = pd.Categorical(long["item"], categories=chosen)
+    return long.sort_values(["participant", "wave", "item"]).reset_index(drop=True)
+
+
 # How each kind of plan model is fitted; everything after fitting reads the results protocol.
 FITTERS: dict[str, Callable[[ModelSpec, pd.DataFrame], ModelResult]] = {
     "growth": _fit_growth,
     "event_study": _fit_event_study,
     "did": _fit_did,
+    "clmm": _fit_clmm,
 }
 
 
@@ -224,7 +295,8 @@ def _contrast(fit: ModelResult, label: str, weights: dict[str, float]) -> pd.Dat
                       note=[f"not estimable: the fit has no term {', '.join(missing)}"])
 
 
-def fit_plan(data: pd.DataFrame, ctx: StudyContext, plan: AnalysisPlan) -> ModelResults:
+def fit_plan(data: pd.DataFrame, ctx: StudyContext, plan: AnalysisPlan,
+             responses: pd.DataFrame | None = None) -> ModelResults:
     """Fit every model of ``plan`` to the wide scores ``data``; nothing is stored.
 
     Parameters
@@ -236,6 +308,9 @@ def fit_plan(data: pd.DataFrame, ctx: StudyContext, plan: AnalysisPlan) -> Model
         The frozen study context (configuration and instrument).
     plan
         The models to fit.
+    responses
+        Long item responses (:meth:`trackii_eval.store.Store.active_responses`); needed only
+        by item-level models (kind ``clmm``).
 
     Returns
     -------
@@ -259,9 +334,15 @@ def fit_plan(data: pd.DataFrame, ctx: StudyContext, plan: AnalysisPlan) -> Model
                 f"model '{spec.name}': outcome '{spec.outcome}' is not a construct of the "
                 f"instrument (constructs: {', '.join(ctx.instrument.constructs)})"
             )
+        fit_data = data
+        if spec.kind == "clmm":
+            if responses is None:
+                raise ModelError(f"model '{spec.name}' (kind clmm) is fitted to the item "
+                                 "responses; pass responses=store.active_responses()")
+            fit_data = item_responses(spec, responses, data, ctx)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            fit = FITTERS[spec.kind](spec, data)
+            fit = FITTERS[spec.kind](spec, fit_data)
         # fits keep their own warnings; any other library warning becomes the project's
         # one-line note, stored with the result and printed by the CLI
         notes = [line for line in dict.fromkeys(
@@ -274,6 +355,8 @@ def fit_plan(data: pd.DataFrame, ctx: StudyContext, plan: AnalysisPlan) -> Model
         if spec.contrasts:
             rows = pd.concat([_contrast(fit, label, w) for label, w in spec.contrasts.items()])
             payload["contrasts"] = _json_rows(rows)
+        if getattr(fit, "plan_probabilities", None) is not None:
+            payload["probabilities"] = _json_rows(fit.plan_probabilities)  # type: ignore[attr-defined]
         if callable(getattr(fit, "predict", None)):
             payload["trajectory"] = _trajectory(fit, ctx.config, data).to_dict(orient="records")
         results.payloads[spec.name] = (spec.kind, payload)

@@ -160,7 +160,8 @@ def test_probit_marginal_probabilities_have_closed_form(fits: dict[str, ClmmFit]
     want = np.diff(np.column_stack([np.zeros(2), cum, np.ones(2)]), axis=1)
     got = probs.pivot(columns="category", values="probability", index="time").to_numpy()
     assert_allclose(got, want, atol=1e-9)
-    assert np.all((probs["ci_low"] < probs["probability"]) & (probs["probability"] < probs["ci_high"]))
+    inside = (probs["ci_low"] < probs["probability"]) & (probs["probability"] < probs["ci_high"])
+    assert inside.all()
     cond = fit.probabilities(new, marginal=False)
     assert_allclose(cond.groupby("time")["probability"].sum(), 1.0)
 

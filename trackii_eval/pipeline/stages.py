@@ -271,8 +271,11 @@ def model(store: Store, ctx: StudyContext) -> ModelResults:
         "plan_name": ctx.plan_name, "plan_hash": canonical_hash(plan.model_dump(mode="json")),
         "plan": plan.model_dump(mode="json"), "study": ctx.study_hash, "versions": versions(),
     }
+    # item-level models (kind clmm) are fitted to the responses, not the scores
+    responses = (store.active_responses() if any(m.kind == "clmm" for m in plan.models)
+                 else None)
     with threadpool_limits(limits=1, user_api="blas"):
-        results = fit_plan(scores_wide(scores, ctx.config), ctx, plan)
+        results = fit_plan(scores_wide(scores, ctx.config), ctx, plan, responses=responses)
     with store.transaction():
         store.replace_results(run_id, [(name, kind, payload)
                                        for name, (kind, payload) in results.payloads.items()])

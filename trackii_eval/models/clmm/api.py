@@ -14,6 +14,7 @@ Wiley, ch. 10.
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from dataclasses import dataclass
@@ -234,7 +235,7 @@ def _start(prob: Problem, n_lam: int) -> np.ndarray:
     return np.concatenate([[theta[0]], np.log(np.diff(theta)), np.zeros(prob.p), lam])
 
 
-def clmm(formula: str, data: pd.DataFrame, link: str = "logit", nAGQ: int = 1,  # noqa: N803
+def clmm(formula: str, data: pd.DataFrame, link: str = "logit", nAGQ: int = 1,
          *, level_names: bool = True) -> ClmmFit:
     """Fit a cumulative-link mixed model by maximum likelihood.
 
@@ -344,7 +345,7 @@ def clmm(formula: str, data: pd.DataFrame, link: str = "logit", nAGQ: int = 1,  
     g_final = obj.gradient(phi, free=free, central=True)[free]
     f = obj(phi)
     loglik = -f
-    theta, beta, Lam = obj.unpack(phi)
+    _, _, Lam = obj.unpack(phi)
     warn: list[str] = list(d.notes)
     if d.n_dropped:
         warn.append(f"{d.n_dropped} row(s) with a missing value in a model column left out")
@@ -397,7 +398,7 @@ def clmm(formula: str, data: pd.DataFrame, link: str = "logit", nAGQ: int = 1,  
                 comps.append(VarianceComponent(d.group_name, d.z_names[s], d.z_names[r],
                                                float(Sigma[r, s]), math.nan, corr))
     cats = [str(c) for c in d.categories]
-    thr_names = ([f"{a}|{b}" for a, b in zip(cats[:-1], cats[1:], strict=True)] if level_names
+    thr_names = ([f"{a}|{b}" for a, b in itertools.pairwise(cats)] if level_names
                  else [f"threshold{k + 1}" for k in range(K1)])
     lam_names = ([f"lambda[{r},{r}]" for r in range(q)]
                  + [f"lambda[{r},{s}]" for r, s in obj.tril])

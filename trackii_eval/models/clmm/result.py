@@ -96,6 +96,9 @@ class ClmmFit:
     fingerprint: str
     versions: tuple[tuple[str, str], ...]
     ranef: tuple[tuple[float, ...], ...] = field(default=(), repr=False)
+    # category probabilities per arm, wave and item made by the analysis plan (not serialised
+    # here: the plan stores them in its payload)
+    plan_probabilities: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
     # ----------------------------------------------------------------- accessors
     @property
@@ -125,7 +128,7 @@ class ClmmFit:
         return self.estimates[len(self.threshold_names):]
 
     @property
-    def Lambda(self) -> np.ndarray:  # noqa: N802 - the factor's usual name
+    def Lambda(self) -> np.ndarray:
         """Lower-triangular covariance factor L (Sigma = L L')."""
         q = len(self.z_names)
         L = np.diag(self.lam[:q]).astype(float)
@@ -137,7 +140,7 @@ class ClmmFit:
         return L
 
     @property
-    def Sigma(self) -> np.ndarray:  # noqa: N802
+    def Sigma(self) -> np.ndarray:
         """Random-effect covariance matrix (q x q)."""
         L = self.Lambda
         return L @ L.T
