@@ -98,6 +98,42 @@ class Problem:
     n_cat: int
     link: str
 
+    def __post_init__(self) -> None:
+        # Observations sorted by cluster allow one np.add.reduceat per sum (much faster than
+        # a bincount per column); unsorted data fall back to bincount.
+        g = np.asarray(self.group)
+        self.starts: np.ndarray | None = None
+        if len(g) and np.all(np.diff(g) >= 0) and g[0] == 0 and g[-1] == self.n_groups - 1 \
+                and len(np.unique(g)) == self.n_groups:
+            self.starts = np.flatnonzero(np.r_[True, np.diff(g) > 0])
+
+    def gsum(self, x: np.ndarray) -> np.ndarray:
+        """Sum an (n, ...) array within clusters -> (G, ...)."""
+        if self.starts is not None:
+            return np.add.reduceat(x, self.starts, axis=0)
+        n = x.shape[0]
+        flat = x.reshape(n, -1)
+        out = np.stack([np.bincount(self.group, weights=flat[:, j], minlength=self.n_groups)
+                        for j in range(flat.shape[1])], axis=1)
+        return out.reshape(self.n_groups, *x.shape[1:])
+
+    def threshold_beta_design(self, n_par: int) -> tuple[np.ndarray, np.ndarray]:
+        """d a / d psi and d c / d psi in the threshold and beta columns, (n, n_par) each
+        (computed once per problem; the covariance-factor columns are left 0)."""
+        cached = getattr(self, "_ab_design", None)
+        if cached is not None and cached[0].shape[1] == n_par:
+            return cached
+        n, K1, p = len(self.y), self.n_cat - 1, self.X.shape[1]
+        Ga = np.zeros((n, n_par))
+        Gc = np.zeros((n, n_par))
+        up, lo = self.y < K1, self.y >= 1
+        Ga[np.flatnonzero(up), self.y[up]] = 1.0
+        Gc[np.flatnonzero(lo), self.y[lo] - 1] = 1.0
+        Ga[:, K1:K1 + p] = -self.X
+        Gc[:, K1:K1 + p] = -self.X
+        self._ab_design = (Ga, Gc)
+        return Ga, Gc
+
     @property
     def q(self) -> int:
         """Random effects per cluster."""
@@ -136,6 +172,8 @@ def _obs_terms(prob: Problem, theta: np.ndarray, eta: np.ndarray, order: int):
 
 def _group_sum(prob: Problem, values: np.ndarray) -> np.ndarray:
     """Sum ``values`` (..., n) within clusters -> (..., G)."""
+    if prob.starts is not None:
+        return np.add.reduceat(values, prob.starts, axis=-1)
     if values.ndim == 1:
         return np.bincount(prob.group, weights=values, minlength=prob.n_groups)
     flat = values.reshape(-1, values.shape[-1])
@@ -289,3 +327,141 @@ def category_probs(link: str, theta: np.ndarray, eta: np.ndarray) -> np.ndarray:
     ext = np.concatenate(([-_BIG], theta, [_BIG]))
     cum = link_parts(link, ext[None, :] - eta[:, None])[0]
     return np.diff(cum, axis=1)
+
+
+def _obs_derivs(prob: Problem, theta: np.ndarray, eta: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-observation derivatives of log p(a, c) up to third order (for the gradient).
+
+    With ``a = theta_y - eta`` and ``c = theta_{y-1} - eta``: ``la, lc`` (first derivatives of
+    log p in a and c), ``D = la + lc`` (so d log p / d eta = -D), ``w = D^2 - N2`` (minus the
+    second derivative in eta), and the partial derivatives ``Da, Dc, wa, wc``.
+    """
+    ext = np.concatenate(([-_BIG], theta, [_BIG]))
+    a = ext[prob.y + 1] - eta
+    c = ext[prob.y] - eta
+    Fa, Sa, fa, dfa = link_parts(prob.link, a)
+    Fc, Sc, fc, dfc = link_parts(prob.link, c)
+    if prob.link == "logit":
+        ddfa = fa * (Sa - Fa) ** 2 - 2 * fa * fa
+        ddfc = fc * (Sc - Fc) ** 2 - 2 * fc * fc
+    else:
+        ddfa = (a * a - 1) * fa
+        ddfc = (c * c - 1) * fc
+    p = np.where(c > 0, Sc - Sa, Fa - Fc)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logp = np.log(p)
+        la, lc = fa / p, -fc / p
+        D = la + lc
+        N2 = (dfa - dfc) / p
+        Da = (dfa - D * fa) / p
+        Dc = (-dfc + D * fc) / p
+        N2a = (ddfa - N2 * fa) / p
+        N2c = (-ddfc + N2 * fc) / p
+    return {"logp": logp, "la": la, "lc": lc, "D": D, "w": D * D - N2, "Da": Da, "Dc": Dc,
+            "wa": 2 * D * Da - N2a, "wc": 2 * D * Dc - N2c}
+
+
+def loglik_and_gradient(prob: Problem, theta: np.ndarray, beta: np.ndarray, Lam: np.ndarray,
+                        n_agq: int = 1, u0: np.ndarray | None = None
+                        ) -> tuple[float, np.ndarray, Modes]:
+    """Laplace/AGQ log-likelihood and its exact gradient in (theta, beta, Lambda entries).
+
+    The conditional modes depend on the parameters; their derivative follows from the implicit
+    function theorem, ``du/dpsi = H^{-1} d grad_u / dpsi``, and enters through the curvature
+    (Laplace: ``-1/2 tr(H^{-1} dH/dpsi)``) and, for quadrature, through the moving nodes
+    ``u_hat + sqrt(2) C t`` (``dC`` from the derivative of the Cholesky factor, Murray 2016).
+
+    Returns
+    -------
+    loglik : float
+    gradient : ndarray, shape (K-1 + p + q(q+1)/2,)
+        Order: thresholds, fixed effects, the diagonal of Lambda, then its lower triangle by
+        rows (the order of ``clmm``'s optimiser parameters).
+    modes : Modes
+
+    References
+    ----------
+    Murray, I. (2016). Differentiation of the Cholesky decomposition. arXiv:1602.07527.
+    """
+    q = prob.q
+    K1, p = prob.n_cat - 1, prob.p
+    lam_pos = [(r, r) for r in range(q)] + [(r, s) for r in range(q) for s in range(r)]
+    P = K1 + p + len(lam_pos)
+    modes = conditional_modes(prob, theta, beta, Lam, u0=u0)
+    u, H, R = modes.u, modes.H, modes.chol
+    grp = prob.group
+    V = prob.Z @ Lam                                    # (n, q): v_k = Lambda' z_k
+    uk = u[grp]                                         # (n, q)
+    eta = prob.X @ beta + np.einsum("nq,nq->n", V, uk)
+    d = _obs_derivs(prob, theta, eta)
+    # partial derivatives of a and c at fixed u, (n, P): constant in theta and beta columns
+    Ga0, Gc0 = prob.threshold_beta_design(P)
+    Ga = Ga0.copy()
+    for i, (r, s) in enumerate(lam_pos):
+        Ga[:, K1 + p + i] = -prob.Z[:, r] * uk[:, s]
+    Gc = Gc0.copy()
+    Gc[:, K1 + p:] = Ga[:, K1 + p:]
+
+    gsum = prob.gsum
+
+    # d grad_u / dpsi at fixed u, (G, q, P)
+    dDk = d["Da"][:, None] * Ga + d["Dc"][:, None] * Gc          # (n, P)
+    contrib = -V[:, :, None] * dDk[:, None, :]                    # (n, q, P)
+    for i, (r, s) in enumerate(lam_pos):
+        contrib[:, s, K1 + p + i] -= d["D"] * prob.Z[:, r]
+    dg = gsum(contrib)
+    du = np.linalg.solve(H, dg)                                   # (G, q, P)
+    vdu = (V[:, :, None] * du[grp]).sum(axis=1)
+    da = Ga - vdu
+    dc = Gc - vdu
+    wprime = d["wa"][:, None] * da + d["wc"][:, None] * dc        # (n, P)
+    # dH/dpsi per cluster, (G, q, q, P)
+    dHk = wprime[:, None, None, :] * (V[:, :, None] * V[:, None, :])[..., None]
+    for i, (r, s) in enumerate(lam_pos):
+        # w (dv v' + v dv'), dv = z_r e_s
+        t = d["w"] * prob.Z[:, r]
+        dHk[:, s, :, K1 + p + i] += t[:, None] * V
+        dHk[:, :, s, K1 + p + i] += t[:, None] * V
+    dH = gsum(dHk)
+    Hinv = np.linalg.inv(H)
+    trace = np.einsum("gij,gjip->gp", Hinv, dH)                   # tr(H^-1 dH), (G, P)
+    logdet = 2.0 * np.sum(np.log(np.diagonal(R, axis1=1, axis2=2)), axis=1)
+    if n_agq <= 1:
+        env = gsum(d["la"][:, None] * Ga + d["lc"][:, None] * Gc)  # (G, P)
+        ll = float(np.sum(modes.h - 0.5 * logdet))
+        return ll, (env - 0.5 * trace).sum(axis=0), modes
+    nodes, logw = _gh_grid(n_agq, q)                              # (M, q)
+    M = len(logw)
+    Rinv = np.linalg.inv(R)
+    C = np.transpose(Rinv, (0, 2, 1))
+    # dR = R Phi(R^-1 dH R^-T); dC = -C dR' C
+    X_ = np.einsum("gij,gjkp,glk->gilp", Rinv, dH, Rinv)
+    tril = np.tril(np.ones((q, q)))
+    tril[np.diag_indices(q)] = 0.5
+    dR = np.einsum("gij,gjkp->gikp", R, X_ * tril[None, :, :, None])
+    dC = -np.einsum("gij,gkjp,gkl->gilp", C, dR, C)
+    s2 = math.sqrt(2.0)
+    U = u[None] + s2 * np.einsum("gij,mj->mgi", C, nodes)          # (M, G, q)
+    dU = du[None] + s2 * np.einsum("gijp,mj->mgip", dC, nodes)     # (M, G, q, P)
+    Uk = U[:, grp, :]                                               # (M, n, q)
+    eta_m = (prob.X @ beta)[None] + np.einsum("nq,mnq->mn", V, Uk)
+    ll_total = 0.0
+    dm = _obs_derivs(prob, theta, eta_m)
+    h = _group_sum(prob, dm["logp"])
+    h -= 0.5 * np.einsum("mgq,mgq->mg", U, U)
+    terms = h + logw[:, None] + np.sum(nodes * nodes, axis=1)[:, None]
+    lse = special.logsumexp(terms, axis=0)
+    pi = np.exp(terms - lse[None])                                  # (M, G)
+    ll_total = float(np.sum(lse - 0.5 * logdet - 0.5 * q * math.log(math.pi)))
+    grad = -0.5 * trace.sum(axis=0)
+    for m in range(M):
+        Gam = Ga.copy()
+        for i, (r, s) in enumerate(lam_pos):
+            Gam[:, K1 + p + i] = -prob.Z[:, r] * Uk[m, :, s]
+        Gcm = Gam.copy()
+        Gcm[:, :K1] = Gc[:, :K1]
+        dh_dpsi = gsum(dm["la"][m][:, None] * Gam + dm["lc"][m][:, None] * Gcm)   # (G, P)
+        grad_u = gsum(-dm["D"][m][:, None] * V) - U[m]                          # (G, q)
+        total = dh_dpsi + np.einsum("gq,gqp->gp", grad_u, dU[m])
+        grad += np.einsum("g,gp->p", pi[m], total)
+    return ll_total, grad, modes

@@ -27,7 +27,7 @@ from scipy import optimize
 from scipy import stats as sps
 
 from trackii_eval.errors import ModelError, UnsupportedModelError
-from trackii_eval.models.clmm._engine import Problem, marginal_loglik
+from trackii_eval.models.clmm._engine import Problem, loglik_and_gradient
 from trackii_eval.models.clmm.result import ClmmFit, VarianceComponent
 from trackii_eval.models.growth.formula import parse_formula
 from trackii_eval.models.results import data_fingerprint, package_versions
@@ -124,6 +124,9 @@ def _design(formula: str, data: pd.DataFrame) -> _Design:
     z_names = list(rand.columns)
     Z = np.asarray(rand, dtype=float).reshape(len(used), len(z_names))
     group, uniques = pd.factorize(used[group_name], sort=True)
+    # observations sorted by cluster (stable): the engine then sums within clusters in one pass
+    order = np.argsort(group, kind="stable")
+    used, codes, X, Z, group = used.iloc[order], codes[order], X[order], Z[order], group[order]
     return _Design(y=codes, X=X, Z=Z, group=group.astype(np.int64), n_groups=len(uniques),
                    categories=categories, x_names=x_names, z_names=z_names,
                    group_name=group_name, n_dropped=n_dropped, used=used, notes=notes)
@@ -170,58 +173,43 @@ class _Objective:
         return J
 
     def __call__(self, phi: np.ndarray) -> float:
+        return self.value_and_grad(phi)[0]
+
+    def value_and_grad(self, phi: np.ndarray) -> tuple[float, np.ndarray]:
+        """Negative log-likelihood and its exact gradient in ``phi`` (inf, 0 if infeasible)."""
         self.n_evals += 1
         theta, beta, Lam = self.unpack(phi)
         if not (np.all(np.isfinite(theta)) and np.all(np.diff(theta) > 0)):
-            return math.inf
-        ll, modes = marginal_loglik(self.prob, theta, beta, Lam, self.n_agq, u0=self.u)
-        if not np.isfinite(ll):
-            return math.inf
+            return math.inf, np.zeros(len(phi))
+        with np.errstate(all="ignore"):
+            ll, grad_nat, modes = loglik_and_gradient(self.prob, theta, beta, Lam, self.n_agq,
+                                                      u0=self.u)
+        if not (np.isfinite(ll) and np.all(np.isfinite(grad_nat))):
+            return math.inf, np.zeros(len(phi))
         self.inner_ok = self.inner_ok and modes.converged
         self.u = modes.u
-        return -ll
+        # chain rule through the threshold increments: d nat / d phi = J
+        return -ll, -(self.jacobian(phi).T @ grad_nat)
 
-    def gradient(self, phi: np.ndarray, f0: float | None = None,
-                 free: np.ndarray | None = None, central: bool = False) -> np.ndarray:
-        f0 = self(phi) if f0 is None else f0
-        g = np.zeros(len(phi))
-        idx = np.arange(len(phi)) if free is None else np.flatnonzero(free)
-        u_keep = self.u
-        for i in idx:
-            h = 1e-6 * max(1.0, abs(phi[i]))
-            e = np.zeros(len(phi))
-            e[i] = h
-            if central:
-                g[i] = (self(phi + e) - self(phi - e)) / (2 * h)
-            else:
-                g[i] = (self(phi + e) - f0) / h
-            self.u = u_keep
-        return g
+    def gradient(self, phi: np.ndarray, free: np.ndarray) -> np.ndarray:
+        """Gradient of the negative log-likelihood on the free parameters."""
+        return self.value_and_grad(phi)[1][free]
 
     def hessian(self, phi: np.ndarray, free: np.ndarray) -> np.ndarray:
+        """Hessian on the free parameters: central differences of the exact gradient."""
         idx = np.flatnonzero(free)
-        m = len(idx)
-        H = np.zeros((m, m))
-        f0 = self(phi)
         u_keep = self.u
-        hs = [1e-4 * max(1.0, abs(phi[i])) for i in idx]
-
-        def at(steps: dict[int, float]) -> float:
-            x = phi.copy()
-            for i, s in steps.items():
-                x[i] += s
-            val = self(x)
+        H = np.zeros((len(idx), len(idx)))
+        for a, i in enumerate(idx):
+            h = 1e-5 * max(1.0, abs(phi[i]))
+            e = np.zeros(len(phi))
+            e[i] = h
+            gp = self.gradient(phi + e, free)
             self.u = u_keep
-            return val
-
-        for a in range(m):
-            i, hi = idx[a], hs[a]
-            H[a, a] = (at({i: hi}) - 2 * f0 + at({i: -hi})) / hi ** 2
-            for b in range(a):
-                j, hj = idx[b], hs[b]
-                H[a, b] = H[b, a] = (at({i: hi, j: hj}) - at({i: hi, j: -hj})
-                                     - at({i: -hi, j: hj}) + at({i: -hi, j: -hj})) / (4 * hi * hj)
-        return H
+            gm = self.gradient(phi - e, free)
+            self.u = u_keep
+            H[a] = (gp - gm) / (2 * h)
+        return 0.5 * (H + H.T)
 
 
 def _start(prob: Problem, n_lam: int) -> np.ndarray:
@@ -296,10 +284,8 @@ def clmm(formula: str, data: pd.DataFrame, link: str = "logit", nAGQ: int = 1,
     bounds = [(None, None)] * (K1 + p) + [(0.0, None)] * q + [(None, None)] * (n_lam - q)
 
     def fun_grad(phi: np.ndarray) -> tuple[float, np.ndarray]:
-        f0 = obj(phi)
-        if not np.isfinite(f0):
-            return 1e300, np.zeros(n_par)
-        return f0, obj.gradient(phi, f0)
+        f0, g0 = obj.value_and_grad(phi)
+        return (f0, g0) if np.isfinite(f0) else (1e300, g0)
 
     phi0 = _start(prob, n_lam)
     with warnings.catch_warnings():
@@ -327,7 +313,7 @@ def clmm(formula: str, data: pd.DataFrame, link: str = "logit", nAGQ: int = 1,
     f = obj(phi)
     H = obj.hessian(phi, free)
     for _ in range(4):
-        g = obj.gradient(phi, free=free, central=True)[free]
+        g = obj.gradient(phi, free)
         if np.max(np.abs(g)) < 1e-6:
             break
         try:
@@ -342,8 +328,8 @@ def clmm(formula: str, data: pd.DataFrame, link: str = "logit", nAGQ: int = 1,
         if not f_trial <= f:
             break
         phi, f = trial, f_trial
-    g_final = obj.gradient(phi, free=free, central=True)[free]
-    f = obj(phi)
+    f, g_all = obj.value_and_grad(phi)
+    g_final = g_all[free]
     loglik = -f
     _, _, Lam = obj.unpack(phi)
     warn: list[str] = list(d.notes)

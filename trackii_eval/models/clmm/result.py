@@ -162,12 +162,13 @@ class ClmmFit:
         """How the model was fitted and on what."""
         return FitRecord(
             estimator=f"cumulative {self.link} mixed model (ML, {self.method})",
-            engine="trackii", optimizer="L-BFGS-B + Newton polish (numerical derivatives)",
+            engine="trackii", optimizer="L-BFGS-B + Newton polish (exact gradient)",
             tolerances={"gradient": 1e-3, "boundary": 1e-4}, n_evals=int(self.n_evals),
             converged=bool(self.converged), warnings=tuple(self._warnings),
             versions=dict(self.versions), data_fingerprint=self.fingerprint,
             n_obs=int(self.nobs), n_groups={self.group_name: int(self.n_groups)},
-            vcov="inverse observed information (numerical Hessian); normal approximation",
+            vcov=("inverse observed information (Hessian: central differences of the exact "
+                  "gradient); normal approximation"),
         )
 
     def tidy(self, level: float = 0.95) -> pd.DataFrame:
