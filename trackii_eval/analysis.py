@@ -256,6 +256,12 @@ def item_responses(spec: ModelSpec, responses: pd.DataFrame, data: pd.DataFrame,
             f"model '{spec.name}': {', '.join(bad) or 'no item'} is not an ordinal item of "
             f"'{spec.outcome}' (ordinal items, scales of at most 11 points: "
             f"{', '.join(ordinal) or 'none'})")
+    used_scales = sorted({ordinal[i].scale for i in chosen})
+    if len(used_scales) > 1:
+        raise ModelError(
+            f"model '{spec.name}': the items are on different scales ({', '.join(used_scales)}); "
+            "one ordinal model shares its thresholds across items, so list items of one scale "
+            "under 'items:'")
     r = responses[(responses["construct"] == spec.outcome) & responses["item"].isin(chosen)
                   & responses["missing_code"].isna() & responses["value"].notna()]
     value = r["value"].astype(float)
