@@ -78,11 +78,11 @@ def test_item_responses_are_keyed_and_refused_without_responses(scored, ctx) -> 
 
 def test_reverse_keyed_items_are_flipped(demo_run) -> None:
     study = demo_run[0]
-    ctx = study.context
-    wide = scores_wide(current_scores(study._store, ctx), ctx.config)
+    context = study.context
+    wide = scores_wide(current_scores(study._store, context), context.config)
     responses = study._store.active_responses()
     spec = ModelSpec(name="x", kind="clmm", outcome="perceptions", formula="response ~ item")
-    long = item_responses(spec, responses, wide, ctx).set_index(["participant", "wave", "item"])
+    long = item_responses(spec, responses, wide, context).set_index(["participant", "wave", "item"])
     raw = responses[responses["missing_code"].isna()].set_index(["participant", "wave", "item"])
     for item, reverse in (("threat_1", True), ("trust_other_1", False)):
         got = long.xs(item, level="item")["response"]
