@@ -1,6 +1,8 @@
 """Models of change.
 
 ``models.growth``: mixed-effects growth models (own engine, exact as lme4);
+``models.clmm``: cumulative-link mixed models for ordinal items (as ordinal::clmm; Laplace and
+adaptive quadrature, also for random slopes);
 ``models.panel``: the event study against the comparison arm and the project's clustered-SE
 convention (linearmodels); ``models.panel_estimators``: within, random effects, first
 differences, between, pooled and the Hausman test; ``models.effects`` (effect sizes with CIs,

@@ -241,7 +241,7 @@ def conditional_modes(prob: Problem, theta: np.ndarray, beta: np.ndarray, Lam: n
             H[:, r, s] = v
             H[:, s, r] = v
         H += eye
-        step = np.linalg.solve(H, grad[..., None])[..., 0]
+        step = grad / H[:, :, 0] if q == 1 else np.linalg.solve(H, grad[..., None])[..., 0]
         # Step halving per cluster (rarely needed: h_i is strictly concave).
         factor = np.ones(G)
         for _ in range(30):
@@ -427,11 +427,10 @@ def loglik_and_gradient(prob: Problem, theta: np.ndarray, beta: np.ndarray, Lam:
     trace = np.einsum("gij,gjip->gp", Hinv, dH)                   # tr(H^-1 dH), (G, P)
     logdet = 2.0 * np.sum(np.log(np.diagonal(R, axis1=1, axis2=2)), axis=1)
     if n_agq <= 1:
-        env = gsum(d["la"][:, None] * Ga + d["lc"][:, None] * Gc)  # (G, P)
+        env = (d["la"][:, None] * Ga + d["lc"][:, None] * Gc).sum(axis=0)
         ll = float(np.sum(modes.h - 0.5 * logdet))
-        return ll, (env - 0.5 * trace).sum(axis=0), modes
+        return ll, env - 0.5 * trace.sum(axis=0), modes
     nodes, logw = _gh_grid(n_agq, q)                              # (M, q)
-    M = len(logw)
     Rinv = np.linalg.inv(R)
     C = np.transpose(Rinv, (0, 2, 1))
     # dR = R Phi(R^-1 dH R^-T); dC = -C dR' C
@@ -442,7 +441,6 @@ def loglik_and_gradient(prob: Problem, theta: np.ndarray, beta: np.ndarray, Lam:
     dC = -np.einsum("gij,gkjp,gkl->gilp", C, dR, C)
     s2 = math.sqrt(2.0)
     U = u[None] + s2 * np.einsum("gij,mj->mgi", C, nodes)          # (M, G, q)
-    dU = du[None] + s2 * np.einsum("gijp,mj->mgip", dC, nodes)     # (M, G, q, P)
     Uk = U[:, grp, :]                                               # (M, n, q)
     eta_m = (prob.X @ beta)[None] + np.einsum("nq,mnq->mn", V, Uk)
     ll_total = 0.0
@@ -453,15 +451,19 @@ def loglik_and_gradient(prob: Problem, theta: np.ndarray, beta: np.ndarray, Lam:
     lse = special.logsumexp(terms, axis=0)
     pi = np.exp(terms - lse[None])                                  # (M, G)
     ll_total = float(np.sum(lse - 0.5 * logdet - 0.5 * q * math.log(math.pi)))
-    grad = -0.5 * trace.sum(axis=0)
-    for m in range(M):
-        Gam = Ga.copy()
-        for i, (r, s) in enumerate(lam_pos):
-            Gam[:, K1 + p + i] = -prob.Z[:, r] * Uk[m, :, s]
-        Gcm = Gam.copy()
-        Gcm[:, :K1] = Gc[:, :K1]
-        dh_dpsi = gsum(dm["la"][m][:, None] * Gam + dm["lc"][m][:, None] * Gcm)   # (G, P)
-        grad_u = gsum(-dm["D"][m][:, None] * V) - U[m]                          # (G, q)
-        total = dh_dpsi + np.einsum("gq,gqp->gp", grad_u, dU[m])
-        grad += np.einsum("g,gp->p", pi[m], total)
+    # d/dpsi of log sum_m exp(terms_m) = sum_m pi_m [dh/dpsi(u_m) + grad_u h(u_m)' du_m/dpsi];
+    # the sums over nodes are taken per observation first, so that only (n, P) arrays remain.
+    pik = pi[:, grp]                                                # (M, n)
+    LA = np.sum(pik * dm["la"], axis=0)                             # (n,)
+    LC = np.sum(pik * dm["lc"], axis=0)
+    dh = LA[:, None] * Ga0 + LC[:, None] * Gc0                      # theta, beta columns
+    LD = pik * (dm["la"] + dm["lc"])                                # (M, n)
+    for i, (r, s_) in enumerate(lam_pos):
+        dh[:, K1 + p + i] = -prob.Z[:, r] * np.sum(LD * Uk[:, :, s_], axis=0)
+    grad_u = np.stack([_group_sum(prob, -dm["D"] * V[None, :, j]) for j in range(q)],
+                      axis=-1) - U                                  # (M, G, q)
+    pg = np.einsum("mg,mgi->gi", pi, grad_u)                        # (G, q)
+    A = np.einsum("mg,mgi,mj->gij", pi, grad_u, nodes)              # (G, q, q)
+    grad = (-0.5 * trace.sum(axis=0) + dh.sum(axis=0)
+            + np.einsum("gi,gip->p", pg, du) + s2 * np.einsum("gij,gijp->p", A, dC))
     return ll_total, grad, modes
