@@ -235,3 +235,22 @@ def test_exact_gradient_matches_differences(case: str, n_agq: int) -> None:
            - marginal_loglik(prob, *unpack(vec - h * e), n_agq=n_agq)[0]) / (2 * h)
           for e in np.eye(len(vec))]
     assert_allclose(grad, fd, atol=1e-5, rtol=1e-6)
+
+
+def test_quadrature_leaves_the_laplace_boundary(fits: dict[str, ClmmFit]) -> None:
+    # Laplace (ours and clmm's: see the fixture) puts the intercept-slope correlation at +1;
+    # the quadrature likelihood, which converges as points are added, has an interior optimum.
+    lap = fits["laplace_boundary"]
+    assert lap.boundary and "nAGQ > 1" in " ".join(lap.warnings)
+    data = _data("laplace_boundary.csv")
+    f = "rating ~ time + (time | participant)"
+    agq7, agq15 = clmm(f, data, nAGQ=7), clmm(f, data, nAGQ=15)
+    corr7 = agq7.random.dropna(subset=["corr"])["corr"].iloc[0]
+    corr15 = agq15.random.dropna(subset=["corr"])["corr"].iloc[0]
+    assert not agq7.boundary and not agq15.boundary
+    assert 0.0 < corr7 < 0.8 and corr15 == pytest.approx(corr7, abs=0.02)
+    assert agq15.loglik == pytest.approx(agq7.loglik, abs=5e-3)
+    assert "7^2 = 49 product nodes" in agq7.method and agq7.converged
+    prob = _problem(f, data)
+    at_boundary, _ = marginal_loglik(prob, lap.thresholds, lap.beta, lap.Lambda, n_agq=15)
+    assert agq15.loglik > at_boundary + 0.5
