@@ -254,3 +254,13 @@ def test_quadrature_leaves_the_laplace_boundary(fits: dict[str, ClmmFit]) -> Non
     prob = _problem(f, data)
     at_boundary, _ = marginal_loglik(prob, lap.thresholds, lap.beta, lap.Lambda, n_agq=15)
     assert agq15.loglik > at_boundary + 0.2
+
+
+def test_transformed_terms_and_missing_covariates() -> None:
+    data = _data("rare.csv")
+    data.loc[3, "time"] = np.nan
+    fit = clmm("rating ~ I(time ** 2) + C(arm) + (1 | participant)", data)
+    assert fit.nobs == len(data) - 1
+    assert fit.fixed_names == ("I(time ** 2)", "C(arm)[T.dialogue]")
+    with pytest.raises(ModelError, match="not in the data"):
+        clmm("rating ~ dose + (1 | participant)", data)

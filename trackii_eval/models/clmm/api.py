@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from formulaic import model_matrix
+from formulaic import Formula, model_matrix
 from scipy import optimize
 from scipy import stats as sps
 
@@ -56,8 +56,16 @@ class _Design:
 
 
 def _columns_of(expr: str, data: pd.DataFrame) -> list[str]:
-    return [c for c in data.columns if isinstance(c, str) and c in expr.replace("(", " ")
-            .replace(")", " ").replace("*", " ").replace(":", " ").replace("+", " ").split()]
+    # the data columns a formulaic right-hand side reads (formulaic's own parse)
+    try:
+        names = Formula(expr).required_variables
+    except Exception as exc:  # formulaic raises many kinds of parse errors
+        raise ModelError(f"cannot read the formula part {expr!r}: {exc}") from exc
+    missing = sorted(n for n in names if n not in data.columns)
+    if missing:
+        raise ModelError(f"formula part {expr!r}: column(s) {', '.join(missing)} not in the "
+                         f"data (columns: {', '.join(map(str, data.columns))})")
+    return sorted(names)
 
 
 def _design(formula: str, data: pd.DataFrame) -> _Design:
