@@ -329,7 +329,8 @@ def category_probs(link: str, theta: np.ndarray, eta: np.ndarray) -> np.ndarray:
     return np.diff(cum, axis=1)
 
 
-def _obs_derivs(prob: Problem, theta: np.ndarray, eta: np.ndarray) -> dict[str, np.ndarray]:
+def _obs_derivs(prob: Problem, theta: np.ndarray, eta: np.ndarray,
+                first_only: bool = False) -> dict[str, np.ndarray]:
     """Per-observation derivatives of log p(a, c) up to third order (for the gradient).
 
     With ``a = theta_y - eta`` and ``c = theta_{y-1} - eta``: ``la, lc`` (first derivatives of
@@ -341,6 +342,11 @@ def _obs_derivs(prob: Problem, theta: np.ndarray, eta: np.ndarray) -> dict[str, 
     c = ext[prob.y] - eta
     Fa, Sa, fa, dfa = link_parts(prob.link, a)
     Fc, Sc, fc, dfc = link_parts(prob.link, c)
+    if first_only:  # at quadrature nodes only log p and its first derivatives are needed
+        p = np.where(c > 0, Sc - Sa, Fa - Fc)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            la, lc = fa / p, -fc / p
+            return {"logp": np.log(p), "la": la, "lc": lc, "D": la + lc}
     if prob.link == "logit":
         ddfa = fa * (Sa - Fa) ** 2 - 2 * fa * fa
         ddfc = fc * (Sc - Fc) ** 2 - 2 * fc * fc
@@ -444,7 +450,7 @@ def loglik_and_gradient(prob: Problem, theta: np.ndarray, beta: np.ndarray, Lam:
     Uk = U[:, grp, :]                                               # (M, n, q)
     eta_m = (prob.X @ beta)[None] + np.einsum("nq,mnq->mn", V, Uk)
     ll_total = 0.0
-    dm = _obs_derivs(prob, theta, eta_m)
+    dm = _obs_derivs(prob, theta, eta_m, first_only=True)
     h = _group_sum(prob, dm["logp"])
     h -= 0.5 * np.einsum("mgq,mgq->mg", U, U)
     terms = h + logw[:, None] + np.sum(nodes * nodes, axis=1)[:, None]

@@ -296,10 +296,15 @@ def clmm(formula: str, data: pd.DataFrame, link: str = "logit", nAGQ: int = 1,
         return (f0, g0) if np.isfinite(f0) else (1e300, g0)
 
     phi0 = _start(prob, n_lam)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        res = optimize.minimize(fun_grad, phi0, jac=True, method="L-BFGS-B", bounds=bounds,
-                                options={"maxiter": 500, "ftol": 1e-13, "gtol": 1e-7})
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            res = optimize.minimize(fun_grad, phi0, jac=True, method="L-BFGS-B", bounds=bounds,
+                                    options={"maxiter": 500, "ftol": 1e-13, "gtol": 1e-7})
+    except (np.linalg.LinAlgError, FloatingPointError, ValueError) as exc:
+        raise ModelError(f"clmm {formula!r}: the likelihood could not be maximised ({exc}); "
+                         "check for categories or covariates that separate the responses "
+                         "and simplify the model") from exc
     phi = res.x.copy()
     diag_idx = np.arange(K1 + p, K1 + p + q)
     # Polish with Newton steps on the free parameters (a diagonal element at the bound 0 stays
