@@ -7,7 +7,7 @@ import sys
 
 SUITES = ["benchmarks.stages", "benchmarks.omega", "benchmarks.growth", "benchmarks.refits",
           "benchmarks.linkage", "benchmarks.disclosure", "benchmarks.did",
-          "benchmarks.glmm"]
+          "benchmarks.glmm", "benchmarks.clmm"]
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or SUITES

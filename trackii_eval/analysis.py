@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -53,7 +53,8 @@ class ModelSpec(BaseModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_]+$")
     kind: Literal["growth", "event_study", "did", "durability", "reliable_change",
-                  "effect_sizes", "subgroups", "balance", "attrition", "growth_comparison", "glmm"]
+                  "effect_sizes", "subgroups", "balance", "attrition", "growth_comparison", "glmm",
+                  "clmm"]
     outcome: str
     formula: str | None = None
     reml: bool = True
@@ -66,6 +67,10 @@ class ModelSpec(BaseModel):
     # quadrature points (1 = Laplace; more only for a single random intercept)
     family: Literal["binomial", "poisson"] | None = None
     nagq: int = Field(default=1, ge=1, le=100)
+    # kind clmm (item-level ordinal model of the outcome construct's items): link and
+    # quadrature points (1 = Laplace); items default to those on a scale of at most 11 points
+    link: Literal["logit", "probit"] = "logit"
+    items: list[str] = Field(default_factory=list)
     model: str | None = None
     models: list[str] = Field(default_factory=list)
     by: list[str] = Field(default_factory=list)
@@ -79,8 +84,8 @@ class ModelSpec(BaseModel):
         uses = {"model": ("durability", "effect_sizes"), "models": ("growth_comparison",),
                 "by": ("reliable_change", "subgroups"),
                 "covariates": ("balance", "attrition", "did"),
-                "wave": ("subgroups", "attrition"), "formula": ("growth", "glmm"),
-                "family": ("glmm",)}
+                "wave": ("subgroups", "attrition"), "formula": ("growth", "glmm", "clmm"),
+                "family": ("glmm",), "items": ("clmm",)}
         for option, kinds in uses.items():
             if getattr(self, option) not in (None, []) and self.kind not in kinds:
                 raise ValueError(f"model '{self.name}': {option} is not an option of kind "
@@ -404,12 +409,84 @@ def _fit_glmm(spec: ModelSpec, data: pd.DataFrame) -> ModelResult:
         return glmm(spec.formula, data=data, family=spec.family, nAGQ=spec.nagq)
 
 
+def _fit_clmm(spec: ModelSpec, data: pd.DataFrame) -> ModelResult:
+    # `data` is the long item table item_responses() builds (fit_plan passes it for clmm).
+    from .models.clmm import clmm
+
+    if not spec.formula:
+        raise ConfigError(f"model '{spec.name}': a clmm model needs a formula, e.g. "
+                          "'response ~ item + time * arm + (1 | participant)'")
+    if "response" not in data.columns:
+        raise ModelError(f"model '{spec.name}' (kind clmm) needs the item responses; fit it "
+                         "with fit_plan(..., responses=store.active_responses())")
+    fit = clmm(spec.formula, data, link=spec.link, nAGQ=spec.nagq)
+    # predicted category probabilities per arm, wave and item (population-averaged), for
+    # the report's figures; fit_plan stores them beside the fit
+    grid = data.drop_duplicates(["arm", "wave", "item"])[
+        [c for c in ("arm", "wave", "time", "post_time", "treated", "item") if c in data]]
+    return replace(fit, plan_probabilities=fit.probabilities(
+        grid.sort_values(["item", "arm", "wave"]).reset_index(drop=True)))
+
+
+def item_responses(spec: ModelSpec, responses: pd.DataFrame, data: pd.DataFrame,
+                   ctx: StudyContext) -> pd.DataFrame:
+    """Long participant x wave x item table of one construct's ordinal items, keyed.
+
+    Reverse-keyed items are flipped (min + max - value) so that a higher category always means
+    the same direction as the scale score; answers with a missing code are left out. Rows are
+    those of the wide scores ``data`` (same participants and waves as the scale-score models),
+    whose covariates (``time``, ``post_time``, ``arm``, ``treated``) they carry.
+
+    Raises
+    ------
+    ModelError
+        The construct has no item on a scale of at most 11 points, or ``spec.items`` names an
+        item that is not one of its items.
+    """
+    construct = ctx.instrument.constructs.get(spec.outcome)
+    if construct is None:
+        raise ModelError(f"model '{spec.name}': outcome '{spec.outcome}' is not a construct "
+                         f"of the instrument")
+    scales = ctx.instrument.scales
+    ordinal = {it.id: it for it in construct.items
+               if scales[it.scale].max - scales[it.scale].min <= 10}
+    chosen = spec.items or list(ordinal)
+    bad = [i for i in chosen if i not in ordinal]
+    if bad or not chosen:
+        raise ModelError(
+            f"model '{spec.name}': {', '.join(bad) or 'no item'} is not an ordinal item of "
+            f"'{spec.outcome}' (ordinal items, scales of at most 11 points: "
+            f"{', '.join(ordinal) or 'none'})")
+    used_scales = sorted({ordinal[i].scale for i in chosen})
+    if len(used_scales) > 1:
+        raise ModelError(
+            f"model '{spec.name}': the items are on different scales ({', '.join(used_scales)}); "
+            "one ordinal model shares its thresholds across items, so list items of one scale "
+            "under 'items:'")
+    r = responses[(responses["construct"] == spec.outcome) & responses["item"].isin(chosen)
+                  & responses["missing_code"].isna() & responses["value"].notna()]
+    value = r["value"].astype(float)
+    lo = r["item"].map({i: scales[ordinal[i].scale].min for i in chosen}).astype(float)
+    hi = r["item"].map({i: scales[ordinal[i].scale].max for i in chosen}).astype(float)
+    rev = r["item"].map({i: bool(ordinal[i].reverse) for i in chosen}).astype(bool)
+    keyed = value.where(~rev, lo + hi - value)
+    long = pd.DataFrame({"participant": r["participant"].to_numpy(),
+                         "wave": r["wave"].to_numpy(), "item": r["item"].to_numpy(),
+                         "response": np.round(keyed.to_numpy()).astype(int)})
+    covariates = [c for c in ("participant", "wave", "time", "post_time", "arm", "treated",
+                              "dialogue") if c in data.columns]
+    long = long.merge(data[covariates], on=["participant", "wave"], how="inner")
+    long["item"] = pd.Categorical(long["item"], categories=chosen)
+    return long.sort_values(["participant", "wave", "item"]).reset_index(drop=True)
+
+
 # How each kind of plan model is fitted; everything after fitting reads the results protocol.
 FITTERS: dict[str, Callable[[ModelSpec, pd.DataFrame], ModelResult]] = {
     "growth": _fit_growth,
     "event_study": _fit_event_study,
     "did": _fit_did,
     "glmm": _fit_glmm,
+    "clmm": _fit_clmm,
 }
 
 
@@ -427,7 +504,8 @@ def _contrast(fit: ModelResult, label: str, weights: dict[str, float]) -> pd.Dat
 
 
 def fit_plan(data: pd.DataFrame, ctx: StudyContext, plan: AnalysisPlan, *,
-             reliability: pd.DataFrame | None = None) -> ModelResults:
+             reliability: pd.DataFrame | None = None,
+             responses: pd.DataFrame | None = None) -> ModelResults:
     """Fit every model of ``plan`` to the wide scores ``data``; nothing is stored.
 
     Models (kinds growth, event_study, did) are fitted first, then the "change that matters"
@@ -446,6 +524,9 @@ def fit_plan(data: pd.DataFrame, ctx: StudyContext, plan: AnalysisPlan, *,
     reliability
         The score stage's reliability table (``construct``, ``wave``, ``alpha`` ...); needed
         by ``reliable_change`` entries.
+    responses
+        Long item responses (:meth:`trackii_eval.store.Store.active_responses`); needed only
+        by item-level models (kind ``clmm``).
 
     Returns
     -------
@@ -478,6 +559,11 @@ def fit_plan(data: pd.DataFrame, ctx: StudyContext, plan: AnalysisPlan, *,
         if spec.kind in PLAN_ANALYSES:
             continue
         frame = data
+        if spec.kind == "clmm":
+            if responses is None:
+                raise ModelError(f"model '{spec.name}' (kind clmm) is fitted to the item "
+                                 "responses; pass responses=store.active_responses()")
+            frame = item_responses(spec, responses, data, ctx)
         if spec.kind == "did" and "cohort" not in data.columns:
             frame = data.assign(cohort=dialogue_cohorts(data, ctx.config, spec.name))
         with warnings.catch_warnings(record=True) as caught:
@@ -495,6 +581,8 @@ def fit_plan(data: pd.DataFrame, ctx: StudyContext, plan: AnalysisPlan, *,
         if spec.contrasts:
             rows = pd.concat([_contrast(fit, label, w) for label, w in spec.contrasts.items()])
             payload["contrasts"] = _json_rows(rows)
+        if getattr(fit, "plan_probabilities", None) is not None:
+            payload["probabilities"] = _json_rows(fit.plan_probabilities)  # type: ignore[attr-defined]
         if callable(getattr(fit, "predict", None)):
             trajectory = TRAJECTORIES.get(spec.kind, _trajectory)
             payload["trajectory"] = trajectory(fit, ctx.config, data).to_dict(orient="records")

@@ -3,6 +3,8 @@
 ``models.growth``: mixed-effects growth models (own engine, exact as lme4);
 ``models.glmm``: logistic and Poisson mixed models (Laplace and adaptive quadrature, as
 ``lme4::glmer``);
+``models.clmm``: cumulative-link mixed models for ordinal items (as ordinal::clmm; Laplace and
+adaptive quadrature, also for random slopes);
 ``models.panel``: the event study against the comparison arm and the project's clustered-SE
 convention (linearmodels); ``models.panel_estimators``: within, random effects, first
 differences, between, pooled and the Hausman test; ``models.effects`` (effect sizes with CIs,

@@ -276,8 +276,12 @@ def model(store: Store, ctx: StudyContext) -> ModelResults:
     # reliable change reads each construct's baseline reliability from the same score run
     reliability = store.query("SELECT * FROM reliability") if store.has_table(
         "reliability") else None
+    # item-level models (kind clmm) are fitted to the responses, not the scores
+    responses = (store.active_responses() if any(m.kind == "clmm" for m in plan.models)
+                 else None)
     with threadpool_limits(limits=1, user_api="blas"):
-        results = fit_plan(scores_wide(scores, ctx.config), ctx, plan, reliability=reliability)
+        results = fit_plan(scores_wide(scores, ctx.config), ctx, plan, reliability=reliability,
+                           responses=responses)
     with store.transaction():
         store.replace_results(run_id, [(name, kind, payload)
                                        for name, (kind, payload) in results.payloads.items()])
