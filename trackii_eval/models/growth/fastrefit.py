@@ -171,8 +171,8 @@ def warm_bfgs(
     hinv0: np.ndarray,
     *,
     gtol: float = 1e-6,
-    ftol: float = 1e-15,
-    gmax: float = 2e-4,
+    ftol: float = 1e-14,
+    gmax: float = 5e-4,
     max_iter: int = 40,
 ) -> tuple[np.ndarray, float, np.ndarray, int, bool]:
     """Unconstrained BFGS from a warm start and a warm inverse Hessian.
@@ -234,8 +234,12 @@ def warm_bfgs(
             if np.isfinite(fn) and fn <= f + 1e-4 * step * slope:
                 break
             step *= 0.5
-            if step < 1e-6:
-                return x, f, g, n_evals, False
+            if step < 1e-3:
+                # No progress along a descent direction: rounding noise of the criterion. The
+                # iterate is the optimum to that precision if the gradient is small and the
+                # predicted decrease negligible (~1e-8 of the criterion's units at most).
+                ok = gn_inf <= gmax and -0.5 * slope <= 1e-12 * max(1.0, abs(f))
+                return x, f, g, n_evals, ok
         s = xn - x
         yv = gn - g
         sy = float(s @ yv)
