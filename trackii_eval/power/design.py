@@ -34,6 +34,7 @@ from scipy.special import expit, logit
 
 from trackii_eval.errors import ModelError
 from trackii_eval.models.growth import GrowthModel
+from trackii_eval.models.growth.batch import BatchRefitter
 from trackii_eval.models.growth.stats import compute_stats
 from trackii_eval.power.theory import (
     dropout_pattern_probs,
@@ -384,11 +385,26 @@ def _fit_one(prep: _Prepared, stats, y: np.ndarray) -> tuple[float, float, bool,
     return float(ev.beta[prep.k]), float(math.sqrt(s2 * ev.C[prep.k, prep.k])), ok, fallback
 
 
+def _batch_refitter(prep: _Prepared) -> BatchRefitter | None:
+    """The vectorised refitter for MCAR designs without a dialogue level (else None)."""
+    if prep.design.mnar:
+        return None
+    if "batch" not in prep.full:
+        try:
+            prep.full["batch"] = BatchRefitter(prep.model, prep.reml)
+        except ModelError:  # outer factor, group-mode statistics or a boundary template fit
+            prep.full["batch"] = None
+    return prep.full["batch"]
+
+
 def run_batch(design: PowerDesign, seed: int, start: int, stop: int) -> SimulationBatch:
     """Simulate and refit replicates ``start..stop-1`` of a design.
 
-    Replicate r uses ``SeedSequence(seed, spawn_key=(n_per_arm, r))``: results do not depend
-    on how replicates are batched or on how many workers run the batches.
+    Replicate r draws from ``SeedSequence(seed, spawn_key=(n_per_arm, r))``, and the task
+    layout (which replicates form a batch) is a function of the design alone, so the results
+    do not depend on how many workers, or which backend, run the batches. MCAR designs without
+    a dialogue level are refitted all at once (:class:`~trackii_eval.models.growth.batch.
+    BatchRefitter`); others one replicate at a time on the warm refit path.
     """
     prep = prepare(design, seed)
     sim, lay = prep.sim, prep.lay
@@ -397,6 +413,18 @@ def run_batch(design: PowerDesign, seed: int, start: int, stop: int) -> Simulati
     est, se = np.empty(m), np.empty(m)
     conv, fb = np.empty(m, dtype=bool), np.empty(m, dtype=bool)
     model = prep.model
+    batch = _batch_refitter(prep)
+    if batch is not None:
+        Y = np.empty((m, prep.rows.size))
+        for i, r in enumerate(range(start, stop)):
+            rng = np.random.default_rng(
+                np.random.SeedSequence(seed, spawn_key=(design.n_per_arm, r)))
+            Y[i] = sim.draw(rng).ravel()[prep.rows]
+        res = batch.refit(Y)
+        k = prep.k
+        return SimulationBatch(start=start, estimate=res.beta[:, k].copy(),
+                               se=np.sqrt(res.vcov_beta[:, k, k]), converged=res.converged,
+                               fallback=res.fallback)
     updater = model.response_updater
     if design.mnar:
         d = model.design

@@ -281,32 +281,43 @@ class GrowthModel:
         if warm is None:
             return None
         x0, hinv = warm
-        fdev = self._criterion(stats)
+        template = self.__dict__.get("_template_fdev")
+        if template is None:
+            template = self._template_fdev = self._criterion(self.stats)
+        # The template's pattern-dependent pieces apply only to statistics of the same design
+        # (same patterns: a response swapped in by ResponseUpdater shares T and n_pat).
+        same = stats.T is template.stats.T and stats.n_pat is template.stats.n_pat
+        fdev = template.with_stats(stats) if same else self._criterion(stats)
         scale = self.theta_scale
+        lean = fdev.simple
         last: list[Evaluation] = []
 
         def fun(th: np.ndarray) -> tuple[float, np.ndarray]:
             try:
+                if lean:
+                    val, grad = fdev.value_grad(th / scale, reml)
+                    return val, grad / scale
                 ev = fdev(th / scale, reml, gradient=True)
             except (np.linalg.LinAlgError, FloatingPointError, ValueError, ModelError):
                 return np.inf, np.zeros_like(th)
             assert ev.gradient is not None
-            if last:
-                last[0] = ev
-            else:
-                last.append(ev)
+            last[:] = [ev]
             return ev.deviance, ev.gradient / scale
 
         with single_threaded_blas():
             x, val, g, n_evals, ok = warm_bfgs(fun, x0, hinv)
-        if not ok or not np.isfinite(val) or not last or not np.array_equal(last[0].theta,
-                                                                            x / scale):
+        if not ok or not np.isfinite(val):
+            return None
+        at_x = fdev._last[0] if lean and fdev._last is not None else (
+            last[0].theta if last else None)
+        if at_x is None or not np.array_equal(at_x, x / scale):
             return None
         xs = self.normalise_signs(x)
         if np.any(xs[self._diag_mask] < SINGULAR_TOL):
             return None
         theta = xs / scale
-        ev = dataclasses.replace(last[0], theta=theta, gradient=None)
+        ev = (fdev.last_evaluation(theta) if lean
+              else dataclasses.replace(last[0], theta=theta, gradient=None))
         gnorm = float(np.max(np.abs(g), initial=0.0))
         info = OptimizerInfo(
             name="BFGS(warm)",
