@@ -207,14 +207,19 @@ def _execute(
         from joblib import Parallel, delayed, parallel_config
 
         client = _client(scheduler)
+        own_client = client is not None and client is not scheduler
         backend = "dask" if client is not None else "loky"
         kwargs: dict[str, Any] = {} if client is not None else {"n_jobs": n_jobs}
-        with parallel_config(backend=backend, **kwargs):
-            gen = Parallel(return_as="generator")(delayed(run_batch)(*job) for job in jobs)
-            for b in gen:
-                out.append(b)
-                if bar is not None:
-                    bar.update(b.estimate.size)
+        try:
+            with parallel_config(backend=backend, **kwargs):
+                gen = Parallel(return_as="generator")(delayed(run_batch)(*job) for job in jobs)
+                for b in gen:
+                    out.append(b)
+                    if bar is not None:
+                        bar.update(b.estimate.size)
+        finally:
+            if own_client:  # a client we opened from an address: close it, not the cluster
+                client.close()
         return out
     finally:
         if bar is not None:

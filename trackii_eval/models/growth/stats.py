@@ -324,11 +324,15 @@ def compute_stats(
              np.arange(0, n * q + 1, q)),
             shape=(G * q, n),
         )
-        W[:, :, :p] = np.asarray(Zg @ X).reshape(G, q, p)
-        W[:, :, p] = np.asarray(Zg @ y).reshape(G, q)
-        ZZ = np.asarray(Zg @ Z).reshape(G, q, q)
-        for k, (a, b) in enumerate(tri):
-            Tflat[:, k] = ZZ[:, a, b]
+        # Column by column: a matrix operand would be copied to C order by scipy first.
+        for j in range(p):
+            W[:, :, j] = (Zg @ np.ascontiguousarray(X[:, j])).reshape(G, q)
+        W[:, :, p] = (Zg @ y).reshape(G, q)
+        for b in range(q):
+            zb = (Zg @ np.ascontiguousarray(Z[:, b])).reshape(G, q)
+            for k, (a, bb) in enumerate(tri):
+                if bb == b:
+                    Tflat[:, k] = zb[:, a]
     else:
         for a in range(q):
             za = Z[:, a]
