@@ -91,7 +91,6 @@ class PowerDesign:
     dropout_or: float = 1.0
     did_start: int = 1
     alpha: float = 0.05
-    _checked: bool = field(default=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "times", tuple(float(t) for t in self.times))
@@ -151,7 +150,6 @@ class PowerDesign:
     def to_dict(self) -> dict[str, object]:
         """JSON-serialisable record."""
         d = asdict(self)
-        d.pop("_checked", None)
         d["times"] = list(self.times)
         return d
 

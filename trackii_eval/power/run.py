@@ -197,7 +197,9 @@ def _execute(
     bar = _progress(total, desc, progress)
     out: list[SimulationBatch] = []
     try:
-        if n_jobs == 1 and scheduler is None:
+        if scheduler is None and (n_jobs == 1 or len(jobs) == 1):
+            # One task (or one worker asked for): starting worker processes would cost more
+            # than the work.
             for job in jobs:
                 b = run_batch(*job)
                 out.append(b)
