@@ -6,6 +6,7 @@ import importlib
 import sys
 
 SUITES = ["benchmarks.stages", "benchmarks.omega", "benchmarks.growth", "benchmarks.refits",
+          "benchmarks.power",
           "benchmarks.linkage", "benchmarks.disclosure", "benchmarks.did",
           "benchmarks.glmm", "benchmarks.clmm"]
 

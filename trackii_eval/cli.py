@@ -574,6 +574,125 @@ def decrypt(
         out.print(f"{len(files)} file(s) written to {to}", highlight=False)
 
 
+@app.command("power", cls=_Command)
+def power(
+    n: Annotated[str, typer.Option("--n", help="Participants per arm; a comma list (20,40,80) "
+                                   "gives a power curve.")] = "40",
+    model_kind: Annotated[str, typer.Option("--model", help="growth (effect = slope "
+                                            "difference, SD/year) or did (level shift, SD).")]
+    = "growth",
+    waves: Annotated[int, typer.Option("--waves", help="Number of waves.")] = 5,
+    spacing: Annotated[float, typer.Option("--spacing", help="Years between waves.")] = 1.0,
+    times: Annotated[str | None, typer.Option("--times", help="Wave times in years, e.g. "
+                                              "0,0.5,1,2 (overrides --waves/--spacing).")]
+    = None,
+    effect: Annotated[float, typer.Option("--effect", help="Effect size in SD units (per year "
+                                          "for growth).")] = 0.3,
+    dialogues: Annotated[int, typer.Option("--dialogues-per-arm", help="Dialogues per arm "
+                                           "(0: no dialogue level).")] = 0,
+    icc: Annotated[float, typer.Option("--icc", help="Participant share of baseline "
+                                       "variance.")] = 0.5,
+    icc_dialogue: Annotated[float, typer.Option("--icc-dialogue", help="Dialogue share of "
+                                                "baseline variance.")] = 0.0,
+    slope_sd: Annotated[float, typer.Option("--slope-sd", help="SD of participant slopes, "
+                                            "SD/year.")] = 0.1,
+    corr: Annotated[float, typer.Option("--corr", help="Intercept-slope correlation.")] = 0.0,
+    attrition: Annotated[float, typer.Option("--attrition", help="Dropout rate per wave after "
+                                             "baseline, e.g. 0.2.")] = 0.0,
+    dropout_or: Annotated[float, typer.Option("--dropout-or", help="Odds ratio of dropping "
+                                              "out per SD of the current outcome (1: MCAR; "
+                                              "else missing not at random).")] = 1.0,
+    did_start: Annotated[int, typer.Option("--did-start", help="DiD: index of the first "
+                                           "wave after the dialogue starts.")] = 1,
+    alpha: Annotated[float, typer.Option("--alpha", help="Two-sided test level.")] = 0.05,
+    target: Annotated[float, typer.Option("--target", help="Power for the minimal "
+                                          "detectable effect.")] = 0.8,
+    sims: Annotated[int, typer.Option("--sims", help="Replicates per sample size.")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Root seed (same results on any number "
+                                      "of workers).")] = 0,
+    jobs: Annotated[int, typer.Option("--jobs", help="Local worker processes (-1: all "
+                                      "cores).")] = -1,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help="Dask scheduler "
+                                                  "address (tcp://host:8786): run there.")]
+    = None,
+    figure: Annotated[Path | None, typer.Option("--figure", help="Write the power curve "
+                                                "figure (.svg or .png).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as "
+                                                  "JSON.")] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Simulation-based power of a planned growth or DiD study: power (with Monte-Carlo
+    interval) per sample size, the closed form where one exists, the minimal detectable
+    effect, and a figure."""
+    import json
+    import math
+
+    from .power import PowerDesign, power_curve
+    from .power.run import mde_from_point, minimal_detectable_effect
+
+    with _guard(debug):
+        try:
+            sizes = [int(v) for v in n.split(",") if v.strip()]
+            wave_times = (
+                tuple(float(v) for v in times.split(",") if v.strip()) if times
+                else tuple(spacing * j for j in range(waves))
+            )
+        except ValueError as exc:
+            raise errors.ConfigError(
+                f"--n and --times take comma-separated numbers ({exc}); e.g. --n 20,40,80"
+            ) from exc
+        try:
+            design = PowerDesign(
+                model=model_kind, n_per_arm=sizes[0] if sizes else 0,  # type: ignore[arg-type]
+                dialogues_per_arm=dialogues, times=wave_times, effect=effect, icc=icc,
+                icc_dialogue=icc_dialogue, slope_sd=slope_sd, corr=corr, attrition=attrition,
+                dropout_or=dropout_or, did_start=did_start, alpha=alpha,
+            )
+        except errors.ModelError as exc:
+            raise errors.ConfigError(str(exc)) from exc
+        curve = power_curve(design, sizes, sims, seed=seed, n_jobs=jobs, scheduler=scheduler)
+        rows = []
+        for pt in curve.points:
+            row = pt.to_dict()
+            if not design.mnar:
+                row["mde"] = mde_from_point(pt, target)["mde"]
+            rows.append(row)
+        if design.mnar:
+            first = minimal_detectable_effect(design.with_n(sizes[0]), target, sims, seed=seed,
+                                              n_jobs=jobs, scheduler=scheduler)
+            rows[0]["mde"] = first["mde"]
+        unit = "SD/year" if design.model == "growth" else "SD"
+        out.print(
+            f"{design.model} design: {len(wave_times)} waves at {list(wave_times)} years, effect "
+            f"{effect:g} {unit}, attrition {attrition:.0%}/wave"
+            + (f" (dropout OR {dropout_or:g} per SD: not at random)" if design.mnar else "")
+            + f", {sims} simulations per size, seed {seed}", highlight=False)
+
+        def fmt(v: Any, spec: str) -> str:
+            return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(
+                v, spec)
+
+        out.print(f"{'n/arm':>6} {'power':>6} {'95% MC interval':>16} {'closed form':>11} "
+                  f"{'MDE@' + format(target, 'g'):>8}", highlight=False)
+        for r in rows:
+            ci = f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+            out.print(
+                f"{r['n_per_arm']:>6} {r['power']:>6.3f} {ci:>16} "
+                f"{fmt(r['closed_form'], '.3f'):>11} {fmt(r.get('mde'), '.3f'):>8}",
+                highlight=False)
+        bad = sum(r["n_unconverged"] for r in rows)
+        if bad:
+            err.print(f"warning: {bad} refit(s) did not converge; they count as fits",
+                      highlight=False)
+        if figure is not None:
+            curve.plot(str(figure), target=target)
+            out.print(f"figure written to {figure}", highlight=False)
+        if json_out is not None:
+            json_out.write_text(json.dumps({"design": design.to_dict(), "points": rows},
+                                           indent=2))
+            out.print(f"results written to {json_out}", highlight=False)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     """Entry point for ``python -m trackii_eval``."""
     sys.exit(app())

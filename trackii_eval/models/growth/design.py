@@ -252,29 +252,37 @@ def _fast_numeric(expr: str, data: pd.DataFrame) -> tuple[np.ndarray, Any, list[
     and their names are still formulaic's own (from the parsed formula); anything else
     (categoricals, transforms, bools) returns None and goes through formulaic.
     """
-    names, columns = [], []
+    names, plans = [], []
     n = len(data)
     for term in _formula(expr):
         name = str(term)
         if name == "1":
             names.append("Intercept")
-            columns.append(np.ones(n))
+            plans.append([])
             continue
         factors = [str(f) for f in term.factors]
-        col = np.ones(n)
         for fac in factors:
             if fac not in data.columns:
                 return None
-            series = data[fac]
-            if not (pd.api.types.is_integer_dtype(series.dtype)
-                    or pd.api.types.is_float_dtype(series.dtype)):
+            dtype = data[fac].dtype
+            if not (pd.api.types.is_integer_dtype(dtype) or pd.api.types.is_float_dtype(dtype)):
                 return None
-            col = col * series.to_numpy(dtype=float)
         names.append(name)
-        columns.append(col)
-    if not columns:
+        plans.append(factors)
+    if not plans:
         return None
-    return np.column_stack(columns), _LazySpec(expr, data.iloc[:1]), names
+    # Filled column by column in Fortran order: one write per column, no temporaries and no
+    # column_stack copy (which cost a third of a 500,000-participant fit).
+    out = np.empty((n, len(plans)), order="F")
+    for j, factors in enumerate(plans):
+        col = out[:, j]
+        if not factors:
+            col.fill(1.0)
+            continue
+        col[:] = data[factors[0]].to_numpy(dtype=float, copy=False)
+        for fac in factors[1:]:
+            col *= data[fac].to_numpy(dtype=float, copy=False)
+    return out, _LazySpec(expr, data.iloc[:1]), names
 
 
 def _numpy_matrix(expr: str, data: pd.DataFrame, what: str) -> tuple[np.ndarray, Any, list[str]]:

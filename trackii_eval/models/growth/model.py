@@ -28,6 +28,7 @@ from trackii_eval.models.growth.design import (
     prepare,
 )
 from trackii_eval.models.growth.deviance import Evaluation, ProfiledDeviance
+from trackii_eval.models.growth.fastrefit import ResponseUpdater, hessian_inverse, warm_bfgs
 from trackii_eval.models.growth.formula import parse_formula
 from trackii_eval.models.growth.optimize import (
     GRAD_TOL,
@@ -150,6 +151,7 @@ class GrowthModel:
         """
         fit = self._fit_stats(self.stats, self.design.y, reml, start)
         self._last_theta = np.array(fit.theta)
+        self._warm: dict[bool, tuple[np.ndarray, np.ndarray] | None] = {}
         return fit
 
     def refit(self, y: np.ndarray, reml: bool = True, start: np.ndarray | None = None) -> GrowthFit:
@@ -177,6 +179,14 @@ class GrowthModel:
             )
         if not np.isfinite(y).all():
             raise ModelError("refit responses must be finite; a missing value changes the design")
+        if start is None and getattr(self, "_last_theta", None) is not None:
+            updater = self.response_updater
+            if updater is not None:
+                stats = updater.stats_for(y)
+                fast = self.warm_optimise(stats, reml)
+                if fast is not None:
+                    return self._make_fit(*fast, reml, y)
+                return self._fit_stats(stats, y, reml, self._last_theta)
         stats = self.stats.with_response(
             y, self.X, self.design.Z, self.design.group, self.design.Zo
         )
@@ -210,6 +220,115 @@ class GrowthModel:
             info,
             start_theta=tuple(float(v) for v in th0 / scale),
             final_theta=tuple(float(v) for v in theta),
+        )
+        return fdev, ev, info
+
+    @property
+    def response_updater(self) -> ResponseUpdater | None:
+        """Fast response swapper for this design (None unless the statistics are in cell mode)."""
+        if not hasattr(self, "_updater"):
+            d = self.design
+            self._updater = (
+                ResponseUpdater(self.stats, self.X, d.Z, d.group, d.Zo)
+                if self.stats.mode == "cell" else None
+            )
+        return self._updater
+
+    def warm_state(self, reml: bool) -> tuple[np.ndarray, np.ndarray] | None:
+        """Optimiser-scale θ~ of the last :meth:`fit` and the inverse Hessian there.
+
+        The curvature of the criterion changes little from one simulated response to the next,
+        so it is computed once (central differences of the analytic gradient) and reused by
+        every :meth:`refit` as BFGS's initial inverse Hessian. None before a fit, or when the
+        Hessian there is not positive definite (a boundary fit).
+        """
+        theta = getattr(self, "_last_theta", None)
+        if theta is None:
+            return None
+        cache = self.__dict__.setdefault("_warm", {})
+        if reml not in cache:
+            fdev = self._criterion(self.stats)
+            scale = self.theta_scale
+            x0 = self.normalise_signs(theta) * scale
+
+            def grad(th: np.ndarray) -> np.ndarray:
+                ev = fdev(th / scale, reml, gradient=True)
+                assert ev.gradient is not None
+                return ev.gradient / scale
+
+            diag = self._diag_mask
+            with single_threaded_blas():
+                hinv = None if np.any(x0[diag] < SINGULAR_TOL) else hessian_inverse(grad, x0)
+            cache[reml] = None if hinv is None else (x0, hinv)
+        return cache[reml]
+
+    @property
+    def _diag_mask(self) -> np.ndarray:
+        d = self.design
+        return np.array([r == c for r, c in [*d.theta_pos, *d.theta_pos_outer]])
+
+    def warm_optimise(
+        self, stats: SufficientStats, reml: bool
+    ) -> tuple[ProfiledDeviance, Evaluation, OptimizerInfo] | None:
+        """Optimise θ for a new response of the same design from the last fit's optimum.
+
+        BFGS started at the last :meth:`fit`'s θ with that fit's inverse Hessian (see
+        :mod:`.fastrefit`). Returns None, so that the caller runs the full optimiser, when
+        there is no warm state, the iterations do not converge, or the optimum is at or near
+        the boundary (a variance near zero), where the bounded optimiser's checks are needed.
+        """
+        warm = self.warm_state(reml)
+        if warm is None:
+            return None
+        x0, hinv = warm
+        template = self.__dict__.get("_template_fdev")
+        if template is None:
+            template = self._template_fdev = self._criterion(self.stats)
+        # The template's pattern-dependent pieces apply only to statistics of the same design
+        # (same patterns: a response swapped in by ResponseUpdater shares T and n_pat).
+        same = stats.T is template.stats.T and stats.n_pat is template.stats.n_pat
+        fdev = template.with_stats(stats) if same else self._criterion(stats)
+        scale = self.theta_scale
+        lean = fdev.simple
+        last: list[Evaluation] = []
+
+        def fun(th: np.ndarray) -> tuple[float, np.ndarray]:
+            try:
+                if lean:
+                    val, grad = fdev.value_grad(th / scale, reml)
+                    return val, grad / scale
+                ev = fdev(th / scale, reml, gradient=True)
+            except (np.linalg.LinAlgError, FloatingPointError, ValueError, ModelError):
+                return np.inf, np.zeros_like(th)
+            assert ev.gradient is not None
+            last[:] = [ev]
+            return ev.deviance, ev.gradient / scale
+
+        with single_threaded_blas():
+            x, val, g, n_evals, ok = warm_bfgs(fun, x0, hinv)
+        if not ok or not np.isfinite(val):
+            return None
+        at_x = fdev._last[0] if lean and fdev._last is not None else (
+            last[0].theta if last else None)
+        if at_x is None or not np.array_equal(at_x, x / scale):
+            return None
+        xs = self.normalise_signs(x)
+        if np.any(xs[self._diag_mask] < SINGULAR_TOL):
+            return None
+        theta = xs / scale
+        ev = (fdev.last_evaluation(theta) if lean
+              else dataclasses.replace(last[0], theta=theta, gradient=None))
+        gnorm = float(np.max(np.abs(g), initial=0.0))
+        info = OptimizerInfo(
+            name="BFGS(warm)",
+            n_evals=n_evals,
+            gradient_norm=gnorm,
+            final_gradient=tuple(float(v) for v in g),
+            start_theta=tuple(float(v) for v in x0 / scale),
+            final_theta=tuple(float(v) for v in theta),
+            message="gradient below tolerance from the previous optimum",
+            engine="trackii",
+            converged=gnorm <= GRAD_TOL,
         )
         return fdev, ev, info
 

@@ -312,15 +312,35 @@ def compute_stats(
         aug_cols += [None if np.all(Zo[:, j] == 1.0) else Zo[:, j] for j in range(q_outer)]
     aug_cols.append(y)
     W = np.empty((G, q, m))
-    for a in range(q):
-        za = Z[:, a]
-        for j, col in enumerate(aug_cols):
-            w = za if col is None else za * col
-            W[:, a, j] = np.bincount(group, weights=w, minlength=G)
     tri = [(a, b) for a in range(q) for b in range(a + 1)]
     Tflat = np.empty((G, len(tri)))
-    for k, (a, b) in enumerate(tri):
-        Tflat[:, k] = np.bincount(group, weights=Z[:, a] * Z[:, b], minlength=G)
+    if not nested:
+        # One sparse pass: Zg (G*q x n, Zg[g*q + a, r] = Z[r, a] for the rows r of participant
+        # g) times [X, y, Z] gives every Z_i'X_i, Z_i'y_i and Z_i'Z_i. Built column-wise (CSC),
+        # which needs no sort of the rows.
+        Zg = sp.csc_matrix(
+            (np.ascontiguousarray(Z, dtype=float).ravel(),
+             (group.astype(np.int64)[:, None] * q + np.arange(q)[None, :]).ravel(),
+             np.arange(0, n * q + 1, q)),
+            shape=(G * q, n),
+        )
+        # Column by column: a matrix operand would be copied to C order by scipy first.
+        for j in range(p):
+            W[:, :, j] = (Zg @ np.ascontiguousarray(X[:, j])).reshape(G, q)
+        W[:, :, p] = (Zg @ y).reshape(G, q)
+        for b in range(q):
+            zb = (Zg @ np.ascontiguousarray(Z[:, b])).reshape(G, q)
+            for k, (a, bb) in enumerate(tri):
+                if bb == b:
+                    Tflat[:, k] = zb[:, a]
+    else:
+        for a in range(q):
+            za = Z[:, a]
+            for j, col in enumerate(aug_cols):
+                w = za if col is None else za * col
+                W[:, a, j] = np.bincount(group, weights=w, minlength=G)
+        for k, (a, b) in enumerate(tri):
+            Tflat[:, k] = np.bincount(group, weights=Z[:, a] * Z[:, b], minlength=G)
     uniq, pattern_of_group = _unique_rows(Tflat)
     K = uniq.shape[0]
     T = np.empty((K, q, q))
@@ -343,8 +363,13 @@ def compute_stats(
         og = outer_of_group.astype(np.intp)
     else:
         D = 1
-        aug = np.column_stack([X, y])
-        XX = (aug.T @ aug)[None]
+        # Blockwise [X, y]'[X, y]: no (n x m) copy of the data.
+        XX = np.empty((1, m, m))
+        XX[0, :p, :p] = X.T @ X
+        xy = X.T @ y
+        XX[0, :p, p] = xy
+        XX[0, p, :p] = xy
+        XX[0, p, p] = y @ y
         og = np.zeros(G, dtype=np.intp)
 
     if nested:
