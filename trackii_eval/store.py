@@ -126,6 +126,12 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """The open DuckDB connection, for columnar stages that stream SQL over big tables
+        (:mod:`trackii_eval.ingest.bulk`, :mod:`trackii_eval.portfolio`)."""
+        return self._con
+
     def query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
         """Run a read query and return a DataFrame."""
         return self._con.execute(sql, params or []).df()
