@@ -125,8 +125,10 @@ def _inject(frame: pd.DataFrame, items: list[str], rng: np.random.Generator, sha
     texts = {0: "7 ", 1: "-99", 2: "abc", 3: "9"}
     for k, pick in enumerate(picks):
         column = items[pick % len(items)]
-        if frame[column].dtype != object:
-            frame[column] = frame[column].astype(object)
+        if frame[column].dtype != object:  # as text, so DuckDB writes a text column
+            values = frame[column]
+            frame[column] = pd.Series(np.where(values.isna(), None, values.astype(str)),
+                                      dtype=object)
         frame.iat[pick // len(items), frame.columns.get_loc(column)] = texts[k % 4]
     return pd.concat([frame, dupes], ignore_index=True)
 
