@@ -260,7 +260,7 @@ class _BulkWave:
             con.execute(f"""
                 CREATE OR REPLACE TEMP TABLE {_RAW} AS SELECT * FROM read_csv(?,
                     header = true, auto_detect = false, delim = ',', quote = '"', escape = '"',
-                    columns = {spec}, null_padding = false, strict_mode = true)""",
+                    columns = {spec}, null_padding = false)""",
                         [str(path)])
         except Exception as exc:  # duckdb.Error: a ragged row, an unclosed quote
             raise _refuse(wave, f"DuckDB could not read it as such ({str(exc).splitlines()[0]})"
