@@ -23,7 +23,7 @@ import pandas as pd
 
 from .errors import StoreError
 
-__all__ = ["Store"]
+__all__ = ["Store", "register_frame"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -65,6 +65,31 @@ CREATE TABLE IF NOT EXISTS runs (
 """
 
 MEMORY = ":memory:"
+
+
+def register_frame(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame) -> None:
+    """Register ``frame`` as the view ``name`` on ``con``, on DuckDB 1.x and 2.x alike.
+
+    pandas 3 infers its own string dtype (``str``) for text; DuckDB before 2.0 cannot scan it
+    ("Data type 'str' not recognized"), so text columns are handed over as Python objects
+    (missing values as ``None``, which DuckDB reads as NULL).
+
+    Parameters
+    ----------
+    con
+        The connection.
+    name
+        The view name.
+    frame
+        Any frame; it is not changed.
+    """
+    text = [c for c in frame.columns if pd.api.types.is_string_dtype(frame[c])
+            and frame[c].dtype != object]
+    if text:
+        frame = frame.astype(dict.fromkeys(text, object))
+        for c in text:
+            frame[c] = frame[c].where(frame[c].notna(), None)
+    con.register(name, frame)
 
 
 class Store:
@@ -144,14 +169,14 @@ class Store:
         """Append a DataFrame whose columns match the table's (by name)."""
         if frame.empty:
             return
-        self._con.register("_incoming", frame)
+        register_frame(self._con, "_incoming", frame)
         cols = ", ".join(f'"{c}"' for c in frame.columns)
         self._con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _incoming")
         self._con.unregister("_incoming")
 
     def replace_table(self, table: str, frame: pd.DataFrame) -> None:
         """Replace a derived table (scores, reliability) with ``frame``."""
-        self._con.register("_incoming", frame)
+        register_frame(self._con, "_incoming", frame)
         self._con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _incoming")
         self._con.unregister("_incoming")
 

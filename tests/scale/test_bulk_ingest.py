@@ -76,7 +76,7 @@ def _hand_study(tmp_path: Path, wave1: str = WAVE1, wave2: str = WAVE2) -> Path:
 
 
 def test_every_rule_gives_the_same_one_line_problems(tmp_path, key):
-    a, b = assert_same(_hand_study(tmp_path), key)
+    _, b = assert_same(_hand_study(tmp_path), key)
     rules = set(b.problems["rule"])
     assert {"unknown_item", "missing_participant_code", "unknown_arm", "unknown_side",
             "unknown_dialogue", "not_a_date", "outside_wave_window", "duplicate_submission",
@@ -156,7 +156,7 @@ def test_files_outside_the_bulk_path_are_refused_in_one_line(tmp_path, key, text
 
 
 def test_a_study_linked_by_self_generated_code_is_refused(key):
-    with pytest.raises(IngestError, match="self-generated code.*row-wise ingest"):
+    with pytest.raises(IngestError, match=r"self-generated code.*row-wise ingest"):
         ingest_bulk(Store(":memory:", "demo"), load_context(ROOT / "surveys" / "demo"), key)
 
 

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import IngestError
-from ..store import Store
+from ..store import Store, register_frame
 from .attributes import apply_participant_list, harmonise_values
 from .core import (
     FileOutcome,
@@ -68,8 +68,9 @@ if TYPE_CHECKING:
 __all__ = ["bulk_refusal", "ingest_bulk"]
 
 _RAW = "_bulk_raw"
-# stands for an empty cell in joins on a cell's text (a NUL cannot be in a decoded CSV)
-_NULL = "\x00"
+# stands for an empty cell in joins on a cell's text: private-use characters, and a file that
+# holds any is refused (DuckDB 1.x does not take NUL in a string literal)
+_NULL = "\ue000(empty)\ue000"
 _ROW_RULES = ("missing_participant_code", "unknown_arm", "unknown_dialogue", "unknown_side",
               "not_a_date", "outside_wave_window", "duplicate_submission")
 
@@ -228,8 +229,8 @@ def _plain_csv_header(data: bytes, wave: Wave) -> list[str]:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise _refuse(wave, "this file is not UTF-8") from None
-    if "\x00" in text or ("\r" in text and "\r\n" not in text):
-        raise _refuse(wave, "this file has NUL characters or old Mac line ends")
+    if "\x00" in text or "\ue000" in text or ("\r" in text and "\r\n" not in text):
+        raise _refuse(wave, "this file has NUL or private-use characters or old Mac line ends")
     first = text.split("\n", 1)[0].rstrip("\r")
     header = next(csv.reader(io.StringIO(first)), [])
     names = [_clean_header(c) for c in header]
@@ -290,11 +291,7 @@ class _BulkWave:
         return f'r."{_sql_ident(column)}"'
 
     def _register(self, name: str, frame: pd.DataFrame) -> None:
-        # text columns as Python objects: pandas 3's inferred string dtype holds None as NaN
-        text = [c for c in frame.columns if pd.api.types.is_string_dtype(frame[c])]
-        frame = frame.astype(dict.fromkeys(text, object))
-        frame[text] = frame[text].where(frame[text].notna(), None)
-        self.store.connection.register(name, frame)
+        register_frame(self.store.connection, name, frame)
 
     def _require(self) -> None:
         """The file-level checks of ``validate_wave`` (participant-code column, any item)."""
@@ -498,15 +495,23 @@ class _BulkWave:
                 FROM (SELECT rowid + 2 AS "row", {', '.join(selects)} FROM {_RAW})
                      UNPIVOT INCLUDE NULLS ((value, code) FOR name IN ({', '.join(names)})) u
                 JOIN _bulk_people p ON p."row" = u."row" """, [wave.index, self.sha])
-            # the quarantined cells, found by their texts (few), in the row-wise order
-            for column, value, shown, rule, detail in flagged:
-                test = f'r."{_sql_ident(column)}" ' + (
-                    "IS NULL" if value is None else f"= '{_sql_text(value)}'")
-                for (row,) in con.execute(f"""
-                        SELECT p."row" FROM (SELECT rowid + 2 AS "row", * FROM {_RAW}) r
-                        JOIN _bulk_people p ON p."row" = r."row" WHERE {test}
-                        ORDER BY p."row" """).fetchall():
-                    cell_problems.append((list(item_columns).index(column), row,
+            # the quarantined cells, found by their texts in one pass, in the row-wise order
+            # (column by column, then by row); an empty cell is never one of them
+            verdict = {(c, v): (shown, rule, detail) for c, v, shown, rule, detail in flagged}
+            if verdict:
+                cols_sql = ", ".join(f'"{_sql_ident(c)}"' for c in dict.fromkeys(
+                    c for c, *_ in flagged))
+                pairs_sql = ", ".join(f"('{_sql_text(c)}', '{_sql_text(v)}')"
+                                      for c, v in verdict)
+                position = {c: i for i, c in enumerate(item_columns)}
+                for row, column, value in con.execute(f"""
+                        SELECT u."row", u.name, u.value
+                        FROM (SELECT rowid + 2 AS "row", {cols_sql} FROM {_RAW})
+                             UNPIVOT (value FOR name IN ({cols_sql})) u
+                        SEMI JOIN _bulk_people p ON p."row" = u."row"
+                        WHERE (u.name, u.value) IN ({pairs_sql})""").fetchall():
+                    shown, rule, detail = verdict[(column, value)]
+                    cell_problems.append((position[column], row,
                                           problem(row, column, shown, rule, "cell", detail)))
             cell_problems.sort(key=lambda x: (x[0], x[1]))
             problems.extend(p for _, _, p in cell_problems)

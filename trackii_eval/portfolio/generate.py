@@ -21,6 +21,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from ..store import register_frame
+
 __all__ = ["write_portfolio"]
 
 _CONSTRUCTS = ("perceptions", "relationships", "moderation", "ideas")
@@ -99,7 +101,7 @@ def write_portfolio(root: str | Path, n_participants: int = 100_000, n_waves: in
         frame = pd.concat([frame, item_frame], axis=1)
         if bad_share > 0:
             frame = _inject(frame, items, rng, bad_share, lo)
-        con.register("wave_frame", frame)
+        register_frame(con, "wave_frame", frame)
         con.execute(f"COPY wave_frame TO '{root / 'waves' / f'wave{w + 1}.csv'}' "
                     "(HEADER, DELIMITER ',')")
         con.unregister("wave_frame")

@@ -17,7 +17,7 @@ import pandas as pd
 from ..config import Instrument, StudyConfig
 from ..errors import ScoringError
 from ..scoring.scores import SCORE_COLUMNS
-from ..store import Store
+from ..store import Store, register_frame
 
 __all__ = ["score_sql"]
 
@@ -90,8 +90,8 @@ def score_sql(store: Store, instrument: Instrument, config: StudyConfig, *,
     first = int(config.waves[0].index)
     columns = ", ".join(f"g.{c}" for c in SCORE_COLUMNS[:-2])
     con.execute("SET enable_progress_bar = false")
-    con.register("_score_items", item_frame)
-    con.register("_score_constructs", construct_frame)
+    register_frame(con, "_score_items", item_frame)
+    register_frame(con, "_score_constructs", construct_frame)
     try:
         # 1. the 32M responses are aggregated first, joined to nothing but the item keys;
         #    per participant, wave, file and construct (the joins of active_responses come
