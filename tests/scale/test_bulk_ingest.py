@@ -165,3 +165,16 @@ def test_same_key_same_pseudonyms_across_paths(tmp_path, key):
     people = "SELECT participant FROM participants ORDER BY participant"
     assert rowwise.query(people).equals(bulk.query(people))
     assert bulk.query(people)["participant"].str.match(r"^P-[0-9a-f]{16}$").all()
+
+
+def test_the_ingest_stage_records_a_bulk_run(tmp_path, key):
+    from trackii_eval.study import Study
+
+    root = write_portfolio(tmp_path / "p", 40, 2, 4, n_dialogues=2)
+    study = Study.load(root, out=tmp_path / "out")
+    summary = study.ingest(key, bulk=True)
+    assert list(summary.table["status"]) == ["ingested", "ingested"]
+    runs = study.store.query("SELECT stage FROM runs")
+    assert runs["stage"].tolist() == ["ingest"]
+    assert study.scores(long=True)["participant"].nunique() == 40
+    study.close()

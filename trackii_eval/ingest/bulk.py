@@ -125,7 +125,7 @@ def ingest_bulk(store: Store, ctx: StudyContext, key: PseudonymKey, *, replace: 
     ------
     IngestError
         The study or a wave file is outside what the bulk path reads (one line: why, and to
-        use the row-wise ``ingest``); or any file-level error the row-wise ingest raises
+        use the row-wise ingest); or any file-level error the row-wise ingest raises
         (missing participant-code column, a file of another wave, a changed file without
         ``replace``). Files before the failing one stay ingested; the failing one changes
         nothing.
@@ -133,7 +133,8 @@ def ingest_bulk(store: Store, ctx: StudyContext, key: PseudonymKey, *, replace: 
     why = bulk_refusal(ctx)
     if why is not None:
         raise IngestError(f"{ctx.config.id}: the bulk ingest cannot read this study: {why}; "
-                          "use the row-wise ingest (trackii-eval ingest without --bulk)")
+                          "use the row-wise ingest (trackii-eval ingest; Study.ingest "
+                          "without bulk=True)")
     config = ctx.config
     outcomes: list[FileOutcome] = []
     all_problems: list[pd.DataFrame] = []
@@ -217,8 +218,8 @@ def _read_bytes(path: Path) -> bytes:
 
 def _refuse(wave: Wave, why: str) -> IngestError:
     return IngestError(f"{wave.file}: the bulk ingest reads plain comma-separated UTF-8 CSV "
-                       f"files only, and {why}; use the row-wise ingest (trackii-eval ingest "
-                       "without --bulk) for this study")
+                       f"files only, and {why}; use the row-wise ingest (trackii-eval ingest; "
+                       "Study.ingest without bulk=True) for this study")
 
 
 def _plain_csv_header(data: bytes, wave: Wave) -> list[str]:
