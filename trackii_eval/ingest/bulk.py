@@ -372,7 +372,7 @@ class _BulkWave:
 
         # submission times: parsed as the reader does (the whole column, in row order), then
         # each distinct (parsed, zone flag, text) is judged by the validator's own function
-        times = self._times()
+        times, m_sql, o_sql = self._times()
         self._register("_bulk_times", times)
 
         con.execute(f"""
@@ -384,7 +384,7 @@ class _BulkWave:
             JOIN _bulk_combos c ON c.a = coalesce({self._col(cols.arm)}, '{_NULL}')
                  AND c.s = coalesce({self._col(cols.side)}, '{_NULL}')
                  AND c.d = coalesce({self._col(cols.dialogue)}, '{_NULL}')
-            JOIN _bulk_times t ON t.rowid = r.rowid""")
+            JOIN _bulk_times t ON t.m = {m_sql} AND t.o = {o_sql}""")
         # duplicate submissions: the first row of a code among rows not already quarantined
         con.execute("""
             CREATE OR REPLACE TEMP TABLE _bulk_rows2 AS
@@ -554,37 +554,42 @@ class _BulkWave:
                         "recode: in study.yaml"))
         return out
 
-    def _times(self) -> pd.DataFrame:
-        """Per row: the submission time (study-local), whether it is outside the window, and
-        a key into ``self._time_problems`` (the not_a_date / outside_wave_window problems)."""
+    def _times(self) -> tuple[pd.DataFrame, str, str]:
+        """Per distinct (time column text, submitted_at text): the submission time
+        (study-local), whether it is outside the window, and a key into
+        ``self._time_problems`` (the not_a_date / outside_wave_window problems).
+
+        The reader's `parse_timestamps` and `zone_stated` judge each text on its own (ISO 8601
+        per element, the rest ``format="mixed"`` per element; a group that raises fails
+        whatever else is in it), so parsing the distinct texts gives every row the time the
+        row-wise reader gives it. Returns the table and the two SQL expressions it joins on.
+        """
         cols, config, wave = self.instrument.participant, self.config, self.wave
         con = self.store.connection
         lowered = {c.lower(): c for c in self.columns}
         meta_col = next((lowered[n] for n in _GENERIC_TIME_COLUMNS if n in lowered), None)
         own_col = cols.submitted_at if cols.submitted_at in self.columns else None
-        rows = con.execute(f"SELECT {self._col(meta_col)} AS m, {self._col(own_col)} AS o "
-                           f"FROM {_RAW} r ORDER BY r.rowid").fetchall()
-        n = self.rows_read
+        m_sql = f"coalesce({self._col(meta_col)}, '{_NULL}')"
+        o_sql = f"coalesce({self._col(own_col)}, '{_NULL}')"
+        pairs = con.execute(f"SELECT {m_sql} AS m, {o_sql} AS o, count(*) AS n FROM {_RAW} r "
+                            "GROUP BY ALL ORDER BY min(r.rowid)").fetchall()
+        m_texts = [None if m == _NULL else m for m, _, _ in pairs]
+        own = [None if o == _NULL else clean_cell(o) for _, o, _ in pairs]
+        counts = np.array([n for _, _, n in pairs], dtype=np.int64)
         if meta_col is not None:
-            cleaned = [clean_cell(m) for m, _ in rows]
-            meta = pd.Series(parse_timestamps(cleaned), dtype="datetime64[ns]")
-            flags = zone_stated(cleaned)
+            distinct = list(dict.fromkeys(clean_cell(m) for m in m_texts))
+            parsed = dict(zip(distinct, parse_timestamps(distinct), strict=True))
+            stated = dict(zip(distinct, zone_stated(distinct), strict=True))
+            meta = [parsed[clean_cell(m)] for m in m_texts]
+            flags = [bool(stated[clean_cell(m)]) for m in m_texts]
         else:
-            meta = pd.Series(pd.NaT, index=range(n), dtype="datetime64[ns]")
-            flags = np.zeros(n, dtype=bool)
-        own = (pd.Series([clean_cell(o) for _, o in rows], dtype=object)
-               if own_col is not None else pd.Series([None] * n, dtype=object))
-        frame = pd.DataFrame({"meta": meta, "flag": flags, "own": own})
-        # the triple decides everything; factorize gives each distinct one a key
-        codes, uniques = pd.MultiIndex.from_frame(frame.fillna({"own": _NULL})).factorize()
+            meta, flags = [pd.NaT] * len(pairs), [False] * len(pairs)
         window = wave.window
-        verdicts, problems, locals_ = [], {}, []
-        for k, (m, flag, text) in enumerate(uniques):
-            text = None if text == _NULL else text
-            meta_rec = {"submitted_at": m}
+        rows, problems = [], {}
+        for k, (m, flag, text) in enumerate(zip(meta, flags, own, strict=True)):
             rec = {own_col: text} if own_col is not None else {}
-            submitted = _submitted_at(rec, meta_rec, own_col or cols.submitted_at,
-                                      config.timezone, bool(flag))
+            submitted = _submitted_at(rec, {"submitted_at": m}, own_col or cols.submitted_at,
+                                      config.timezone, flag)
             found = []
             if submitted is _UNPARSEABLE:
                 found.append((cols.submitted_at or "submitted_at", str(rec.get(
@@ -601,37 +606,29 @@ class _BulkWave:
                     bad = True
             if found:
                 problems[k] = found
-            verdicts.append(bad)
-            locals_.append(None if submitted is None or pd.isna(submitted) else submitted)
-            # the wave-date check reads the reader's times (row_meta), as ingest_study does
+            rows.append((pairs[k][0], pairs[k][1],
+                         None if submitted is None or pd.isna(submitted) else submitted, bad, k))
         self._time_problems = problems
-        local_by_key = pd.Series(locals_, dtype="datetime64[ns]")
-        self._check_dates(meta, flags, own)
-        return pd.DataFrame({
-            "rowid": np.arange(n, dtype=np.int64),
-            "submitted": local_by_key.to_numpy()[codes] if n else local_by_key.to_numpy(),
-            "time_bad": np.asarray(verdicts, dtype=bool)[codes] if n else np.zeros(0, bool),
-            "tkey": codes.astype(np.int64),
-        })
+        self._check_dates(meta, flags, own, counts)
+        table = pd.DataFrame(rows, columns=["m", "o", "submitted", "time_bad", "tkey"])
+        table["submitted"] = pd.Series(table["submitted"], dtype="datetime64[ns]")
+        table = table.astype({"m": object, "o": object})
+        return table, m_sql, o_sql
 
-    def _check_dates(self, meta: pd.Series, flags: np.ndarray, own: pd.Series) -> None:
+    def _check_dates(self, meta: list[Any], flags: list[bool], own: list[str | None],
+                     counts: np.ndarray) -> None:
         """``ingest_study``'s refusal of a file whose responses fall in another wave."""
-        config, zone = self.config, self.config.timezone
-        frame = pd.DataFrame({"meta": meta, "flag": flags})
-        codes, uniques = pd.MultiIndex.from_frame(frame).factorize()
-        local = pd.Series([pd.NaT if pd.isna(m) else to_study_time(m, zone, is_utc=bool(f))
-                           for m, f in uniques], dtype="datetime64[ns]").to_numpy()
-        dates = pd.Series(local[codes] if len(codes) else local, dtype="datetime64[ns]")
+        zone = self.config.timezone
+        local = pd.Series([pd.NaT if pd.isna(m) else to_study_time(m, zone, is_utc=f)
+                           for m, f in zip(meta, flags, strict=True)], dtype="datetime64[ns]")
         column = self.instrument.participant.submitted_at
-        if dates.isna().all() and column and column in self.columns:
+        if local.isna().all() and column and column in self.columns:
             from .core import _local_or_nat
 
-            values, inverse = np.unique(own.fillna(_NULL).to_numpy(dtype=str),
-                                        return_inverse=True)
-            mapped = pd.Series([_local_or_nat(None if v == _NULL else v, zone) for v in values],
-                               dtype="datetime64[ns]").to_numpy()
-            dates = pd.Series(mapped[inverse], dtype="datetime64[ns]")
-        _check_dates_in_windows(dates, self.wave, config)
+            local = pd.Series([_local_or_nat(v, zone) for v in own], dtype="datetime64[ns]")
+        # one time per row, as the row-wise check sees them (only shares are used)
+        dates = pd.Series(np.repeat(local.to_numpy(), counts), dtype="datetime64[ns]")
+        _check_dates_in_windows(dates, self.wave, self.config)
 
     def _code_link_problems(self) -> list[dict[str, Any]]:
         """``_check_code_links`` in SQL: conflicting attributes, unexpected new codes."""
