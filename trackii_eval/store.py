@@ -83,8 +83,9 @@ def register_frame(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFram
     frame
         Any frame; it is not changed.
     """
-    text = [c for c in frame.columns if pd.api.types.is_string_dtype(frame[c])
-            and frame[c].dtype != object]
+    # (object columns are left alone: is_string_dtype would scan every value of them)
+    text = [c for c in frame.columns if frame[c].dtype != object
+            and pd.api.types.is_string_dtype(frame[c])]
     if text:
         frame = frame.astype(dict.fromkeys(text, object))
         for c in text:

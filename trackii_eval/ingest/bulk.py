@@ -45,6 +45,7 @@ from .core import (
     _ingest_ideas,
     _ingest_roster,
 )
+from .pseudonym import normalise_id
 from .readers import _ALWAYS_IDENTIFIERS, _GENERIC_TIME_COLUMNS, kobo, qualtrics
 from .readers.base import _clean_header, canonical_text, clean_cell, parse_timestamps, zone_stated
 from .rules import Rule
@@ -138,6 +139,7 @@ def ingest_bulk(store: Store, ctx: StudyContext, key: PseudonymKey, *, replace: 
     config = ctx.config
     outcomes: list[FileOutcome] = []
     all_problems: list[pd.DataFrame] = []
+    pseudonyms: dict[str, tuple[str, str]] = {}
     times = config.wave_time()
     with store.transaction():
         for w in config.waves:
@@ -177,7 +179,7 @@ def ingest_bulk(store: Store, ctx: StudyContext, key: PseudonymKey, *, replace: 
                 if sha in set(known["sha256"]):
                     store.execute("UPDATE files SET active = true WHERE sha256 = ?", [sha])
                 else:
-                    problems = wave_out.validate_and_write(key)
+                    problems = wave_out.validate_and_write(key, pseudonyms)
                     store.append("files", pd.DataFrame([{
                         "file": wave.file, "wave": wave.index, "sha256": sha, "format": "csv",
                         "rows_read": wave_out.rows_read, "rows_stored": wave_out.rows_stored,
@@ -307,8 +309,13 @@ class _BulkWave:
                          _header_further_down(head, numbers, {cols.id, *column_map}))
 
     # -- validation ------------------------------------------------------------------------
-    def validate_and_write(self, key: PseudonymKey) -> pd.DataFrame:
-        """Validate the wave, write its rows to the store and return its problems."""
+    def validate_and_write(self, key: PseudonymKey,
+                           pseudonyms: dict[str, tuple[str, str]]) -> pd.DataFrame:
+        """Validate the wave, write its rows to the store and return its problems.
+
+        ``pseudonyms`` (raw code -> normalised code, pseudonym) is the study's cache, filled
+        here.
+        """
         config, instrument, wave = self.config, self.instrument, self.wave
         cols = instrument.participant
         con = self.store.connection
@@ -428,12 +435,22 @@ class _BulkWave:
         con.execute("DROP TABLE _bulk_rows2")
         self.rows_quarantined = quarantined
 
-        # pseudonyms: one keyed hash per distinct code (pseudonymize_many checks collisions)
+        # pseudonyms: one keyed hash per distinct code of the study (a code seen in an earlier
+        # wave is not hashed again), checked for collisions per wave as pseudonymize_many does
         raw_ids = [r[0] for r in con.execute(
             "SELECT DISTINCT raw_id FROM _bulk_kept").fetchall()]
-        pseudo = pd.DataFrame({"raw_id": pd.Series(raw_ids, dtype=object)})
-        pseudo["participant"] = key.pseudonymize_many(pseudo["raw_id"]).to_numpy(dtype=object) \
-            if raw_ids else pd.Series([], dtype=object)
+        fresh = [r for r in raw_ids if r not in pseudonyms]
+        if fresh:
+            hashed = key.pseudonymize_many(pd.Series(fresh, dtype=object))
+            for raw, digest in zip(fresh, hashed, strict=True):
+                pseudonyms[raw] = (normalise_id(raw), digest)
+        mapped = [pseudonyms[r] for r in raw_ids]
+        if len({n for n, _ in mapped}) != len({d for _, d in mapped}):
+            raise IngestError(
+                "two different participant IDs received the same pseudonym (a 64-bit "
+                "collision); report this: linkage would merge two people")
+        pseudo = pd.DataFrame({"raw_id": pd.Series(raw_ids, dtype=object),
+                               "participant": pd.Series([d for _, d in mapped], dtype=object)})
         self._register("_bulk_pseudo", pseudo)
         con.execute("""
             CREATE OR REPLACE TEMP TABLE _bulk_people AS
