@@ -72,7 +72,8 @@ def register_frame(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFram
 
     pandas 3 infers its own string dtype (``str``) for text; DuckDB before 2.0 cannot scan it
     ("Data type 'str' not recognized"), so text columns are handed over as Python objects
-    (missing values as ``None``, which DuckDB reads as NULL).
+    (missing values as ``None``, which DuckDB reads as NULL). A text column without any value
+    keeps its dtype (DuckDB 2.x reads it as VARCHAR; 1.x refuses it, a limitation).
 
     Parameters
     ----------
@@ -83,9 +84,11 @@ def register_frame(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFram
     frame
         Any frame; it is not changed.
     """
-    # (object columns are left alone: is_string_dtype would scan every value of them)
+    # Object columns are left alone (is_string_dtype would scan every value of them), and so
+    # are columns with no value at all: DuckDB types an all-None object column "NULL", which
+    # would make a table made from it (replace_table) lose its text type.
     text = [c for c in frame.columns if frame[c].dtype != object
-            and pd.api.types.is_string_dtype(frame[c])]
+            and pd.api.types.is_string_dtype(frame[c]) and frame[c].notna().any()]
     if text:
         frame = frame.astype(dict.fromkeys(text, object))
         for c in text:

@@ -60,3 +60,12 @@ def test_store_round_trip_of_a_pandas_frame():
     assert back["participant"].tolist() == ["P-1", "P-2"]
     assert back["arm"].isna().tolist() == [False, True]
     assert back["first_wave"].tolist() == [1, 2]
+
+
+def test_a_text_column_without_values_stays_text():
+    store = Store(":memory:", "compat")
+    store.replace_table("notes", pd.DataFrame({"note": pd.Series([None, None], dtype="str"),
+                                               "n": [1, 2]}))
+    types = dict(store.query("SELECT column_name, data_type FROM information_schema.columns "
+                             "WHERE table_name = 'notes'").itertuples(index=False))
+    assert types["note"] == "VARCHAR"
