@@ -3,7 +3,7 @@
 :func:`ingest_bulk` gives the store the same contents (responses, submissions, participants,
 files, quarantine) and reports the same one-line problems (file, row, column, rule) as the
 row-wise :func:`~trackii_eval.ingest.core.ingest_study`, for the studies it accepts, at a
-fraction of the time and memory (32 million item cells: about 50 s of CPU, 0.6 GB;
+fraction of the time and memory (32 million item cells: about 45 s of CPU, 0.6 GB;
 ``python -m benchmarks.portfolio``).
 
 How it stays identical without re-implementing the rules
