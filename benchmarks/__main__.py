@@ -8,7 +8,8 @@ import sys
 SUITES = ["benchmarks.stages", "benchmarks.omega", "benchmarks.growth", "benchmarks.refits",
           "benchmarks.power",
           "benchmarks.linkage", "benchmarks.disclosure", "benchmarks.did",
-          "benchmarks.glmm", "benchmarks.clmm"]
+          "benchmarks.glmm", "benchmarks.clmm",
+          "benchmarks.portfolio"]
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or SUITES

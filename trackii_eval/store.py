@@ -23,7 +23,7 @@ import pandas as pd
 
 from .errors import StoreError
 
-__all__ = ["Store"]
+__all__ = ["Store", "register_frame"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -65,6 +65,35 @@ CREATE TABLE IF NOT EXISTS runs (
 """
 
 MEMORY = ":memory:"
+
+
+def register_frame(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame) -> None:
+    """Register ``frame`` as the view ``name`` on ``con``, on DuckDB 1.x and 2.x alike.
+
+    pandas 3 infers its own string dtype (``str``) for text; DuckDB before 2.0 cannot scan it
+    ("Data type 'str' not recognized"), so text columns are handed over as Python objects
+    (missing values as ``None``, which DuckDB reads as NULL). A text column without any value
+    keeps its dtype (DuckDB 2.x reads it as VARCHAR; 1.x refuses it, a limitation).
+
+    Parameters
+    ----------
+    con
+        The connection.
+    name
+        The view name.
+    frame
+        Any frame; it is not changed.
+    """
+    # Object columns are left alone (is_string_dtype would scan every value of them), and so
+    # are columns with no value at all: DuckDB types an all-None object column "NULL", which
+    # would make a table made from it (replace_table) lose its text type.
+    text = [c for c in frame.columns if frame[c].dtype != object
+            and pd.api.types.is_string_dtype(frame[c]) and frame[c].notna().any()]
+    if text:
+        frame = frame.astype(dict.fromkeys(text, object))
+        for c in text:
+            frame[c] = frame[c].where(frame[c].notna(), None)
+    con.register(name, frame)
 
 
 class Store:
@@ -126,6 +155,12 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """The open DuckDB connection, for columnar stages that stream SQL over big tables
+        (:mod:`trackii_eval.ingest.bulk`, :mod:`trackii_eval.portfolio`)."""
+        return self._con
+
     def query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
         """Run a read query and return a DataFrame."""
         return self._con.execute(sql, params or []).df()
@@ -138,14 +173,14 @@ class Store:
         """Append a DataFrame whose columns match the table's (by name)."""
         if frame.empty:
             return
-        self._con.register("_incoming", frame)
+        register_frame(self._con, "_incoming", frame)
         cols = ", ".join(f'"{c}"' for c in frame.columns)
         self._con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _incoming")
         self._con.unregister("_incoming")
 
     def replace_table(self, table: str, frame: pd.DataFrame) -> None:
         """Replace a derived table (scores, reliability) with ``frame``."""
-        self._con.register("_incoming", frame)
+        register_frame(self._con, "_incoming", frame)
         self._con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _incoming")
         self._con.unregister("_incoming")
 

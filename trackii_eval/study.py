@@ -127,12 +127,14 @@ class Study:
             self._store = None
 
     # -- stages ---------------------------------------------------------------------------
-    def ingest(self, key: PseudonymKey, *, replace: bool = False) -> IngestSummary:
+    def ingest(self, key: PseudonymKey, *, replace: bool = False,
+               bulk: bool = False) -> IngestSummary:
         """Read, validate, pseudonymize and store every wave file.
 
         See :func:`trackii_eval.pipeline.stages.ingest`.
         """
-        return stages.ingest(self._open(create=True), self.context, key, replace=replace)
+        return stages.ingest(self._open(create=True), self.context, key, replace=replace,
+                             bulk=bulk)
 
     def score(self) -> pd.DataFrame:
         """Score every participant-wave and compute reliability; both are stored.

@@ -280,6 +280,11 @@ def _check_wave_dates(raw: RawTable, wave: Wave, config: StudyConfig, column: st
                           dtype="datetime64[ns]")
     if dates is None:
         return
+    _check_dates_in_windows(dates, wave, config)
+
+
+def _check_dates_in_windows(dates: pd.Series, wave: Wave, config: StudyConfig) -> None:
+    """The refusal of `_check_wave_dates`, given the file's study-local response times."""
     dates = pd.to_datetime(dates, errors="coerce").dropna()
     if len(dates) < 5 or wave.window is None:
         return

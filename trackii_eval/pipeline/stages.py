@@ -60,7 +60,7 @@ def _where(store: Store) -> str:
 
 # ------------------------------------------------------------------------------ ingest
 def ingest(store: Store, ctx: StudyContext, key: PseudonymKey, *,
-           replace: bool = False) -> IngestSummary:
+           replace: bool = False, bulk: bool = False) -> IngestSummary:
     """Read, validate, pseudonymize, link and store every wave file; record the run.
 
     Parameters
@@ -73,6 +73,10 @@ def ingest(store: Store, ctx: StudyContext, key: PseudonymKey, *,
         The pseudonymization key. It must be the key the store was made with.
     replace
         Let a changed file of an already-ingested wave replace the stored version.
+    bulk
+        Read and validate the wave files with DuckDB (:func:`trackii_eval.ingest.bulk.
+        ingest_bulk`: the same store contents and problems, for portfolios of plain CSV
+        files; other studies are refused in one line).
 
     Returns
     -------
@@ -93,7 +97,12 @@ def ingest(store: Store, ctx: StudyContext, key: PseudonymKey, *,
     ctx.out.mkdir(parents=True, exist_ok=True)
     run_id = new_run_id("ingest")
     before = input_hashes(ctx)  # the bytes as they were when the run started
-    summary = ingest_study(store, ctx, key, replace=replace)
+    if bulk:
+        from ..ingest.bulk import ingest_bulk
+
+        summary = ingest_bulk(store, ctx, key, replace=replace)
+    else:
+        summary = ingest_study(store, ctx, key, replace=replace)
     for w in ctx.config.fielded_waves:  # a planned wave has no file yet
         role = f"wave {w.index}"
         active = store.query("SELECT sha256 FROM files WHERE wave = ? AND active", [w.index])
