@@ -67,13 +67,12 @@ CREATE TABLE IF NOT EXISTS runs (
 MEMORY = ":memory:"
 
 
-def register_frame(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame) -> None:
+def register_frame(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame) -> list[str]:
     """Register ``frame`` as the view ``name`` on ``con``, on DuckDB 1.x and 2.x alike.
 
     pandas 3 infers its own string dtype (``str``) for text; DuckDB before 2.0 cannot scan it
     ("Data type 'str' not recognized"), so text columns are handed over as Python objects
-    (missing values as ``None``, which DuckDB reads as NULL). A text column without any value
-    keeps its dtype (DuckDB 2.x reads it as VARCHAR; 1.x refuses it, a limitation).
+    (missing values as ``None``, which DuckDB reads as NULL).
 
     Parameters
     ----------
@@ -83,17 +82,23 @@ def register_frame(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFram
         The view name.
     frame
         Any frame; it is not changed.
+
+    Returns
+    -------
+    list of str
+        The text columns without any value: DuckDB types them ``"NULL"``, so a table made from
+        the view must cast them to VARCHAR (as :meth:`Store.replace_table` does).
     """
-    # Object columns are left alone (is_string_dtype would scan every value of them), and so
-    # are columns with no value at all: DuckDB types an all-None object column "NULL", which
-    # would make a table made from it (replace_table) lose its text type.
+    # object columns are left alone: is_string_dtype would scan every value of them
     text = [c for c in frame.columns if frame[c].dtype != object
-            and pd.api.types.is_string_dtype(frame[c]) and frame[c].notna().any()]
+            and pd.api.types.is_string_dtype(frame[c])]
+    empty = [str(c) for c in text if not frame[c].notna().any()]
     if text:
         frame = frame.astype(dict.fromkeys(text, object))
         for c in text:
             frame[c] = frame[c].where(frame[c].notna(), None)
     con.register(name, frame)
+    return empty
 
 
 class Store:
@@ -180,8 +185,10 @@ class Store:
 
     def replace_table(self, table: str, frame: pd.DataFrame) -> None:
         """Replace a derived table (scores, reliability) with ``frame``."""
-        register_frame(self._con, "_incoming", frame)
-        self._con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _incoming")
+        empty = register_frame(self._con, "_incoming", frame)
+        casts = ", ".join(f'CAST("{c}" AS VARCHAR) AS "{c}"' for c in empty)
+        columns = f"* REPLACE ({casts})" if casts else "*"
+        self._con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT {columns} FROM _incoming")
         self._con.unregister("_incoming")
 
     def transaction(self) -> _Transaction:
