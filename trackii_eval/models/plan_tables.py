@@ -435,7 +435,10 @@ def growth_comparison_tables(spec: ModelSpec, data: pd.DataFrame,
     from .growth import compare_growth
 
     fits = {name: _growth_fit(spec, inputs, name) for name in spec.models}
-    tab = compare_growth(fits)
+    try:
+        tab = compare_growth(fits)
+    except ModelError as exc:
+        raise ModelError(f"plan entry '{spec.name}' (growth_comparison): {exc}") from None
     rows = []
     for name, r in tab.iterrows():
         fit = fits[str(name)]
