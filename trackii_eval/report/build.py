@@ -13,8 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import html
 import math
-import re
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,8 +27,8 @@ from scipy import stats
 from .. import __version__
 from ..errors import ModelError, ReportError
 from ..models.results import result_from_dict
-from .disclose import Lazy, Publication, Shown
 from . import layout, pages
+from .disclose import Lazy, Publication, Shown
 from .labels import Labels
 from .sections import Analyses
 
@@ -437,8 +437,8 @@ def _effect_rows(results: dict[str, dict[str, Any]], scores: pd.DataFrame,
                    text: Any = "", name: str = name) -> Shown:
                 return pub.stat("effects", (name, term, field), n, text)
 
-            for field in ("estimate", "ci", "p"):
-                shown[field] = st(field, text=shown[field])
+            for part in ("estimate", "ci", "p"):
+                shown[part] = st(part, text=shown[part])
             # degrees of freedom can be a count in disguise (t with G - 1 df for participant-
             # clustered errors): hidden whenever the model's participant count is
             shown["df"] = pub.stat("effects", (name, str(row["term"]), "df"), n, shown["df"],
@@ -480,12 +480,18 @@ def _methods(study: _View, results: dict[str, dict[str, Any]], n_people: int, n_
                          name="participants = sum of new records over waves")
     too_few = scores[scores["status"] == "too_few_items"].groupby("construct").size()
     missing_cells = {c: pub.count("scores_missing", (c,), int(n)) for c, n in too_few.items()}
+
+    def _label(c: str) -> str:
+        return html.escape(ctx.labels.construct(c) if ctx.labels is not None else c)
     out.append(Lazy(lambda: (
         f"Responses from {len(cfg.waves)} waves were scored per construct as keyed item means "
-        "on the POMP scale (0-100; behavioural measures in their own units); a score is missing "
+        "on the 0-100 percent-of-maximum-possible (POMP) scale: 0 is the lowest possible answer "
+        "to every item, 100 the highest (behavioural measures in their own units: counts, "
+        "tokens, or the share answering yes); a score is missing "
         "when fewer than the construct's minimum share of items was answered (participant-waves "
         "without a score for that reason: "
-        f"{'; '.join(f'{c}: {cell}' for c, cell in missing_cells.items()) or 'none'}). Test "
+        f"{'; '.join(f'{_label(c)}: {cell}' for c, cell in missing_cells.items()) or 'none'}). "
+        "Test "
         "and unfinished responses were excluded.")))
     for name, res in results.items():
         if "fit" not in res:
@@ -847,7 +853,7 @@ def _headline(results: dict[str, dict[str, Any]], study: _View, scores: pd.DataF
         def st(field: Any, text: str, n: int = n, name: str = name) -> Shown:
             return pub.stat("headline", (name, field), n, text)
 
-        def f(x: Any) -> str:
+        def f(x: Any, factor: float = factor) -> str:
             return _fmt(None if x is None else factor * x, 1).replace("-", "−")
 
         return {

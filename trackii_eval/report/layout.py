@@ -213,7 +213,7 @@ def _effects_table(construct: str, effects: list[dict[str, Any]], labels: Labels
         if name != seen:
             groups[len(rows)] = f"{labels.model(name)} — {labels.model_kind(name)}"
             seen = name
-        nobs, ngroups = ctx.model_n.get(name, (None, None))
+        _, ngroups = ctx.model_n.get(name, (None, None))
         term = str(e["term"])
         row = [labels.term(name, term), e["estimate"], e["ci"], e["p"],
                ngroups if ngroups is not None else "–"]
@@ -292,7 +292,7 @@ def _deviations(results: dict[str, dict[str, Any]], analyses: Analyses,
             if not r.get("estimable", True):
                 out.append(f"{label}: {labels.term(name, str(r['term']))} could not be "
                            f"estimated ({r.get('note', '')}).")
-    for kind, items in analyses.by_kind.items():
+    for items in analyses.by_kind.values():
         for name, res in items:
             for n in res.get("notes", []) or []:
                 out.append(f"{labels.model(name) if name in labels.specs else name}: {n}")

@@ -149,7 +149,6 @@ def findings(*, headline: str | None, outcomes: list[str], analyses: Analyses,
         (subgroups), ``design`` (what the design can and cannot say).
     """
     out: dict[str, Any] = {"main": [], "others": [], "unchanged": [], "whom": [], "design": []}
-    first = config.waves[0].index
     end_wave = config.program_end_wave
     last_wave = max(w.index for w in config.waves if not w.planned)
     if headline is not None:
@@ -234,7 +233,6 @@ def findings(*, headline: str | None, outcomes: list[str], analyses: Analyses,
     out["design"].append(
         "Context events (marked on every trajectory) affected both groups; comparing the "
         "groups removes their common effect, not effects that differed between them.")
-    del first
     return out
 
 
@@ -260,7 +258,6 @@ def dialogue_tables(d: Any, scores: pd.DataFrame, labels: Labels, pub: Publicati
     The dialogue's respondents are a part of the dialogue arm's (the pooled table), related
     as such so both are protected together.
     """
-    k = pub.k
     mine = scores[scores["dialogue"] == d.id]
     treated = labels.treated
     resp = (mine[mine["arm"] == treated].groupby("wave")["participant"].nunique())

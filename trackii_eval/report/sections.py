@@ -124,7 +124,8 @@ class Analyses:
                 w = int(r["wave"])
                 n = _n(r.get("n_treated"), r.get("n_comparison"))
 
-                def st(field: str, text: str, n: int = n, w: int = w) -> Shown:
+                def st(field: str, text: str, n: int = n, w: int = w,
+                       name: str = name) -> Shown:
                     return pub.stat("durability", (name, w, field), n, text)
 
                 rows.append([
@@ -142,7 +143,7 @@ class Analyses:
                  f"N {lab.arm(lab.comparison).lower()}"], rows,
                 note="Model-based difference between the arms at each wave after baseline "
                      "(dialogue minus comparison)."))
-        for name, spec, per in self.frames("durability", "persistence", outcome):
+        for name, _spec, per in self.frames("durability", "persistence", outcome):
             rows = []
             for r in per.to_dict("records"):
                 w = int(r["wave"])
@@ -347,7 +348,7 @@ class Analyses:
         """Who stayed per wave and arm, and the estimate under three missing-data methods."""
         lab, pub = self.labels, self.pub
         out = []
-        for name, spec, drop in self.frames("attrition", "dropout"):
+        for name, _spec, drop in self.frames("attrition", "dropout"):
             rows = []
             for r in drop.to_dict("records"):
                 w, arm = int(r["wave"]), str(r["arm"])
