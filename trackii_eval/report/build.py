@@ -379,6 +379,14 @@ def _network_rows(study: _View, pub: Publication, ctx: _Ctx) -> list[dict[str, A
     return rows
 
 
+def _fitted(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The stored results of fitted models; the plan's "change that matters" analyses
+    (tables with counts, ``analysis.PLAN_ANALYSES``) are laid out by :mod:`.sections`."""
+    from ..analysis import PLAN_ANALYSES
+
+    return {n: r for n, r in results.items() if r.get("kind") not in PLAN_ANALYSES}
+
+
 def _stored_fit(res: dict[str, Any]) -> Any:
     """A stored result as a fit of the results protocol (nothing is refitted)."""
     try:
@@ -653,7 +661,7 @@ def report_tables(store: Store, context: StudyContext, k: int | None = None, *,
     """
     study = _View(store, context.config, context.instrument)
     stored = store.results(None if model_run is None else model_run.run_id)
-    results = {n: r for n, r in stored.items() if "fit" in r}
+    results = {n: r for n, r in _fitted(stored).items() if "fit" in r}
     if not results or not store.has_table("scores"):
         where = "in-memory store" if store.in_memory else str(store.path)
         raise ReportError(f"{where}: no scores or model results yet; run "
@@ -772,7 +780,7 @@ def render_reports(store: Store, ctx: StudyContext, path: str | Path, *,
              for d in tables.dialogues}
     back = os.path.relpath(path, ddir)
     study = _View(store, ctx.config, ctx.instrument)
-    results = store.results(None if model_run is None else model_run.run_id)
+    results = _fitted(store.results(None if model_run is None else model_run.run_id))
     common = dict(
         study=study.config, generated=dt.date.today().isoformat(), version=__version__,
         config_hash=ctx.config_hash[:12],
