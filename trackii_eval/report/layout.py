@@ -206,6 +206,7 @@ def _effects_table(construct: str, effects: list[dict[str, Any]], labels: Labels
     groups: dict[int, str] = {}
     with_sizes = bool(sizes)
     seen = None
+    shown: set[tuple[str, str]] = set()
     for e in effects:
         if e["outcome"] != construct:
             continue
@@ -213,6 +214,10 @@ def _effects_table(construct: str, effects: list[dict[str, Any]], labels: Labels
         if name != seen:
             groups[len(rows)] = f"{labels.model(name)} — {labels.model_kind(name)}"
             seen = name
+        term_label = labels.term(name, str(e["term"]))
+        if (name, term_label) in shown:
+            continue  # a contrast that is one of the model's own terms
+        shown.add((name, term_label))
         _, ngroups = ctx.model_n.get(name, (None, None))
         term = str(e["term"])
         row = [labels.term(name, term), e["estimate"], e["ci"], e["p"],
@@ -331,9 +336,13 @@ def per_dialogue(study: Any, labels: Labels, analyses: Analyses, scores: pd.Data
                                r["reciprocity"], r["working"], r["persisting"]] for r in net]),
         }
         judged = _judgement(d, t["outputs"], mod, ideas, net, subgroups, labels)
+        others = _judgement(d, [o for o in ("perceptions", "relationships", "moderation",
+                                            "ideas") if o not in t["outputs"]],
+                            mod, ideas, net, subgroups, labels)
         ctxd = {"dialogue": d, "respondents": t["respondents"], "means": t["means"],
                 "tables": tables, "reliable_change": rc, "subgroups": subgroups,
-                "judgement": judged, "outputs": [OUTPUT_TITLES.get(o, o) for o in t["outputs"]],
+                "judgement": judged, "other_outputs": others,
+                "outputs": [OUTPUT_TITLES.get(o, o) for o in t["outputs"]],
                 "_ctx": ctx, "_labels": labels}
         for tab in [t["respondents"], *t["means"], *tables.values(), *rc]:
             check_registered(tab)
@@ -372,8 +381,10 @@ def _judgement(d: Any, outputs: list[str], mod: list[dict], ideas: list[dict], n
         for s in mine:
             out.append(Lazy(lambda s=s, title=title: (
                 f"<strong>{_e(title)}</strong>: this dialogue's participants against the "
-                f"comparison group: {s['cell']} {_e(s['unit'])}.")))
-        if o in ("perceptions",) and not mine:
+                "comparison group" + (f" ({_e(s['notes'].split(';')[0])})" if s["notes"]
+                                      else "")
+                + f": {s['cell']} {_e(s['unit'])} (95% CI {s['ci_cell']}).")))
+        if o == "perceptions" and not mine:
             out.append(Lazy(lambda title=title: (
                 f"<strong>{_e(title)}</strong>: see the observed means and trajectories below "
                 "(the analysis plan estimates no effect for this dialogue alone).")))

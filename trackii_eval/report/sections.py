@@ -319,7 +319,8 @@ class Analyses:
                 forest.append({"name": name, "moderator": mod, "level": level,
                                "label": f"{self._moderator(mod)}: {self._level(mod, level)}",
                                "estimate": r["estimate"], "ci_low": r["ci_low"],
-                               "ci_high": r["ci_high"], "cell": est, "factor": unit.factor,
+                               "ci_high": r["ci_high"], "cell": est, "ci_cell": ci,
+                               "factor": unit.factor,
                                "unit": unit.effect, "outcome": outcome, "n": n,
                                "digits": unit.digits,
                                "level_label": self._level(mod, level),
@@ -361,9 +362,11 @@ class Analyses:
                 unit = lab.unit(var) if var in lab.instrument.constructs else None
                 digits = unit.digits if unit else 2
                 factor = unit.factor if unit else 1.0
-                if r.get("type") == "binary" and factor == 1.0:
+                share = r.get("type") == "binary" or (unit is not None and unit.factor == 100)
+                if share:
                     digits, factor = 0, 100.0  # a share, printed in %
-                label = r.get("label") or (lab.construct(var) if unit else var)
+                label = str(r.get("label") or (lab.construct(var) if unit else var))
+                label = label[:1].upper() + label[1:] + (" (%)" if share else "")
                 rows.append([
                     str(label),
                     pub.stat("balance", (*key, "treated"), nt, num(r["mean_treated"], digits,
