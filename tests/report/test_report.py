@@ -242,3 +242,28 @@ def test_p_values_read_as_text_in_the_summary(demo_run) -> None:
     head = _section(demo_run[3].read_text(), "summary")
     assert "p = &lt;" not in head and "p = <" not in head
     assert "p &lt; 0.001" in head or "p = 0." in head
+
+
+def test_sections_show_the_stored_analyses(demo_run) -> None:
+    """Durability, reliable change, effect sizes, balance, subgroups (with a forest plot),
+    attrition sensitivity and model comparison are read from the store and shown labelled."""
+    page = demo_run[3].read_text()
+    perceptions = _section(page, "output-perceptions")
+    for table in ("gaps-", "persistence-", "reliable-change-", "effect-sizes-",
+                  "reliability-perceptions"):
+        assert f'id="{table}' in perceptions, table
+    assert "Hedges' g" in _text(perceptions) and "Reliably improved" in perceptions
+    # the omega interval is shown beside alpha's
+    rel = perceptions[perceptions.index('id="reliability-perceptions"'):]
+    rel = rel[: rel.index("</table>")]
+    assert "McDonald's omega" in _text(rel) and rel.count("[0.") >= 10
+    assert 'id="balance-' in _section(page, "balance")
+    whom = _section(page, "for-whom")
+    assert 'id="subgroups-' in whom and "<svg" in whom and "Forest plot" in whom
+    robust = _section(page, "robustness")
+    assert 'id="attrition-sensitivity-' in robust and "Multiple imputation" in robust
+    assert 'id="model-comparison-' in robust and "AIC" in robust
+    summary = _text(_section(page, "summary"))
+    assert "of it remained" in summary  # how much of the end-of-programme gain persists
+    assert "by dialogue" in summary  # for whom, with CIs
+    assert re.search(r"by dialogue \(.*?\): [^;]*95% CI", summary)
