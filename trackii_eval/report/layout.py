@@ -157,6 +157,8 @@ def pooled(study: Any, labels: Labels, analyses: Analyses, results: dict[str, di
         retained=ctx.retained, forest=forest, people=ctx.people, config=config)
     out["people_sentence"] = _people_sentence(ctx, labels, config)
     out["deviations"] = _deviations(results, analyses, labels)
+    page["methods"] = [*page["methods"][:-2], *_analysis_methods(analyses, labels),
+                       *page["methods"][-2:]]
     out["headline_outcome"] = headline
     out["_ctx"] = ctx
     out["_labels"] = labels
@@ -297,10 +299,18 @@ def _deviations(results: dict[str, dict[str, Any]], analyses: Analyses,
             if not r.get("estimable", True):
                 out.append(f"{label}: {labels.term(name, str(r['term']))} could not be "
                            f"estimated ({r.get('note', '')}).")
-    for items in analyses.by_kind.values():
+    return out
+
+
+def _analysis_methods(analyses: Analyses, labels: Labels) -> list[Lazy]:
+    """One methods paragraph per stored analysis: its plan label and what it computed."""
+    out = []
+    for kind, items in analyses.by_kind.items():
         for name, res in items:
-            for n in res.get("notes", []) or []:
-                out.append(f"{labels.model(name) if name in labels.specs else name}: {n}")
+            notes = "; ".join(res.get("notes") or [])
+            text = (f"<strong>{_e(labels.model(name))}</strong> (<code>{_e(name)}</code>, "
+                    f"{_e(kind.replace('_', ' '))})" + (f": {_e(notes)}." if notes else "."))
+            out.append(Lazy(lambda text=text: text))
     return out
 
 
