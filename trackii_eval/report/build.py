@@ -706,6 +706,13 @@ def report_tables(store: Store, context: StudyContext, k: int | None = None, *,
     )
     page.update(layout.pooled(study, labels, analyses, results, scores, pub, ctx, page,
                               n_people))
+    if model_run is not None:  # a plan entry without a stored result is a deviation
+        plan = model_run.inputs.get("plan") or {}
+        for spec in plan.get("models", []) if isinstance(plan, dict) else []:
+            if spec.get("name") not in stored:
+                page["deviations"].append(
+                    f"{spec.get('label') or spec.get('name')}: in the analysis plan, but no "
+                    "result was stored by the model run.")
     dialogues = layout.per_dialogue(study, labels, analyses, scores, pub, ctx, page)
     return ReportTables(pub, page, dialogues)
 
