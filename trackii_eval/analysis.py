@@ -212,7 +212,10 @@ def _change_analyses(config: StudyConfig, instrument: Instrument | None,
         ModelSpec(name=f"{outcome}_attrition", kind="attrition", outcome=outcome,
                   label=f"Attrition and its consequences for {outcome}"),
     ]
-    if piecewise:
+    # linear and piecewise differ only once a wave after the programme has been fielded
+    after = piecewise and any(w.index > (config.program_end_wave or 0)
+                              for w in config.fielded_waves)
+    if after:
         out.append(ModelSpec(name=f"{outcome}_growth_comparison", kind="growth_comparison",
                              outcome=outcome,
                              models=[f"{outcome}_growth", f"{outcome}_durability"],

@@ -346,6 +346,7 @@ def _invariance_rows(study: _View, pub: Publication) -> list[dict[str, Any]]:
             "delta_cfi": st("delta_cfi", _fmt(r.get("delta_cfi"), 3)),
             "decision": r.get("decision"),
             "n": pub.count("invariance", (r.get("construct"), "n"), n), "waves": r.get("waves"),
+            "missing": r.get("missing") or "listwise",
         })
     return rows
 
