@@ -305,6 +305,9 @@ def model(store: Store, ctx: StudyContext) -> ModelResults:
 def report(store: Store, ctx: StudyContext, path: str | Path) -> Path:
     """Render the HTML impact report from the last model run and write its manifest beside it.
 
+    One case report per dialogue goes to ``dialogues/<id>.html`` beside it (protected together
+    with the pooled report).
+
     Parameters
     ----------
     path
@@ -316,7 +319,7 @@ def report(store: Store, ctx: StudyContext, path: str | Path) -> Path:
         No model results, or they were fitted to scores or a plan that are not current
         (the message says which stage to run).
     """
-    from ..report import render_report
+    from ..report.build import render_reports
     from .manifest import write_manifest
 
     problem = results_problem(store, ctx)
@@ -326,10 +329,13 @@ def report(store: Store, ctx: StudyContext, path: str | Path) -> Path:
     model_run = last_run(store, "model")
     assert model_run is not None
     run_id = new_run_id("report")
-    path = render_report(store, ctx, path, model_run=model_run)
+    pages = render_reports(store, ctx, path, model_run=model_run)
+    path = pages.report
     manifest = write_manifest(store, ctx, path.parent / "manifest.json", report=path)
     record_run(store, "report", {"model_run": model_run.run_id,
                                  "min_cell_size": ctx.config.privacy.min_cell_size,
                                  "versions": versions()},
-               {"report": file_sha256(path), "manifest": file_sha256(manifest)}, run_id=run_id)
+               {"report": file_sha256(path), "manifest": file_sha256(manifest),
+                **{f"dialogue:{d}": file_sha256(p) for d, p in pages.dialogues.items()}},
+               run_id=run_id)
     return path
