@@ -221,7 +221,7 @@ def test_report_rows_come_from_stored_json_through_the_protocol() -> None:
     import pandas as pd
 
     from trackii_eval.errors import ReportError
-    from trackii_eval.report.build import _effect_rows, _headline
+    from trackii_eval.report.build import _Ctx, _effect_rows, _headline
     from trackii_eval.report.disclose import Publication
 
     fit = FITS["event_study_not_estimable"]
@@ -236,13 +236,13 @@ def test_report_rows_come_from_stored_json_through_the_protocol() -> None:
     def text(value: object) -> object:
         return getattr(value, "text", value)
 
-    rows = {r["term"]: r for r in _effect_rows(stored, scores, pub)}
+    rows = {r["term"]: r for r in _effect_rows(stored, scores, pub, _Ctx())}
     assert list(rows) == ["dialogue:wave2", "dialogue:wave3", "dialogue:wave4"]
     assert text(rows["dialogue:wave2"]["estimate"]) == f"{fit.estimate[0]:.2f}"
     assert text(rows["dialogue:wave3"]["estimate"]) == "not estimable"
     assert "no comparison participant" in text(rows["dialogue:wave3"]["ci"])
-    head = _headline(stored, None, scores, pub)  # type: ignore[arg-type]
+    head = _headline(stored, None, scores, pub, _Ctx())  # type: ignore[arg-type]
     assert [r["label"] for r in head["rows"]] == list(rows)
     stale = {"old": {**stored["es"], "fit": {"effects": []}}}
     with pytest.raises(ReportError, match="refit"):
-        _effect_rows(stale, scores, pub)
+        _effect_rows(stale, scores, pub, _Ctx())
