@@ -307,6 +307,32 @@ def clmm(formula: str, data: pd.DataFrame, link: str = "logit", nAGQ: int = 1,
                          "and simplify the model") from exc
     phi = res.x.copy()
     diag_idx = np.arange(K1 + p, K1 + p + q)
+    # A diagonal element of the covariance factor on its bound of 0 is a stationary point of
+    # the likelihood for any data (b = Lu enters through L L'), so a line search that
+    # overshoots to the bound stops there. Restart from positive values and keep the better
+    # optimum; a genuinely singular fit returns to the bound (see glmm's fit_outer).
+    for _ in range(3):
+        on_bound = diag_idx[phi[diag_idx] <= BOUNDARY_TOL]
+        if on_bound.size == 0:
+            break
+        base = float(res.fun)
+        trials = []
+        for value in (0.1, 0.5, 1.0):
+            cand = phi.copy()
+            cand[on_bound] = value
+            val = fun_grad(cand)[0]
+            if np.isfinite(val) and val < base - 1e-8:
+                trials.append((val, cand))
+        if not trials:
+            break
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            again = optimize.minimize(fun_grad, min(trials, key=lambda t: t[0])[1], jac=True,
+                                      method="L-BFGS-B", bounds=bounds,
+                                      options={"maxiter": 500, "ftol": 1e-13, "gtol": 1e-7})
+        if not again.fun < base - 1e-8:
+            break
+        res, phi = again, again.x.copy()
     # Polish with Newton steps on the free parameters (a diagonal element at the bound 0 stays
     # there, as clmm drops boundary parameters from its Hessian): the gradient at the reported
     # optimum is then checked, not assumed.
