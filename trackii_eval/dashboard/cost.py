@@ -80,7 +80,9 @@ def cost_per_additional_improver(cost: float, n_dialogue: int, improved_dialogue
     ratio = np.where(excess > 0, cost / np.where(excess > 0, excess, 1.0), np.inf)
     observed = n_dialogue * (improved_dialogue / n_dialogue - improved_comparison / n_comparison)
     est = cost / observed if observed > 0 else math.inf
-    lo, hi = np.quantile(ratio, [0.025, 0.975])
+    # order statistics, not interpolation: infinite draws must stay infinite
+    lo = np.quantile(ratio, 0.025, method="lower")
+    hi = np.quantile(ratio, 0.975, method="higher")
     return RatioInterval(float(est), float(lo), float(hi), draws)
 
 
