@@ -553,8 +553,7 @@ class ReportTables:
 
 
 def report_tables(store: Store, context: StudyContext, k: int | None = None, *,
-                  model_run: RunRecord | None = None,
-                  publication: Publication | None = None) -> ReportTables:
+                  model_run: RunRecord | None = None) -> ReportTables:
     """Register every number of the impact report (nothing is protected yet).
 
     Parameters
@@ -567,9 +566,6 @@ def report_tables(store: Store, context: StudyContext, k: int | None = None, *,
         Minimum cell size; default ``context.config.privacy.min_cell_size``.
     model_run : RunRecord, optional
         The model run whose results are reported; ``None``: whatever results are stored.
-    publication : Publication, optional
-        Register into this publication (shared with other outputs published together, such as
-        the portfolio dashboard, so that one decision protects them jointly); default a new one.
 
     Returns
     -------
@@ -582,12 +578,8 @@ def report_tables(store: Store, context: StudyContext, k: int | None = None, *,
         where = "in-memory store" if store.in_memory else str(store.path)
         raise ReportError(f"{where}: no scores or model results yet; run "
                           "`trackii-eval score` and `trackii-eval model` first")
-    if publication is not None:
-        pub = publication
-        k = pub.k
-    else:
-        k = study.config.privacy.min_cell_size if k is None else k
-        pub = Publication(k)
+    k = study.config.privacy.min_cell_size if k is None else k
+    pub = Publication(k)
     ctx = _Ctx()
     scores = store.query("SELECT * FROM scores")
     reliability = store.query("SELECT * FROM reliability") if store.has_table(
@@ -613,8 +605,7 @@ def report_tables(store: Store, context: StudyContext, k: int | None = None, *,
 
 
 def render_report(store: Store, ctx: StudyContext, path: str | Path, *,
-                  model_run: RunRecord | None = None,
-                  tables: ReportTables | None = None) -> Path:
+                  model_run: RunRecord | None = None) -> Path:
     """Render the self-contained HTML impact report to ``path``.
 
     Reads scores, reliability, ingest provenance and stored model results; fits nothing. Every
@@ -631,10 +622,6 @@ def render_report(store: Store, ctx: StudyContext, path: str | Path, *,
     model_run
         The model run whose results are reported (only its results are read; the report names
         its plan and hash). ``None``: whatever results are stored.
-    tables
-        The report's cells already registered (:func:`report_tables`) in a publication whose
-        disclosure decision was made jointly with other outputs (the portfolio dashboard);
-        ``None``: register and protect the report on its own.
 
     Raises
     ------
@@ -644,13 +631,9 @@ def render_report(store: Store, ctx: StudyContext, path: str | Path, *,
         ``privacy.min_cell_size`` is below 5, or the tables cannot be protected.
     """
     study = _View(store, ctx.config, ctx.instrument)
-    if tables is None:
-        tables = report_tables(store, ctx, model_run=model_run)
-        tables.publication.protect()
-    elif tables.publication.result is None:
-        raise ReportError("render_report: the tables given have not been protected yet; call "
-                          "their publication's protect() first")
+    tables = report_tables(store, ctx, model_run=model_run)
     pub = tables.publication
+    pub.protect()
     k = pub.k
     scores = store.query("SELECT * FROM scores")
     results = store.results(None if model_run is None else model_run.run_id)
