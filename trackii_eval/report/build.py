@@ -14,7 +14,8 @@ import datetime as dt
 import html
 import math
 import re
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,9 @@ from .. import __version__
 from ..errors import ModelError, ReportError
 from ..models.results import result_from_dict
 from .disclose import Lazy, Publication, Shown
-from .figures import trajectory_figure
+from . import layout, pages
+from .labels import Labels
+from .sections import Analyses
 
 if TYPE_CHECKING:
     from ..config import Instrument, StudyConfig
@@ -35,7 +38,8 @@ if TYPE_CHECKING:
     from ..pipeline.provenance import RunRecord
     from ..store import Store
 
-__all__ = ["ReportTables", "render_report", "report_tables", "suppress_count"]
+__all__ = ["ReportPages", "ReportTables", "render_report", "render_reports", "report_tables",
+           "suppress_count"]
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,8 @@ def _response_table(study: _View, pub: Publication, ctx: _Ctx) -> list[dict[str,
             retained = pub.share(
                 "response_retained", (int(wave), arm), r, int(b), f"{100 * r / b:.0f}%",
                 depends=[cell.id, ctx.response[(first, arm)].id])
+        if not isinstance(retained, str):
+            ctx.retained[(int(wave), arm)] = retained
         rows.append({"wave": wave, "label": labels.get(wave, ""), "arm": arm, "n": cell,
                      "retained": retained})
     return rows
@@ -158,6 +164,13 @@ class _Ctx:
         self.reliability: dict[tuple[str, int], Shown] = {}
         self.linkage: dict[tuple[int, str], Shown] = {}
         self.network: dict[tuple[str, int], Shown] = {}
+        # effect cells by (model, term): estimate, ci, p, df (reused by the findings)
+        self.effects: dict[tuple[str, str], dict[str, Any]] = {}
+        # model counts by model: (observations, participants or None)
+        self.model_n: dict[str, tuple[Shown, Shown | None]] = {}
+        self.people: Shown | None = None
+        self.retained: dict[tuple[int, str], Shown] = {}
+        self.labels: Labels | None = None
 
 
 def _attrition(scores: pd.DataFrame, study: _View, pub: Publication,
@@ -187,10 +200,12 @@ def _attrition(scores: pd.DataFrame, study: _View, pub: Publication,
     small = min(len(s), len(left))
     return {
         "construct": construct, "n_stayed": n_s, "n_left": n_l,
+        "construct_label": (ctx.labels.construct_lower(construct) if ctx.labels is not None
+                            else construct),
         "mean_stayed": pub.stat("attrition", ("mean_stayed",), len(s), _fmt(s.mean(), 1)),
         "mean_left": pub.stat("attrition", ("mean_left",), len(left), _fmt(left.mean(), 1)),
         "diff": pub.stat("attrition", ("diff",), small, _fmt(s.mean() - left.mean(), 1)),
-        "p": pub.stat("attrition", ("p",), small, _p(float(t.pvalue))), "last_wave": last,
+        "p": pub.stat("attrition", ("p",), small, _p_phrase(float(t.pvalue))), "last_wave": last,
     }
 
 
@@ -238,12 +253,18 @@ def _ideas(study: _View, scores: pd.DataFrame, pub: Publication) -> list[dict[st
     rows = []
     for m in metrics.to_dict(orient="records"):
         own = ratings.loc[ratings["dialogue"] == m["dialogue"], "score"]
+        # the log counts ideas, not people; its numbers describe the dialogue's participants
+        members = int(scores.loc[scores["dialogue"] == m["dialogue"], "participant"].nunique())
+
+        def st(field: str, text: str, d: Any = m["dialogue"], n: int = members) -> Shown:
+            return pub.stat("ideas", (d, field), n, text)
+
         rows.append({
-            "dialogue": m["dialogue"], "n": m["n_ideas"],
-            "per_workshop": _fmt(m["ideas_per_workshop"], 1),
-            "cross_side": f"{100 * m['cross_side_share']:.0f}%",
-            "transferred": f"{100 * m['transferred_share']:.0f}%",
-            "adopted": f"{100 * m['adopted_share']:.0f}%",
+            "dialogue": m["dialogue"], "n": st("n_ideas", str(int(m["n_ideas"]))),
+            "per_workshop": st("per_workshop", _fmt(m["ideas_per_workshop"], 1)),
+            "cross_side": st("cross_side", f"{100 * m['cross_side_share']:.0f}%"),
+            "transferred": st("transferred", f"{100 * m['transferred_share']:.0f}%"),
+            "adopted": st("adopted", f"{100 * m['adopted_share']:.0f}%"),
             "self_rating": pub.stat("ideas", (m["dialogue"], "self_rating"), len(own),
                                     _fmt(own.mean(), 1) if len(own) else "–"),
         })
@@ -367,12 +388,17 @@ def _stored_fit(res: dict[str, Any]) -> Any:
         raise ReportError(f"stored result of model '{name}': {exc}") from None
 
 
-def _tidy_row(model: str, row: dict[str, Any], label: str, warn: bool) -> dict[str, Any]:
+def _tidy_row(model: str, row: dict[str, Any], label: str, warn: bool,
+              factor: float = 1.0) -> dict[str, Any]:
     estimable = bool(row.get("estimable", True))
+
+    def f(x: Any) -> str:
+        return _fmt(None if x is None else factor * x)
+
     return {
         "model": model, "term": row["term"],
-        "estimate": _fmt(row["estimate"]) if estimable else "not estimable",
-        "ci": f"[{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]" if estimable
+        "estimate": f(row["estimate"]) if estimable else "not estimable",
+        "ci": f"[{f(row['ci_low'])}, {f(row['ci_high'])}]" if estimable
         else str(row.get("note", "")),
         "df": _fmt(row.get("df"), 1), "p": _p(row.get("p_value")), "label": label, "warn": warn,
     }
@@ -389,7 +415,7 @@ def _group_sizes(scores: pd.DataFrame, outcome: str) -> tuple[int, dict[int, int
 
 
 def _effect_rows(results: dict[str, dict[str, Any]], scores: pd.DataFrame,
-                 pub: Publication) -> list[dict[str, Any]]:
+                 pub: Publication, ctx: _Ctx) -> list[dict[str, Any]]:
     """Every fit's effect terms (role "effect" in the protocol's tidy table) and contrasts;
     each describes the smaller of the groups it compares (per wave for a wave's effect)."""
     rows = []
@@ -397,13 +423,15 @@ def _effect_rows(results: dict[str, dict[str, Any]], scores: pd.DataFrame,
         spec = res["spec"]
         fit = _stored_fit(res)
         label, warn = spec.get("label", ""), bool(fit.warnings)
-        overall, per_wave = _group_sizes(scores, spec.get("outcome", ""))
+        outcome = spec.get("outcome", "")
+        factor = ctx.labels.unit(outcome).factor if ctx.labels is not None else 1.0
+        overall, per_wave = _group_sizes(scores, outcome)
         tab = fit.tidy()
         terms = [*tab[tab["role"] == "effect"].to_dict("records"), *res.get("contrasts", [])]
         for row in terms:
             wave = re.search(r"wave(\d+)$", str(row["term"]))
             n = per_wave.get(int(wave.group(1)), 0) if wave else overall
-            shown = _tidy_row(name, row, label, warn)
+            shown = _tidy_row(name, row, label, warn, factor)
 
             def st(field: str, n: int = n, term: str = str(row["term"]),
                    text: Any = "", name: str = name) -> Shown:
@@ -417,8 +445,23 @@ def _effect_rows(results: dict[str, dict[str, Any]], scores: pd.DataFrame,
                                    depends=[("model_n", (name, "participants"))]
                                    if fit.record.n_groups.get("participant") is not None
                                    else [])
+            shown.update(outcome=outcome, n=n, raw=row, factor=factor)
+            ctx.effects[(name, str(row["term"]))] = shown
             rows.append(shown)
     return rows
+
+
+def _model_counts(results: dict[str, dict[str, Any]], pub: Publication, ctx: _Ctx) -> None:
+    """Register each model's observations and participants (printed in effects tables)."""
+    for name, res in results.items():
+        if "fit" not in res:
+            continue
+        rec = _stored_fit(res).record
+        groups = rec.n_groups.get("participant")
+        nobs = pub.count("model_n", (name, "observations"), int(rec.n_obs))
+        ngroups = None if groups is None else pub.count("model_n", (name, "participants"),
+                                                         int(groups))
+        ctx.model_n[name] = (nobs, ngroups)
 
 
 def _methods(study: _View, results: dict[str, dict[str, Any]], n_people: int, n_obs: int,
@@ -427,6 +470,7 @@ def _methods(study: _View, results: dict[str, dict[str, Any]], n_people: int, n_
     cfg = study.config
     k = pub.k
     people = pub.count("analysed", ("participants",), n_people)
+    ctx.people = people
     obs = pub.count("analysed", ("participant_waves",), n_obs)
     pub.tables.total(obs.id, list(ctx.total.values()), exact=False,
                      name="participant-waves = sum of respondents over waves")
@@ -444,14 +488,14 @@ def _methods(study: _View, results: dict[str, dict[str, Any]], n_people: int, n_
         f"{'; '.join(f'{c}: {cell}' for c, cell in missing_cells.items()) or 'none'}). Test "
         "and unfinished responses were excluded.")))
     for name, res in results.items():
+        if "fit" not in res:
+            continue
         fit = _stored_fit(res)
         rec = fit.record
         outcome = res["spec"].get("outcome", "")
         n_model = int(rec.n_obs)
         groups = rec.n_groups.get("participant")
-        nobs = pub.count("model_n", (name, "observations"), n_model)
-        ngroups = None if groups is None else pub.count("model_n", (name, "participants"),
-                                                         int(groups))
+        nobs, ngroups = ctx.model_n[name]
         rel = [c.id for (con, _), c in ctx.reliability.items() if con == outcome]
         if rel:
             pub.tables.total(nobs.id, rel, exact=False,
@@ -471,7 +515,9 @@ def _methods(study: _View, results: dict[str, dict[str, Any]], n_people: int, n_
             pub.tables.total(people.id, [ngroups.id, gap],
                              name=f"{name}: participants + left out = all participants")
         # the fit's own methods sentence, its counts replaced by the protected cells
-        sentence = html.escape(f"{name}: {fit.describe()}")
+        label = ctx.labels.model(name) if ctx.labels is not None else name
+        sentence = f"<strong>{html.escape(label)}</strong> (<code>{html.escape(name)}</code>): " \
+            + html.escape(fit.describe())
         n_text = f"{rec.n_obs} observations of "
         g_text = f"{groups} participants"
         out.append(Lazy(lambda sentence=sentence, n_text=n_text, g_text=g_text, nobs=nobs,
@@ -546,15 +592,32 @@ def _files_and_problems(study: _View, pub: Publication,
 
 @dataclass
 class ReportTables:
-    """Everything the impact report prints, registered for disclosure control."""
+    """Everything the impact report and its per-dialogue pages print, registered for
+    disclosure control.
+
+    Attributes
+    ----------
+    publication
+        The one :class:`Publication` of the pooled report, the per-dialogue pages and whatever
+        else was registered in it (e.g. the dashboard's cells): protect it once, then render.
+    context
+        The pooled report's template context.
+    dialogues
+        Per-dialogue template contexts by dialogue id.
+    """
 
     publication: Publication
     context: dict[str, Any]
+    dialogues: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def report_tables(store: Store, context: StudyContext, k: int | None = None, *,
-                  model_run: RunRecord | None = None) -> ReportTables:
-    """Register every number of the impact report (nothing is protected yet).
+                  model_run: RunRecord | None = None,
+                  publication: Publication | None = None) -> ReportTables:
+    """Register every number of the impact report and its per-dialogue pages.
+
+    Nothing is protected yet: call ``publication.protect()`` once everything that is published
+    together has been registered (the dashboard registers its cells in the same publication).
 
     Parameters
     ----------
@@ -563,24 +626,46 @@ def report_tables(store: Store, context: StudyContext, k: int | None = None, *,
     context : StudyContext
         The study's frozen context.
     k : int, optional
-        Minimum cell size; default ``context.config.privacy.min_cell_size``.
+        Minimum cell size; default ``context.config.privacy.min_cell_size`` (or the given
+        publication's ``k``).
     model_run : RunRecord, optional
         The model run whose results are reported; ``None``: whatever results are stored.
+    publication : Publication, optional
+        Register into this publication (joint disclosure control with other outputs); its
+        ``k`` must equal ``k`` when both are given.
 
     Returns
     -------
     ReportTables
-        ``publication.protect()`` decides what is printed; ``context`` is the template context.
+        ``publication.protect()`` decides what is printed; ``context`` and ``dialogues`` are
+        the template contexts.
+
+    Raises
+    ------
+    ReportError
+        No scores or model results yet, or the publication's k differs from ``k``.
     """
     study = _View(store, context.config, context.instrument)
-    results = store.results(None if model_run is None else model_run.run_id)
+    stored = store.results(None if model_run is None else model_run.run_id)
+    results = {n: r for n, r in stored.items() if "fit" in r}
     if not results or not store.has_table("scores"):
         where = "in-memory store" if store.in_memory else str(store.path)
         raise ReportError(f"{where}: no scores or model results yet; run "
                           "`trackii-eval score` and `trackii-eval model` first")
+    if publication is not None:
+        if k is not None and k != publication.k:
+            raise ReportError(f"report: k = {k} differs from the publication's k = "
+                              f"{publication.k}; register everything with one k")
+        k = publication.k
     k = study.config.privacy.min_cell_size if k is None else k
-    pub = Publication(k)
+    pub = publication if publication is not None else Publication(k)
+    if pub.result is not None:
+        raise ReportError("report: the publication was already protected; register every "
+                          "output before calling Publication.protect()")
     ctx = _Ctx()
+    labels = Labels(study.config, study.instrument, {n: r["spec"] for n, r in stored.items()})
+    ctx.labels = labels
+    analyses = Analyses(stored, labels, pub)
     scores = store.query("SELECT * FROM scores")
     reliability = store.query("SELECT * FROM reliability") if store.has_table(
         "reliability") else pd.DataFrame()
@@ -591,27 +676,44 @@ def report_tables(store: Store, context: StudyContext, k: int | None = None, *,
     network = _network_rows(study, pub, ctx)
     n_people = scores["participant"].nunique()
     n_obs = scores[["participant", "wave"]].drop_duplicates().shape[0]
+    _model_counts(results, pub, ctx)
+    effects = _effect_rows(results, scores, pub, ctx)
+    moderation = _moderation(scores, study, pub, ctx)
+    ideas = _ideas(study, scores, pub)
+    methods = _methods(study, results, n_people, n_obs, scores, pub, ctx)
     page = dict(
-        effects=_effect_rows(results, scores, pub), responses=responses,
+        effects=effects, responses=responses,
         attrition=_attrition(scores, study, pub, ctx),
-        moderation=_moderation(scores, study, pub, ctx), ideas=_ideas(study, scores, pub),
+        moderation=moderation, ideas=ideas,
         network=network, invariance=_invariance_rows(study, pub),
         item_flags=_item_flags(study, pub), linkage=linkage, reliability=reliability_rows,
-        files=files, problems=problems,
-        methods=_methods(study, results, n_people, n_obs, scores, pub, ctx),
-        headline=_headline(results, study, scores, pub), k=k,
+        files=files, problems=problems, methods=methods,
+        headline=_headline(results, study, scores, pub, ctx), k=k,
     )
-    return ReportTables(pub, page)
+    page.update(layout.pooled(study, labels, analyses, results, scores, pub, ctx, page,
+                              n_people))
+    dialogues = layout.per_dialogue(study, labels, analyses, scores, pub, ctx, page)
+    return ReportTables(pub, page, dialogues)
+
+
+@dataclass
+class ReportPages:
+    """The files :func:`render_reports` wrote: the pooled report and one page per dialogue."""
+
+    report: Path
+    dialogues: dict[str, Path]
 
 
 def render_report(store: Store, ctx: StudyContext, path: str | Path, *,
-                  model_run: RunRecord | None = None) -> Path:
-    """Render the self-contained HTML impact report to ``path``.
+                  model_run: RunRecord | None = None, dialogue_dir: str | Path | None = None,
+                  ) -> Path:
+    """Render the self-contained HTML impact report to ``path`` (and its per-dialogue pages).
 
     Reads scores, reliability, ingest provenance and stored model results; fits nothing. Every
-    printed number passes :func:`trackii_eval.disclosure.protect` first (all tables together).
-    Use the report stage (:func:`trackii_eval.pipeline.stages.report`), which first checks that
-    the results are current and writes the manifest.
+    printed number passes :func:`trackii_eval.disclosure.protect` first (the pooled report and
+    all per-dialogue pages together). Use the report stage
+    (:func:`trackii_eval.pipeline.stages.report`), which first checks that the results are
+    current and writes the manifest.
 
     Parameters
     ----------
@@ -622,6 +724,14 @@ def render_report(store: Store, ctx: StudyContext, path: str | Path, *,
     model_run
         The model run whose results are reported (only its results are read; the report names
         its plan and hash). ``None``: whatever results are stored.
+    dialogue_dir
+        Folder of the per-dialogue pages (``<id>.html``); default ``dialogues/`` beside
+        ``path``.
+
+    Returns
+    -------
+    Path
+        The pooled report (see :func:`render_reports` for every file written).
 
     Raises
     ------
@@ -630,58 +740,64 @@ def render_report(store: Store, ctx: StudyContext, path: str | Path, *,
     DisclosureError
         ``privacy.min_cell_size`` is below 5, or the tables cannot be protected.
     """
-    study = _View(store, ctx.config, ctx.instrument)
-    tables = report_tables(store, ctx, model_run=model_run)
+    return render_reports(store, ctx, path, model_run=model_run,
+                          dialogue_dir=dialogue_dir).report
+
+
+def render_reports(store: Store, ctx: StudyContext, path: str | Path, *,
+                   model_run: RunRecord | None = None, dialogue_dir: str | Path | None = None,
+                   tables: ReportTables | None = None) -> ReportPages:
+    """Render the pooled report and every per-dialogue page; see :func:`render_report`.
+
+    Parameters
+    ----------
+    tables
+        Already registered (and protected) tables, e.g. when the dashboard registered its
+        cells in the same publication; ``None``: registered and protected here.
+    """
+    if tables is None:
+        tables = report_tables(store, ctx, model_run=model_run)
     pub = tables.publication
-    pub.protect()
-    k = pub.k
-    scores = store.query("SELECT * FROM scores")
+    if pub.result is None:
+        pub.protect()
+    path = Path(path)
+    ddir = Path(dialogue_dir) if dialogue_dir is not None else path.parent / "dialogues"
+    links = {d: f"{os.path.relpath(ddir, path.parent)}/{pages.slug(d)}.html"
+             for d in tables.dialogues}
+    back = os.path.relpath(path, ddir)
+    study = _View(store, ctx.config, ctx.instrument)
     results = store.results(None if model_run is None else model_run.run_id)
-    program_end = study.config.program_end_time
-    base_date = study.config.waves[0].date
-    events = [((e.date - base_date).days / 365.25, e.label) for e in study.config.context_events]
-    figures = []
-    for construct, con in study.instrument.constructs.items():
-        if con.asked_of is not None or con.waves is not None:
-            continue  # not a panel outcome of both arms
-        predicted = None
-        model_name = None
-        for name, res in results.items():
-            if res["spec"]["outcome"] == construct and res.get("trajectory"):
-                if model_name is None or res["spec"].get("headline") or "durability" in name:
-                    predicted, model_name = pd.DataFrame(res["trajectory"]), name
-        # means of groups of at least k people only (a mean does not reveal its group's size)
-        observed = _observed_means(scores, construct, k)
-        figures.append({
-            "title": con.label or construct,
-            "png": trajectory_figure(
-                observed, predicted, title=f"{con.label or construct} by arm",
-                ylabel=f"{construct} ({'POMP 0-100' if con.scoring == 'pomp' else 'own units'})",
-                program_end=program_end, events=events,
-            ),
-            "model": model_name,
-        })
-    warnings_list = [
-        f"{name}: {w}" for name, res in results.items() for w in _stored_fit(res).warnings
-    ]
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("trackii_eval", "report/templates"),
-        autoescape=jinja2.select_autoescape(["html"]),
-    )
-    html_text = env.get_template("report.html").render(
+    common = dict(
         study=study.config, generated=dt.date.today().isoformat(), version=__version__,
-        config_hash=ctx.config_hash[:12], figures=figures, warnings=warnings_list,
+        config_hash=ctx.config_hash[:12],
         plan=None if model_run is None else {
             "name": model_run.inputs.get("plan_name"),
             "hash": str(model_run.inputs.get("plan_hash"))[:12], "models": list(results),
             "run_id": model_run.run_id, "score_run": model_run.inputs.get("score_run"),
         },
-        marker=pub.result.marker if pub.result else "x", **tables.context,
+        marker=pub.result.marker if pub.result else "x",
+        warnings=[f"{tables.context['_labels'].model(name)}: {w}"
+                  for name, res in results.items() if "fit" in res
+                  for w in _stored_fit(res).warnings],
     )
-    path = Path(path)
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("trackii_eval", "report/templates"),
+        autoescape=jinja2.select_autoescape(["html"]),
+    )
+    figs = layout.figures(study, tables, store, results, links)
+    html_text = env.get_template("report.html").render(
+        **common, **tables.context, **figs, dialogue_links=links)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(html_text, encoding="utf-8")
-    return path
+    written = {}
+    for did, dctx in tables.dialogues.items():
+        out = ddir / f"{pages.slug(did)}.html"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        dfigs = layout.dialogue_figures(study, tables, store, results, did)
+        out.write_text(env.get_template("dialogue.html").render(
+            **common, **dctx, **dfigs, back=back, k=pub.k), encoding="utf-8")
+        written[did] = out
+    return ReportPages(path, written)
 
 
 def _reliability_rows(rel: pd.DataFrame, pub: Publication, ctx: _Ctx) -> list[dict[str, Any]]:
@@ -704,13 +820,15 @@ def _reliability_rows(rel: pd.DataFrame, pub: Publication, ctx: _Ctx) -> list[di
             "alpha_ci": st("alpha_ci",
                            f"[{_fmt(r.get('alpha_ci_low'))}, {_fmt(r.get('alpha_ci_high'))}]"),
             "omega": st("omega", _fmt(r.get("omega_total"))),
+            "omega_ci": st("omega_ci",
+                           f"[{_fmt(r.get('omega_ci_low'))}, {_fmt(r.get('omega_ci_high'))}]"),
             "flag": bool(r.get("flag", False)),
         })
     return rows
 
 
 def _headline(results: dict[str, dict[str, Any]], study: _View, scores: pd.DataFrame,
-              pub: Publication) -> dict[str, Any] | None:
+              pub: Publication, ctx: _Ctx | None = None) -> dict[str, Any] | None:
     """The headline model's contrasts (or, without any, its effect terms) as sentences."""
     for name, res in results.items():
         if not res["spec"].get("headline"):
@@ -722,18 +840,27 @@ def _headline(results: dict[str, dict[str, Any]], study: _View, scores: pd.DataF
         if not rows:
             continue
         n, _ = _group_sizes(scores, res["spec"]["outcome"])
+        labels = ctx.labels if ctx is not None else None
+        unit = labels.unit(res["spec"]["outcome"]) if labels is not None else None
+        factor = unit.factor if unit is not None else 1.0
 
         def st(field: Any, text: str, n: int = n, name: str = name) -> Shown:
             return pub.stat("headline", (name, field), n, text)
 
+        def f(x: Any) -> str:
+            return _fmt(None if x is None else factor * x, 1).replace("-", "−")
+
         return {
             "model": name, "outcome": res["spec"]["outcome"],
+            "outcome_label": labels.construct(res["spec"]["outcome"]) if labels else
+            res["spec"]["outcome"],
+            "unit": unit.effect if unit is not None else "",
             "label": res["spec"].get("label", ""),
             "rows": [{
-                "label": r["term"],
-                "estimate": st((r["term"], "estimate"), _fmt(r["estimate"], 1))
+                "label": labels.term(name, r["term"]) if labels else r["term"],
+                "estimate": st((r["term"], "estimate"), f(r["estimate"]))
                 if r.get("estimable", True) else "not estimable",
-                "ci": st((r["term"], "ci"), f"[{_fmt(r['ci_low'], 1)}, {_fmt(r['ci_high'], 1)}]"),
+                "ci": st((r["term"], "ci"), f"{f(r['ci_low'])} to {f(r['ci_high'])}"),
                 "p": st((r["term"], "p"), _p_phrase(r["p_value"])),
             } for r in rows],
             "converged": fit.record.converged,
