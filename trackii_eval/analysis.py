@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ._yaml import load_yaml
 from .config import Instrument, StudyConfig
@@ -25,16 +25,34 @@ from .models.results import Comparison, ModelResult, compare, json_number, tidy_
 if TYPE_CHECKING:
     from .pipeline.context import StudyContext
 
-__all__ = ["AnalysisPlan", "ModelResults", "ModelSpec", "default_plan", "fit_plan", "load_plan"]
+__all__ = ["PLAN_ANALYSES", "AnalysisPlan", "ModelResults", "ModelSpec", "default_plan", "fit_plan",
+           "load_plan"]
+
+
+#: The "change that matters" kinds of plan entry: computed from the scores (and the plan's
+#: fitted models) by :data:`trackii_eval.models.plan_tables.ANALYSES` and stored as tables
+#: with counts (see that module for each kind's columns).
+PLAN_ANALYSES = ("durability", "reliable_change", "effect_sizes", "subgroups", "balance",
+                 "attrition", "growth_comparison")
 
 
 class ModelSpec(BaseModel):
-    """One model of the plan."""
+    """One model (or "change that matters" analysis) of the plan.
+
+    ``model``, ``models``, ``by``, ``covariates``, ``wave`` and ``threshold`` are options of
+    the plan analyses (:data:`PLAN_ANALYSES`): ``model`` names the plan's growth model a
+    ``durability`` or ``effect_sizes`` entry reads (model-implied gaps; Feingold's growth
+    d), ``models`` the growth models a ``growth_comparison`` compares, ``by`` the groupings
+    of ``reliable_change`` / ``subgroups``, ``covariates`` the baseline variables of
+    ``balance`` / ``attrition``, ``wave`` the follow-up wave of ``subgroups`` /
+    ``attrition`` and ``threshold`` the |SMD| that ``balance`` flags.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(pattern=r"^[A-Za-z0-9_]+$")
-    kind: Literal["growth", "event_study", "did"]
+    kind: Literal["growth", "event_study", "did", "durability", "reliable_change",
+                  "effect_sizes", "subgroups", "balance", "attrition", "growth_comparison"]
     outcome: str
     formula: str | None = None
     reml: bool = True
@@ -43,6 +61,31 @@ class ModelSpec(BaseModel):
     # Named linear combinations of the model's terms to report (label -> term -> weight),
     # e.g. the dialogue-comparison gap in yearly change after the programme.
     contrasts: dict[str, dict[str, float]] = Field(default_factory=dict)
+    model: str | None = None
+    models: list[str] = Field(default_factory=list)
+    by: list[str] = Field(default_factory=list)
+    covariates: list[str] = Field(default_factory=list)
+    wave: int | None = None
+    threshold: float = Field(default=0.1, gt=0)
+
+    @model_validator(mode="after")
+    def _options_fit_the_kind(self) -> ModelSpec:
+        # an option the kind does not read is a mistake the user should hear about
+        uses = {"model": ("durability", "effect_sizes"), "models": ("growth_comparison",),
+                "by": ("reliable_change", "subgroups"), "covariates": ("balance", "attrition"),
+                "wave": ("subgroups", "attrition"), "formula": ("growth",)}
+        for option, kinds in uses.items():
+            if getattr(self, option) not in (None, []) and self.kind not in kinds:
+                raise ValueError(f"model '{self.name}': {option} is not an option of kind "
+                                 f"{self.kind} (only of {', '.join(kinds)})")
+        if self.kind == "growth_comparison" and len(self.models) < 2:
+            raise ValueError(f"model '{self.name}': growth_comparison needs models: naming at "
+                             "least two growth models of the plan")
+        if self.kind == "reliable_change":
+            bad = [b for b in self.by if b not in ("arm", "dialogue", "side")]
+            if bad:
+                raise ValueError(f"model '{self.name}': by {bad} must be arm, dialogue or side")
+        return self
 
 
 class AnalysisPlan(BaseModel):
@@ -51,6 +94,24 @@ class AnalysisPlan(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     models: list[ModelSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> AnalysisPlan:
+        specs = {m.name: m for m in self.models}
+        if len(specs) != len(self.models):
+            dup = sorted({m.name for m in self.models if
+                          sum(o.name == m.name for o in self.models) > 1})
+            raise ValueError(f"model names must be unique; repeated: {', '.join(dup)}")
+        for m in self.models:
+            for ref in ([m.model] if m.model else []) + list(m.models):
+                target = specs.get(ref)
+                if target is None or target.kind != "growth":
+                    raise ValueError(f"model '{m.name}': '{ref}' is not a growth model of the "
+                                     "plan")
+                if target.outcome != m.outcome:
+                    raise ValueError(f"model '{m.name}': growth model '{ref}' is of "
+                                     f"{target.outcome}, not of {m.outcome}")
+        return self
 
 
 def load_plan(path: str | Path) -> AnalysisPlan:
@@ -76,8 +137,10 @@ def load_plan(path: str | Path) -> AnalysisPlan:
 
 
 def default_plan(config: StudyConfig, instrument: Instrument | None = None) -> AnalysisPlan:
-    """Growth, durability and event-study models of perceptions and relationships, and an
-    event study of every behavioural outcome the instrument declares."""
+    """Growth, durability and event-study models of perceptions and relationships with their
+    "change that matters" analyses (gaps at each follow-up, reliable change, effect sizes;
+    for perceptions also subgroups, baseline balance, attrition and the growth-model
+    comparison), and an event study of every behavioural outcome the instrument declares."""
     models = []
     # only the outputs the instrument measures: a study without a relationships construct
     # gets no relationships model (rather than a refusal to fit any model)
@@ -106,6 +169,7 @@ def default_plan(config: StudyConfig, instrument: Instrument | None = None) -> A
             name=f"{outcome}_event_study", kind="event_study", outcome=outcome,
             label=f"Difference-in-differences by wave ({outcome})",
         ))
+        models.extend(_change_analyses(config, instrument, outcome))
     if instrument is not None:
         for name, construct in instrument.constructs.items():
             if construct.kind == "behaviour" and construct.asked_of is None:
@@ -121,19 +185,55 @@ def default_plan(config: StudyConfig, instrument: Instrument | None = None) -> A
     return AnalysisPlan(models=models)
 
 
+def _change_analyses(config: StudyConfig, instrument: Instrument | None,
+                     outcome: str) -> list[ModelSpec]:
+    """The default plan's "change that matters" entries for one outcome (perceptions gets all;
+    relationships the durability, reliable change and effect sizes)."""
+    piecewise = config.program_end_wave is not None
+    multi_item = instrument is None or len(instrument.constructs[outcome].items) > 1
+    out = [ModelSpec(name=f"{outcome}_gaps", kind="durability", outcome=outcome,
+                     label=f"Durability: the gap in {outcome} at each follow-up")]
+    if multi_item:  # a reliability coefficient needs several items
+        out.append(ModelSpec(name=f"{outcome}_reliable_change", kind="reliable_change",
+                             outcome=outcome,
+                             label=f"Reliable change in {outcome} (Jacobson-Truax)"))
+    out.append(ModelSpec(name=f"{outcome}_effect_sizes", kind="effect_sizes", outcome=outcome,
+                         model=f"{outcome}_durability" if piecewise else f"{outcome}_growth",
+                         label=f"Effect sizes of {outcome}"))
+    if outcome != "perceptions":
+        return out
+    out += [
+        ModelSpec(name=f"{outcome}_subgroups", kind="subgroups", outcome=outcome,
+                  label=f"For whom: the change in {outcome} by side and dialogue"),
+        ModelSpec(name="baseline_balance", kind="balance", outcome=outcome,
+                  label="Baseline balance between the arms"),
+        ModelSpec(name=f"{outcome}_attrition", kind="attrition", outcome=outcome,
+                  label=f"Attrition and its consequences for {outcome}"),
+    ]
+    if piecewise:
+        out.append(ModelSpec(name=f"{outcome}_growth_comparison", kind="growth_comparison",
+                             outcome=outcome,
+                             models=[f"{outcome}_growth", f"{outcome}_durability"],
+                             label=f"Which growth model of {outcome} the data support"))
+    return out
+
+
 @dataclass
 class ModelResults:
     """The fitted models of a plan, by name (live objects; the store keeps their JSON).
 
     Every fit satisfies the results protocol (:class:`trackii_eval.models.results.ModelResult`).
     ``payloads`` holds what the model stage stores per model: ``(kind, JSON-ready dict)``;
-    ``notes`` the one-line messages of library warnings raised while fitting each model.
+    ``notes`` the one-line messages of library warnings raised while fitting each model;
+    ``tables`` the tables of each "change that matters" analysis (:data:`PLAN_ANALYSES`).
     """
 
     fits: dict[str, ModelResult] = field(default_factory=dict)
     specs: dict[str, ModelSpec] = field(default_factory=dict)
     payloads: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     notes: dict[str, list[str]] = field(default_factory=dict)
+    #: the tables of the plan's "change that matters" analyses, by entry name
+    tables: dict[str, dict[str, pd.DataFrame]] = field(default_factory=dict)
 
     def summary(self) -> str:
         """Text for people."""
@@ -193,14 +293,61 @@ def _fit_event_study(spec: ModelSpec, data: pd.DataFrame) -> ModelResult:
 
 def _fit_did(spec: ModelSpec, data: pd.DataFrame) -> ModelResult:
     # Staggered entry: Callaway-Sant'Anna with not-yet-treated controls needs the first wave
-    # each participant's dialogue started ('cohort'; 0 for the comparison arm).
+    # each participant's dialogue started ('cohort'; 0 for the comparison arm). fit_plan
+    # derives it from the dialogues' start_wave in study.yaml (dialogue_cohorts).
     from .models.did import callaway_santanna
 
     if "cohort" not in data.columns:
         raise ModelError(f"model '{spec.name}' (kind did) needs a 'cohort' column: the first "
-                         "wave of each participant's dialogue, 0 for the comparison arm")
+                         "wave of each participant's dialogue, 0 for the comparison arm "
+                         "(the model stage derives it from each dialogue's start_wave in "
+                         "study.yaml)")
     return callaway_santanna(data, spec.outcome, entity="participant", time="wave",
                              cohort="cohort", control="notyet")
+
+
+def dialogue_cohorts(data: pd.DataFrame, config: StudyConfig, what: str = "did") -> pd.Series:
+    """Each row's treatment cohort for staggered difference-in-differences.
+
+    The cohort of a dialogue-arm participant is the ``start_wave`` of their dialogue in
+    study.yaml (the first wave fielded after the dialogue began: Callaway and Sant'Anna's
+    group g); comparison-arm participants are never treated (0).
+
+    Parameters
+    ----------
+    data
+        Wide scores (``treated``, ``dialogue``).
+    config
+        The study configuration.
+    what
+        The plan entry, for the message.
+
+    Returns
+    -------
+    pandas.Series
+        Integer cohorts aligned with ``data``.
+
+    Raises
+    ------
+    ModelError
+        A dialogue without ``start_wave`` (naming what to add to study.yaml), or dialogue-arm
+        rows without a dialogue.
+    """
+    missing = [d.id for d in config.dialogues if d.start_wave is None]
+    if missing:
+        raise ModelError(
+            f"model '{what}' (kind did) needs the wave each dialogue started: add start_wave: "
+            f"<first wave fielded after the dialogue began> to dialogue(s) {', '.join(missing)} "
+            "in study.yaml (or give the scores a 'cohort' column)")
+    start = {d.id: d.start_wave for d in config.dialogues}
+    treated = data["treated"] == 1
+    cohort = data["dialogue"].map(start)
+    orphan = treated & cohort.isna()
+    if orphan.any():
+        n = int(data.loc[orphan, "participant"].nunique())
+        raise ModelError(f"model '{what}' (kind did): {n} dialogue-arm participant(s) have no "
+                         "dialogue, so their start wave is unknown; fix their dialogue column")
+    return cohort.where(treated, 0).astype(int)
 
 
 # How each kind of plan model is fitted; everything after fitting reads the results protocol.
@@ -224,8 +371,13 @@ def _contrast(fit: ModelResult, label: str, weights: dict[str, float]) -> pd.Dat
                       note=[f"not estimable: the fit has no term {', '.join(missing)}"])
 
 
-def fit_plan(data: pd.DataFrame, ctx: StudyContext, plan: AnalysisPlan) -> ModelResults:
+def fit_plan(data: pd.DataFrame, ctx: StudyContext, plan: AnalysisPlan, *,
+             reliability: pd.DataFrame | None = None) -> ModelResults:
     """Fit every model of ``plan`` to the wide scores ``data``; nothing is stored.
+
+    Models (kinds growth, event_study, did) are fitted first, then the "change that matters"
+    analyses (:data:`PLAN_ANALYSES`), which may read the fitted growth models; payloads keep
+    the plan's order.
 
     Parameters
     ----------
@@ -236,20 +388,27 @@ def fit_plan(data: pd.DataFrame, ctx: StudyContext, plan: AnalysisPlan) -> Model
         The frozen study context (configuration and instrument).
     plan
         The models to fit.
+    reliability
+        The score stage's reliability table (``construct``, ``wave``, ``alpha`` ...); needed
+        by ``reliable_change`` entries.
 
     Returns
     -------
     ModelResults
         Live fits, specs and the JSON payloads the model stage
-        (:func:`trackii_eval.pipeline.stages.model`) stores.
+        (:func:`trackii_eval.pipeline.stages.model`) stores. A model's payload is
+        ``{"spec", "fit", "notes"[, "contrasts", "trajectory"]}``; an analysis's is
+        ``{"spec", "tables": {name: [record, ...]}, "notes"[, "fit"]}`` with the tables of
+        :mod:`trackii_eval.models.plan_tables` (every record carries its counts).
 
     Raises
     ------
     ModelError
         An outcome is not a construct of the instrument, or a model cannot be fitted, or no
-        participant has an arm.
+        participant has an arm, or a ``did`` model's dialogues have no ``start_wave``.
     """
     from .ingest.attributes import require_arms
+    from .models.plan_tables import ANALYSES, PlanInputs
 
     require_arms(data, ctx.config)
     results = ModelResults()
@@ -259,9 +418,16 @@ def fit_plan(data: pd.DataFrame, ctx: StudyContext, plan: AnalysisPlan) -> Model
                 f"model '{spec.name}': outcome '{spec.outcome}' is not a construct of the "
                 f"instrument (constructs: {', '.join(ctx.instrument.constructs)})"
             )
+    payloads: dict[str, tuple[str, dict[str, Any]]] = {}
+    for spec in plan.models:
+        if spec.kind in PLAN_ANALYSES:
+            continue
+        frame = data
+        if spec.kind == "did" and "cohort" not in data.columns:
+            frame = data.assign(cohort=dialogue_cohorts(data, ctx.config, spec.name))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            fit = FITTERS[spec.kind](spec, data)
+            fit = FITTERS[spec.kind](spec, frame)
         # fits keep their own warnings; any other library warning becomes the project's
         # one-line note, stored with the result and printed by the CLI
         notes = [line for line in dict.fromkeys(
@@ -276,7 +442,27 @@ def fit_plan(data: pd.DataFrame, ctx: StudyContext, plan: AnalysisPlan) -> Model
             payload["contrasts"] = _json_rows(rows)
         if callable(getattr(fit, "predict", None)):
             payload["trajectory"] = _trajectory(fit, ctx.config, data).to_dict(orient="records")
-        results.payloads[spec.name] = (spec.kind, payload)
+        payloads[spec.name] = (spec.kind, payload)
+    inputs = PlanInputs(config=ctx.config, instrument=ctx.instrument, reliability=reliability,
+                        fits=results.fits, labels={m.name: m.label for m in plan.models})
+    for spec in plan.models:
+        if spec.kind not in PLAN_ANALYSES:
+            continue
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = ANALYSES[spec.kind](spec, data, inputs)
+        notes = list(dict.fromkeys([*out.notes, *(
+            warning_line(w.message, w.category) for w in caught)]))
+        results.specs[spec.name] = spec
+        results.notes[spec.name] = notes
+        results.tables[spec.name] = out.tables
+        payload = {"spec": spec.model_dump(),
+                   "tables": {k: _json_rows(t) for k, t in out.tables.items()},
+                   "notes": notes}
+        if out.fit is not None:
+            payload["fit"] = out.fit.to_dict()
+        payloads[spec.name] = (spec.kind, payload)
+    results.payloads = {m.name: payloads[m.name] for m in plan.models}
     return results
 
 

@@ -270,6 +270,9 @@ def _do_model(study: Any, strict: bool) -> int:
         state = "ok" if not messages else "; ".join(messages)
         out.print(f"model {name}: {state}", highlight=False)
         bad += not fit.record.converged
+    for name, tables in results.tables.items():  # the plan's change-that-matters analyses
+        rows = ", ".join(f"{t} ({len(frame)} rows)" for t, frame in tables.items())
+        out.print(f"analysis {name}: {rows}", highlight=False)
     return 5 if strict and bad else 0
 
 

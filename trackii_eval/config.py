@@ -240,6 +240,9 @@ class Dialogue(_Frozen):
     sides: list[str] = Field(min_length=2, max_length=2)
     objectives: str = ""
     moderators: list[Moderator] = Field(default_factory=list)
+    # the first wave fielded after the dialogue began (staggered difference-in-differences:
+    # the dialogue's cohort); optional, read only by the analysis plan's `did` models
+    start_wave: int | None = Field(default=None, ge=1)
 
 
 class Arm(_Frozen):
@@ -443,6 +446,11 @@ class StudyConfig(_Frozen):
         if self.program_end_wave is not None and self.program_end_wave not in indices:
             raise _LocatedError(("program_end_wave",),
                                 f"program_end_wave {self.program_end_wave} is not a wave index")
+        for i, dialogue in enumerate(self.dialogues):
+            if dialogue.start_wave is not None and dialogue.start_wave not in indices:
+                raise _LocatedError(("dialogues", i, "start_wave"),
+                                    f"start_wave {dialogue.start_wave} of dialogue "
+                                    f"{dialogue.id} is not a wave index")
         roles = set(PARTICIPANT_ROLES) | set(self.attributes)
         for name in self.attributes:
             if name in PARTICIPANT_ROLES:

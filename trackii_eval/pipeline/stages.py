@@ -271,8 +271,11 @@ def model(store: Store, ctx: StudyContext) -> ModelResults:
         "plan_name": ctx.plan_name, "plan_hash": canonical_hash(plan.model_dump(mode="json")),
         "plan": plan.model_dump(mode="json"), "study": ctx.study_hash, "versions": versions(),
     }
+    # reliable change reads each construct's baseline reliability from the same score run
+    reliability = store.query("SELECT * FROM reliability") if store.has_table(
+        "reliability") else None
     with threadpool_limits(limits=1, user_api="blas"):
-        results = fit_plan(scores_wide(scores, ctx.config), ctx, plan)
+        results = fit_plan(scores_wide(scores, ctx.config), ctx, plan, reliability=reliability)
     with store.transaction():
         store.replace_results(run_id, [(name, kind, payload)
                                        for name, (kind, payload) in results.payloads.items()])

@@ -379,6 +379,14 @@ def _network_rows(study: _View, pub: Publication, ctx: _Ctx) -> list[dict[str, A
     return rows
 
 
+def _fitted(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The stored results of fitted models; the plan's "change that matters" analyses
+    (tables with counts, ``analysis.PLAN_ANALYSES``) are not yet rendered by this report."""
+    from ..analysis import PLAN_ANALYSES
+
+    return {n: r for n, r in results.items() if r.get("kind") not in PLAN_ANALYSES}
+
+
 def _stored_fit(res: dict[str, Any]) -> Any:
     """A stored result as a fit of the results protocol (nothing is refitted)."""
     try:
