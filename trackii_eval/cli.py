@@ -109,6 +109,8 @@ StrictOpt = Annotated[bool, typer.Option("--strict", metavar="", help="Fail on q
                                           "data or unconverged fits.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", metavar="",
                                         help="Show tracebacks of internal errors.")]
+PdfOpt = Annotated[bool, typer.Option("--pdf", metavar="", help="Also write the report as PDF "
+                                       "(report.pdf beside report.html; one per linked page).")]
 ReplaceOpt = Annotated[bool, typer.Option("--replace", metavar="", help="Replace changed files "
                                            "of ingested waves (the old versions are kept).")]
 
@@ -328,26 +330,34 @@ def model(
 
 @app.command(cls=_Command)
 def report(study_dir: StudyArg, out_dir: OutOpt = None, plan: ReportPlanOpt = None,
-           debug: DebugOpt = False) -> None:
+           pdf: PdfOpt = False, debug: DebugOpt = False) -> None:
     """Write the self-contained HTML impact report, and manifest.json beside it, from the
-    stored results (refused if they are out of date)."""
+    stored results (refused if they are out of date); with --pdf, the same as PDF."""
     with _guard(debug):
-        _do_report(_load(study_dir, out_dir, plan))
+        _do_report(_load(study_dir, out_dir, plan), pdf=pdf)
 
 
-def _do_report(study: Any) -> None:
+def _do_report(study: Any, pdf: bool = False) -> None:
     _ = study.store  # refuses a missing store (run ingest first) before the spinner starts
     path = _step("Rendering report", study.report)
     out.print(f"report written to {path}; manifest {path.parent / 'manifest.json'}",
               highlight=False)
+    if pdf:
+        from .report.pdf import write_report_pdfs
+
+        pdfs = _step("Writing PDF", lambda: write_report_pdfs(path))
+        out.print(f"PDF written to {pdfs[0]}"
+                  + (f" and {len(pdfs) - 1} more beside it" if len(pdfs) > 1 else ""),
+                  highlight=False)
 
 
 @app.command(cls=_Command)
 def run(
     study_dir: StudyArg, out_dir: OutOpt = None, key_file: KeyOpt = None, plan: PlanOpt = None,
-    replace: ReplaceOpt = False, strict: StrictOpt = False, debug: DebugOpt = False,
+    replace: ReplaceOpt = False, strict: StrictOpt = False, pdf: PdfOpt = False,
+    debug: DebugOpt = False,
 ) -> None:
-    """Run every stage: ingest, score, model, report."""
+    """Run every stage: ingest, score, model, report (with --pdf, also as PDF)."""
     with _guard(debug):
         study = _load(study_dir, out_dir, plan)
         code = _do_ingest(study, key_file, replace, strict)
@@ -357,7 +367,7 @@ def run(
         code = _do_model(study, strict)
         if code:
             raise typer.Exit(code)
-        _do_report(study)
+        _do_report(study, pdf=pdf)
 
 
 @app.command(cls=_Command)
