@@ -119,8 +119,9 @@ def test_one_offline_file_and_joint_reports(built):
     assert "<script src" not in html and "<link" not in html  # nothing fetched
     assert "window.vegaEmbed" in html
     for sid in ("demo", "coast"):
-        report = (out / "reports" / f"{sid}.html").read_text(encoding="utf-8")
-        assert "Disclosure control" in report
+        report = (out / "reports" / sid / "report.html").read_text(encoding="utf-8")
+        assert "isclosure control" in report
+    assert (out / "reports" / "demo" / "dialogues").is_dir()
     spec = _spec(out / "dashboard.html")
     names = {p["name"] for p in spec["params"]}
     assert {"study_sel", "dialogue_sel", "side_sel", "wave_sel", "output_sel"} <= names
@@ -161,7 +162,7 @@ def test_cli_dashboard(portfolio_dirs, tmp_path):
     res = CliRunner().invoke(app, ["dashboard", *args, "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "dashboard.html").exists()
-    assert (tmp_path / "reports" / "coast.html").exists()
+    assert (tmp_path / "reports" / "coast" / "report.html").exists()
     res = CliRunner().invoke(app, ["dashboard", str(ROOT / "surveys" / "demo") + "="
                                    + str(tmp_path / "nowhere"), "--out", str(tmp_path)])
     assert res.exit_code == 6 and "no store" in res.output

@@ -11,7 +11,8 @@ Streamlit need a running server, which an offline file for a funder cannot have.
 Safe to publish: the file holds the numbers of every filter combination, so all of them are
 registered, with the studies' reports, in one :class:`~trackii_eval.report.disclose.Publication`
 and protected by one decision (:func:`build_dashboard`); the reports published with the
-dashboard are re-rendered from that same decision (``reports/<study>.html`` beside it).
+dashboard are re-rendered from that same decision (``reports/<study>/report.html`` and its
+per-dialogue pages beside it).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import pandas as pd
 from .. import __version__
 from ..errors import ReportError
 from ..pipeline.context import StudyContext
-from ..report.build import ReportTables, render_report, report_tables
+from ..report.build import ReportTables, render_reports, report_tables
 from ..report.disclose import Publication, Shown
 from ..store import Store
 from .collect import ALL, StudyView, collect_study
@@ -158,11 +159,11 @@ def _costs(pub: Publication, views: dict[str, StudyView],
                 cr = imp[(imp["by"] == "arm") & (imp["group"] == cfg.comparison_arm)]
                 if len(dr) == 1 and len(cr) == 1:
                     dr, cr = dr.iloc[0], cr.iloc[0]
-                    key_d = ("perceptions", "dialogue", d, int(end))
-                    key_c = ("perceptions", "arm", str(cfg.comparison_arm), int(end))
-                    dep = [("dash_rc", (*key_d, "n")), ("dash_rc", (*key_d, "improved")),
-                           ("dash_rc", (*key_c, "n")), ("dash_rc", (*key_c, "improved"))]
-                    dep = [(f"{sid}/{t}", k) for t, k in dep]
+                    model = str(dr["model"])
+                    key_d = (model, "dialogue", d, int(end))
+                    key_c = (model, "arm", str(cfg.comparison_arm), int(end))
+                    dep = [(f"{sid}/reliable_change", (*key, what))
+                           for key in (key_d, key_c) for what in ("n", "improved")]
                     nd, xd = int(dr["n"]), int(dr["n_improved"])
                     nc, xc = int(cr["n"]), int(cr["n_improved"])
                     n = min(nd, nc)
@@ -304,6 +305,8 @@ def dashboard_data(dash: Dashboard) -> dict[str, list[dict[str, Any]]]:
         r["series"] = _series_label(r)
     for r in data["respondents"]:
         r["series"] = _series_label(r)
+    for r in data["improvers"]:
+        r["label"] = f"{r['study']} · {r['group']}"
     data["means"] = [r for r in data["means"] if r["mean"] is not None]
     forest = []
     for m in dash.meta:
@@ -413,7 +416,7 @@ def _charts(data: dict[str, list[dict[str, Any]]], studies: list[str],
     improvers = alt.Chart(frame(data["improvers"])).transform_filter(
         " && ".join([f_study, f_output, f_wave, f_dialogue])).mark_bar().encode(
         x=alt.X("share_pct:Q", title="reliably improved (%)"),
-        y=alt.Y("group:N", title=None), color=alt.Color("study:N"), row=alt.Row("wave:O"),
+        y=alt.Y("label:N", title=None), color=alt.Color("study:N"), row=alt.Row("wave:O"),
         tooltip=["study:N", "group:N", "wave:O", "n:Q", "n_improved:Q", "share_pct:Q"],
     ).properties(width=width - 120, height=60, title="Reliable improvers (Jacobson-Truax)",
                  name="improvers")
@@ -451,7 +454,9 @@ table {{ border-collapse: collapse; margin: 0.6em 0 1.2em; font-size: 0.9em; }}
 th, td {{ border-bottom: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; }}
 td.num {{ text-align: right; }}
 .note {{ color: #555; font-size: 0.88em; }}
-form.vega-bindings {{ position: sticky; top: 0; background: #fff; padding: 0.4em 0; }}
+#vis.vega-embed {{ display: flex; flex-direction: column-reverse; }}
+.vega-bindings {{ position: sticky; top: 0; background: #fff; padding: 0.5em 0;
+  border-bottom: 1px solid #ddd; z-index: 1; }}
 .vega-bind {{ display: inline-block; margin-right: 1em; }}
 </style>
 <script>{bundle}</script>
@@ -493,17 +498,25 @@ def _table(head: list[str], rows: list[list[Any]], num: set[int] | None = None) 
 def _meta_html(dash: Dashboard) -> str:
     if not dash.meta:
         return "<p>Fewer than two dialogues with published effects: no pooled estimate.</p>"
-    rows = [[m["construct"], m["timepoint"], m["method"], m["k"], m["estimate"],
-             f"[{m['ci_low']}, {m['ci_high']}]", m["p"], m["tau2"], f"{m['i2']}%",
-             f"{m['q']} (p {m['q_p']})"] for m in dash.meta]
-    return _table(["output", "when", "method", "dialogues", "pooled gap", "95% CI", "p", "tau²",
-                   "I²", "Q"], rows, {3, 4, 6, 7}) + (
+    by: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for m in dash.meta:
+        by.setdefault((m["construct"], m["timepoint"]), {})[m["method"]] = m
+    rows = []
+    for (construct, tp), ms in by.items():
+        kh, dl = ms["REML + Knapp-Hartung"], ms["DL"]
+        rows.append([construct, tp, kh["k"], kh["estimate"], f"[{kh['ci_low']}, {kh['ci_high']}]",
+                     kh["p"], f"{dl['estimate']} [{dl['ci_low']}, {dl['ci_high']}]",
+                     kh["tau2"], f"{kh['i2']}%", f"{kh['q']} (p {kh['q_p']})"])
+    return _table(["output", "when", "dialogues", "pooled gap (REML, Knapp-Hartung)", "95% CI",
+                   "p", "DerSimonian-Laird [95% CI]", "tau² (REML)", "I²", "Cochran's Q"],
+                  rows, {2, 3, 5, 7}) + (
         "<p class=note>Random-effects meta-analysis across the portfolio's dialogues of each "
         "dialogue's gap in change since baseline against its study's comparison group "
-        "(difference of mean changes, Welch standard errors, from the stored scores). REML "
-        "with the Knapp-Hartung t interval is the headline (few dialogues); DL is shown "
-        "beside it. Dialogues of one study share its comparison group, so their estimates "
-        "are correlated and the pooled interval somewhat too narrow.</p>")
+        "(difference of mean changes, Welch standard errors, from the stored scores), at the "
+        "end of each study's programme and at each follow-up after it. REML with the "
+        "Knapp-Hartung t interval is the headline (few dialogues); DerSimonian-Laird with a "
+        "normal interval beside it. Dialogues of one study share its comparison group, so "
+        "their estimates are correlated and the pooled interval somewhat too narrow.</p>")
 
 
 def _evidence_html(dash: Dashboard) -> str:
@@ -535,7 +548,7 @@ def _costs_html(dash: Dashboard) -> str:
 
 def build_dashboard(studies: list[PortfolioStudy], out_dir: str | Path, *,
                     k: int | None = None) -> Dashboard:
-    """Write ``dashboard.html`` and the jointly protected ``reports/<study>.html`` to ``out_dir``.
+    """Write ``dashboard.html`` and the jointly protected ``reports/<study>/`` to ``out_dir``.
 
     Parameters
     ----------
@@ -568,9 +581,10 @@ def build_dashboard(studies: list[PortfolioStudy], out_dir: str | Path, *,
         sid = s.context.study_id
         from ..pipeline.provenance import last_run
 
-        dash.paths[sid] = render_report(s.store, s.context, out / "reports" / f"{sid}.html",
-                                        model_run=last_run(s.store, "model"),
-                                        tables=dash.reports[sid])
+        # the pooled report and its per-dialogue pages, printed by the joint decision
+        pages = render_reports(s.store, s.context, out / "reports" / sid / "report.html",
+                               model_run=last_run(s.store, "model"), tables=dash.reports[sid])
+        dash.paths[sid] = pages.report
     data = dashboard_data(dash)
     constructs = sorted({r["construct"] for r in data["means"]})
     if not constructs:

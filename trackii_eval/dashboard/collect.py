@@ -28,6 +28,7 @@ from scipy import stats
 
 from ..models.results import result_from_dict
 from ..report.disclose import Publication, Shown
+from .publication import cell_id, prefer_published
 
 if TYPE_CHECKING:
     from ..pipeline.context import StudyContext
@@ -159,6 +160,12 @@ def _respondents(view: StudyView, store: Store, ctx: StudyContext, pub: Publicat
                     sides.append(c.id)
                 pub.tables.total(cell.id, sides, name=f"wave {wave} {d}: respondents = sides")
             pub.tables.total(top.id, parts, name=f"wave {wave} {arm}: respondents = dialogues")
+            for d, cell_d in zip(g.groupby("dialogue").groups, parts, strict=True):
+                # the report's page of the dialogue prints its respondents too (counted from
+                # scores): the same number where it is, so an attacker would equate them
+                twin = cell_id(pub, "response_dialogue", (wave, d))
+                if twin in pub.tables.cells:
+                    pub.tables.same(cell_d, twin, name=f"wave {wave} {d}: dashboard = report")
         else:
             sides = []
             for s, gs in g.groupby("side"):
@@ -308,7 +315,7 @@ def _improvers(view: StudyView, results: dict[str, dict[str, Any]], ctx: StudyCo
                pub: Publication) -> pd.DataFrame:
     """Reliable-change counts and shares per arm and dialogue (stored ``reliable_change``)."""
     rows = []
-    for res in results.values():
+    for name, res in results.items():
         spec = res.get("spec", {})
         if spec.get("kind") != "reliable_change":
             continue
@@ -320,19 +327,26 @@ def _improvers(view: StudyView, results: dict[str, dict[str, Any]], ctx: StudyCo
         cells: dict[tuple[str, str, int], tuple[Shown, Shown]] = {}
         for r in shares.to_dict("records"):
             key = (construct, r["by"], str(r["group"]), int(r["wave"]))
-            n = pub.count("dash_rc", (*key, "n"), int(r["n"]))
-            imp = pub.count("dash_rc", (*key, "improved"), int(r["n_improved"]))
+            # the report prints these counts under these ids: registering the same cells
+            # makes one number with one suppression status in both outputs
+            rkey = (name, str(r["by"]), str(r["group"]), int(r["wave"]))
+            n = pub.count("reliable_change", (*rkey, "n"), int(r["n"]))
+            imp = pub.count("reliable_change", (*rkey, "improved"), int(r["n_improved"]))
+            if int(r["wave"]) == (ctx.config.program_end_wave or -1):
+                # the costs per improver divide by these: protect neighbours instead if possible
+                prefer_published(pub, n.id)
+                prefer_published(pub, imp.id)
             cells[(r["by"], str(r["group"]), int(r["wave"]))] = (n, imp)
             share = pub.share("dash_rc_share", key, int(r["n_improved"]), int(r["n"]),
                               _f(100 * r["n_improved"] / r["n"], 0) if r["n"] else "–",
                               depends=[n.id, imp.id])
             view.improvers.append({
-                "construct": construct, "by": r["by"], "group": str(r["group"]),
+                "model": name, "construct": construct, "by": r["by"], "group": str(r["group"]),
                 "dialogue": str(r["group"]) if r["by"] == "dialogue" else (
                     ALL if r["group"] == ctx.config.treated_arm else "comparison"),
                 "wave": int(r["wave"]), "n": n, "n_improved": imp, "share_pct": share,
             })
-            rows.append({**r, "construct": construct})
+            rows.append({**r, "construct": construct, "model": name})
         treated = ctx.config.treated_arm
         for w in {w for (_, _, w) in cells}:
             top = cells.get(("arm", treated, w))

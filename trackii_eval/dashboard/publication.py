@@ -9,6 +9,7 @@ the one shared publication, so everything published together is protected togeth
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Hashable, Sequence
 from typing import Any
 
@@ -16,7 +17,7 @@ from ..disclosure import CellId, Disclosure, TableSet
 from ..errors import ReportError
 from ..report.disclose import Publication
 
-__all__ = ["scoped"]
+__all__ = ["cell_id", "prefer_published", "scoped"]
 
 
 class _ScopedTables:
@@ -85,3 +86,25 @@ def scoped(publication: Publication, scope: str) -> Publication:
         Registers into ``publication``; its :class:`Shown` values print by the shared decision.
     """
     return _ScopedPublication(publication, scope)
+
+
+def cell_id(publication: Publication, table: str, key: Sequence[Hashable]) -> CellId:
+    """The id a cell ``(table, key)`` registered through ``publication`` has (scope included)."""
+    tables = publication.tables
+    name = tables._t(table) if isinstance(tables, _ScopedTables) else table
+    return (name, tuple(key))
+
+
+def prefer_published(publication: Publication, cid: CellId, factor: float = 10.0) -> None:
+    """Make complementary suppression avoid count ``cid`` (cost ``factor * (1 + value)``).
+
+    For counts another published number is divided by (costs per reliable improver): when a
+    small neighbour must be protected, the integer program then hides a cheaper cell of the
+    same relation instead, where one exists. Only the choice among protecting patterns
+    changes; the protection itself does not.
+    """
+    cells = publication.tables.cells
+    cell = cells[cid]
+    if cell.kind != "count":
+        return
+    cells[cid] = dataclasses.replace(cell, cost=factor * (1.0 + float(cell.value or 0)))

@@ -175,6 +175,9 @@ class Analyses:
                     continue
                 by, g, w = str(r["by"]), str(r["group"]), int(r["wave"])
                 key = (name, by, g, w)
+                arm = r.get("arm")
+                if by == "side" and isinstance(arm, str):
+                    key = (*key, arm)  # causal's shares give each side per arm
                 n = pub.count("reliable_change", (*key, "n"), int(r["n"]))
                 parts = {c: pub.count("reliable_change", (*key, c), int(r[f"n_{c}"]))
                          for c in ("improved", "unchanged", "worsened")}
@@ -186,7 +189,8 @@ class Analyses:
                 if heading != last:
                     groups[len(rows)] = heading
                     last = heading
-                gl = lab.arm(g) if by == "arm" else lab.dialogue(g) if by == "dialogue" else g
+                gl = lab.arm(g) if by == "arm" else lab.dialogue(g) if by == "dialogue" else (
+                    f"{g} ({lab.arm(arm)})" if isinstance(arm, str) else g)
                 rows.append([gl, lab.wave(w, short=True), n, *[
                     pub.share("reliable_change_share", (*key, c), int(r[f"n_{c}"]), int(r["n"]),
                               pct(r[f"n_{c}"] / r["n"] if r["n"] else None),
