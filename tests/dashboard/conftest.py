@@ -10,11 +10,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_study(name: str, out: Path, key) -> Path:
-    """Ingest, score and model ``surveys/<name>`` with ``analysis/<name>.yaml`` into ``out``."""
+    """Ingest, score and model ``surveys/<name>`` with the tests' small plan into ``out``."""
     from trackii_eval.pipeline import ingest, load_context, model, score
     from trackii_eval.store import Store
 
-    ctx = load_context(ROOT / "surveys" / name, out=out, plan=ROOT / "analysis" / f"{name}.yaml")
+    ctx = load_context(ROOT / "surveys" / name, out=out, plan=Path(__file__).parent / "plan.yaml")
     out.mkdir(parents=True, exist_ok=True)
     with Store(out / f"{name}.duckdb", ctx.study_id, create=True) as store:
         ingest(store, ctx, key)

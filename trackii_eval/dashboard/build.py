@@ -18,6 +18,7 @@ per-dialogue pages beside it).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import html
 import json
 import math
@@ -546,6 +547,14 @@ def _costs_html(dash: Dashboard) -> str:
          if targets else "")
 
 
+@functools.lru_cache(maxsize=1)
+def _bundle() -> str:
+    """vega, vega-lite and vega-embed as one script (from the vl-convert wheel; built once)."""
+    import vl_convert as vlc
+
+    return vlc.javascript_bundle().replace("</script", "<\\/script")
+
+
 def build_dashboard(studies: list[PortfolioStudy], out_dir: str | Path, *,
                     k: int | None = None) -> Dashboard:
     """Write ``dashboard.html`` and the jointly protected ``reports/<study>/`` to ``out_dir``.
@@ -571,8 +580,6 @@ def build_dashboard(studies: list[PortfolioStudy], out_dir: str | Path, *,
     DisclosureError
         The cells cannot be protected (nothing is written then).
     """
-    import vl_convert as vlc
-
     dash = portfolio_tables(studies, k)
     dash.publication.protect()
     out = Path(out_dir)
@@ -591,10 +598,9 @@ def build_dashboard(studies: list[PortfolioStudy], out_dir: str | Path, *,
         raise ReportError("dashboard: no observed means could be published (every group is "
                           f"smaller than {dash.publication.k} people)")
     spec = _charts(data, [v.study for v in dash.studies], constructs)
-    bundle = vlc.javascript_bundle()
     page = _PAGE.format(
         title="Portfolio dashboard: " + ", ".join(v.name for v in dash.studies)[:200],
-        bundle=bundle.replace("</script", "<\\/script"),
+        bundle=_bundle(),
         generated=dt.date.today().isoformat(), version=__version__,
         n_studies=len(dash.studies), studies=", ".join(v.study for v in dash.studies),
         k=dash.publication.k, meta=_meta_html(dash), evidence=_evidence_html(dash),
