@@ -9,9 +9,10 @@ publication as the studies' reports, before anything is rendered:
   per wave and arm by their margins, so one complementary suppression covers both outputs;
 - means of groups are statistics of ``n`` people; the groups shown per study, construct, wave
   and arm are the arm, its dialogues and the dialogues' sides, and only down to the finest of
-  these levels at which every group has ``k`` people or more (or none): then any difference of
-  two published groups is a union of groups of ``k`` or more, so no mean of a small group can
-  be computed from published means;
+  these levels at which every group has ``k`` people or more (or none), and the arm's sides
+  only when every dialogue-side group has: every published group is then a union of groups of
+  ``k`` or more, and no linear combination of published means and counts isolates fewer
+  people, so no mean of a small group can be computed from published means;
 - reliable-change counts per arm and dialogue are counts with their margin, shares depend on
   them; costs per participant or improver depend on the count they divide by.
 """
@@ -99,11 +100,16 @@ def _means(view: StudyView, scores: pd.DataFrame, ctx: StudyContext, pub: Public
                 groups[(str(d), ALL)] = gd["score"]
                 for s, gs in gd.groupby("side"):
                     groups[(str(d), str(s))] = gs["score"]
+            sides_of_arm = {str(s): gs["score"] for s, gs in g.groupby("side")}
         else:
             for s, gs in g.groupby("side"):
                 groups[(ALL, str(s))] = gs["score"]
         counts = {key: len(v) for key, v in groups.items()}
         ok_d, ok_s = _levels(counts, k)
+        if arm == treated:
+            # the arm's sides cross its dialogues: shown only when every dialogue-side group
+            # has k or more (then every published group is a union of such groups)
+            groups.update({(ALL, s): x for s, x in sides_of_arm.items()})
         if arm != treated:  # the comparison arm has sides only
             sides = [n for (d, s), n in counts.items() if s != ALL]
             ok_s = bool(sides) and all(n == 0 or n >= k for n in sides)
