@@ -6,7 +6,8 @@ import importlib
 import sys
 
 SUITES = ["benchmarks.stages", "benchmarks.omega", "benchmarks.growth", "benchmarks.refits",
-          "benchmarks.linkage", "benchmarks.disclosure", "benchmarks.did"]
+          "benchmarks.linkage", "benchmarks.disclosure", "benchmarks.did",
+          "benchmarks.dashboard"]
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or SUITES

@@ -479,7 +479,9 @@ hidden. Models are not refitted here: effects come from the studies' stored resu
 <script>
 const spec = {spec};
 vegaEmbed('#vis', spec, {{mode: 'vega-lite', renderer: 'svg', actions: false}})
-  .then(r => {{ window.dashboardView = r.view; document.body.dataset.ready = '1'; }})
+  .then(r => {{ window.dashboardView = r.view;
+                document.body.dataset.readyMs = String(Math.round(performance.now()));
+                document.body.dataset.ready = '1'; }})
   .catch(e => {{ console.error(e); document.body.dataset.ready = 'error'; }});
 </script>
 </body></html>
