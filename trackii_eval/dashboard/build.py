@@ -522,9 +522,16 @@ def _meta_html(dash: Dashboard) -> str:
         "their estimates are correlated and the pooled interval somewhat too narrow.</p>")
 
 
+def _pct(x: Any, dash: Dashboard) -> str:
+    if x is None:
+        return "–"
+    text = str(x)
+    return text if text == dash.publication.result.marker else f"{text}%"
+
+
 def _evidence_html(dash: Dashboard) -> str:
     rows = [[v.study, e["dialogue"], e["design"], e["n_baseline"], e["n_last"],
-             "–" if e["retained_pct"] is None else f"{e['retained_pct']}%", e["models"]]
+             _pct(e["retained_pct"], dash), e["models"]]
             for v in dash.studies for e in v.evidence]
     return _table(["study", "dialogue", "design", "n at baseline", "n at last wave",
                    "last wave / baseline", "stored analyses"], rows, {3, 4, 5})

@@ -23,7 +23,6 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 from scipy import stats
 
@@ -401,17 +400,16 @@ def _evidence(view: StudyView, ctx: StudyContext, results: dict[str, dict[str, A
     kinds = sorted({r.get("spec", {}).get("kind", "") for r in results.values()})
     for d in [*(x.id for x in cfg.dialogues), "comparison"]:
         arm = cfg.comparison_arm if d == "comparison" else cfg.treated_arm
-        key_d = ALL if d == "comparison" else d
-        base = view.cells.get(("respondents", first, arm, key_d, ALL))
-        if d == "comparison":
-            base = view.cells.get(("respondents", first, arm, ALL, ALL))
-        end = view.cells.get(("respondents", last, arm, key_d if d != "comparison" else ALL, ALL))
+        group = ALL if d == "comparison" else d  # the comparison arm has no dialogue
+        base = view.cells.get(("respondents", first, arm, group, ALL))
+        end = view.cells.get(("respondents", last, arm, group, ALL))
         retained = next((r["retained_pct"] for r in view.respondents
                          if r["wave"] == last and r["arm"] == arm and r["dialogue"] == d
                          and r["side"] == ALL), None)
         view.evidence.append({
             "dialogue": d, "design": design, "models": ", ".join(k for k in kinds if k),
-            "n_baseline": base, "n_last": end, "retained_pct": retained,
+            "n_baseline": "–" if base is None else base, "n_last": "–" if end is None else end,
+            "retained_pct": retained,
         })
 
 
@@ -445,5 +443,4 @@ def collect_study(store: Store, ctx: StudyContext, pub: Publication) -> tuple[St
     _ideas(view, store)
     _network(view, store, ctx, pub)
     _evidence(view, ctx, results)
-    return view, {"effects": effects, "improvers": improvers, "results": results,
-                  "scores_n": np.nan}
+    return view, {"effects": effects, "improvers": improvers, "results": results}
