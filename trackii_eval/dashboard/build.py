@@ -470,6 +470,8 @@ this file (<a href="reports/">reports/</a>); suppressed values are absent from t
 hidden. Models are not refitted here: effects come from the studies' stored results.</p>
 <h2>Portfolio summary</h2>
 {meta}
+<h2>Durability</h2>
+{durability}
 <h2>Evidence strength</h2>
 {evidence}
 <h2>Cost-effectiveness</h2>
@@ -520,6 +522,19 @@ def _meta_html(dash: Dashboard) -> str:
         "Knapp-Hartung t interval is the headline (few dialogues); DerSimonian-Laird with a "
         "normal interval beside it. Dialogues of one study share its comparison group, so "
         "their estimates are correlated and the pooled interval somewhat too narrow.</p>")
+
+
+def _durability_html(dash: Dashboard) -> str:
+    rows = [[v.study, p["construct"], p["wave_label"], _pct(p["estimate"], dash),
+             f"[{p['ci_low']}, {p['ci_high']}]"] for v in dash.studies for p in v.persistence]
+    if not rows:
+        return ("<p>No study stores a durability analysis (<code>kind: durability</code> in "
+                "its plan).</p>")
+    return _table(["study", "output", "wave", "share of the end-of-programme gap remaining",
+                   "95% CI (%)"], rows, {3}) + (
+        "<p class=note>From each study's stored durability analysis: the gap between the arms "
+        "at a follow-up divided by the gap at the end of the programme (delta-method "
+        "interval).</p>")
 
 
 def _pct(x: Any, dash: Dashboard) -> str:
@@ -613,6 +628,7 @@ def build_dashboard(studies: list[PortfolioStudy], out_dir: str | Path, *,
         generated=dt.date.today().isoformat(), version=__version__,
         n_studies=len(dash.studies), studies=", ".join(v.study for v in dash.studies),
         k=dash.publication.k, meta=_meta_html(dash), evidence=_evidence_html(dash),
+        durability=_durability_html(dash),
         costs=_costs_html(dash),
         spec=json.dumps(spec, default=str).replace("</", "<\\/"),
     )

@@ -49,6 +49,7 @@ class StudyView:
     means: list[dict[str, Any]] = field(default_factory=list)
     respondents: list[dict[str, Any]] = field(default_factory=list)
     gaps: list[dict[str, Any]] = field(default_factory=list)
+    persistence: list[dict[str, Any]] = field(default_factory=list)
     dialogue_effects: list[dict[str, Any]] = field(default_factory=list)
     improvers: list[dict[str, Any]] = field(default_factory=list)
     ideas: list[dict[str, Any]] = field(default_factory=list)
@@ -224,6 +225,16 @@ def _stored_gaps(view: StudyView, results: dict[str, dict[str, Any]], scores: pd
                    for f in ("estimate", "ci_low", "ci_high")},
             })
             done.add(outcome)
+        for r in (res.get("tables") or {}).get("persistence", []):
+            n = int(min(r.get("n_treated") or 0, r.get("n_comparison") or 0))
+            w = int(r["wave"])
+            view.persistence.append({
+                "construct": outcome, "model": name, "wave": w,
+                "wave_label": labels.get(w, str(w)),
+                **{f: pub.stat("dash_persistence", (name, w, f), n,
+                               _f(100 * r[f], 0) if r.get(f) is not None else "–")
+                   for f in ("estimate", "ci_low", "ci_high")},
+            })
     for name, res in results.items():
         spec = res.get("spec", {})
         outcome = spec.get("outcome", "")
