@@ -181,3 +181,18 @@ def test_same_study_twice_is_refused(portfolio_dirs, tmp_path):
     finally:
         for s in studies:
             s.store.close()
+
+
+def test_no_identifier_or_pseudonym_in_the_dashboard(built):
+    # the project's output audit: every identifier value of each study's raw files (canary
+    # names, e-mails, codes), store pseudonyms, and counts below k
+    from typer.testing import CliRunner
+
+    from trackii_eval.cli import app
+
+    _, out, _ = built
+    for name in ("demo", "coast"):
+        res = CliRunner().invoke(app, ["audit", str(out / "dashboard.html"), "--study",
+                                       str(ROOT / "surveys" / name)])
+        assert res.exit_code == 0, res.output
+        assert "0 finding" in res.output
