@@ -44,8 +44,9 @@ class ModelSpec(BaseModel):
     ``durability`` or ``effect_sizes`` entry reads (model-implied gaps; Feingold's growth
     d), ``models`` the growth models a ``growth_comparison`` compares, ``by`` the groupings
     of ``reliable_change`` / ``subgroups``, ``covariates`` the baseline variables of
-    ``balance`` / ``attrition``, ``wave`` the follow-up wave of ``subgroups`` /
-    ``attrition`` and ``threshold`` the |SMD| that ``balance`` flags.
+    ``balance`` / ``attrition`` (and of the doubly robust adjustment of a ``did`` model),
+    ``wave`` the follow-up wave of ``subgroups`` / ``attrition`` and ``threshold`` the |SMD|
+    that ``balance`` flags.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -72,7 +73,8 @@ class ModelSpec(BaseModel):
     def _options_fit_the_kind(self) -> ModelSpec:
         # an option the kind does not read is a mistake the user should hear about
         uses = {"model": ("durability", "effect_sizes"), "models": ("growth_comparison",),
-                "by": ("reliable_change", "subgroups"), "covariates": ("balance", "attrition"),
+                "by": ("reliable_change", "subgroups"),
+                "covariates": ("balance", "attrition", "did"),
                 "wave": ("subgroups", "attrition"), "formula": ("growth",)}
         for option, kinds in uses.items():
             if getattr(self, option) not in (None, []) and self.kind not in kinds:
@@ -210,7 +212,10 @@ def _change_analyses(config: StudyConfig, instrument: Instrument | None,
         ModelSpec(name=f"{outcome}_attrition", kind="attrition", outcome=outcome,
                   label=f"Attrition and its consequences for {outcome}"),
     ]
-    if piecewise:
+    # linear and piecewise differ only once a wave after the programme has been fielded
+    after = piecewise and any(w.index > (config.program_end_wave or 0)
+                              for w in config.fielded_waves)
+    if after:
         out.append(ModelSpec(name=f"{outcome}_growth_comparison", kind="growth_comparison",
                              outcome=outcome,
                              models=[f"{outcome}_growth", f"{outcome}_durability"],
@@ -302,8 +307,9 @@ def _fit_did(spec: ModelSpec, data: pd.DataFrame) -> ModelResult:
                          "wave of each participant's dialogue, 0 for the comparison arm "
                          "(the model stage derives it from each dialogue's start_wave in "
                          "study.yaml)")
+    # covariates: doubly robust adjustment (Sant'Anna & Zhao 2020), R did's default
     return callaway_santanna(data, spec.outcome, entity="participant", time="wave",
-                             cohort="cohort", control="notyet")
+                             cohort="cohort", control="notyet", covariates=spec.covariates)
 
 
 def dialogue_cohorts(data: pd.DataFrame, config: StudyConfig, what: str = "did") -> pd.Series:

@@ -216,6 +216,12 @@ def test_default_plan_without_programme_end_or_comparison(demo_run) -> None:
     no_end = config.model_copy(update={"program_end_wave": None})
     kinds = [m.kind for m in default_plan(no_end, demo_run[0].context.instrument).models]
     assert "growth_comparison" not in kinds and "durability" in kinds
+    # a programme that ends at the last fielded wave: nothing to compare the piecewise
+    # model's after-programme slope with
+    last = max(w.index for w in config.fielded_waves)
+    at_end = config.model_copy(update={"program_end_wave": last})
+    kinds = [m.kind for m in default_plan(at_end, demo_run[0].context.instrument).models]
+    assert "growth_comparison" not in kinds
 
 
 def test_start_wave_must_be_a_wave(demo_run) -> None:

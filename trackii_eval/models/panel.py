@@ -214,7 +214,10 @@ class PanelFit:
         vec = np.array([float(weights.get(t, 0.0)) for t in kept])
         est = float(vec @ np.array([self.estimate[self.terms.index(t)] for t in kept]))
         se = float(np.sqrt(vec @ np.array(self.vcov) @ vec))
-        df = max((self.df[self.terms.index(t)] for t in weights), default=np.nan)
+        # every term shares one df under CR1; under CR2 each term has its own Satterthwaite
+        # df and the smallest of those combined is the conservative reference
+        dfs = [self.df[self.terms.index(t)] for t in weights if weights[t] != 0]
+        df = min(dfs) if dfs else np.nan
         roles = {self.roles[self.terms.index(t)] for t in weights}
         return tidy_frame([label], [est], [se], [df], level,
                           role=["effect" if "effect" in roles else "other"])
@@ -334,7 +337,8 @@ def fit_clustered(model: Any, small: str, what: str,
 
 def event_study(
     data: pd.DataFrame, outcome: str, *, entity: str = "participant", wave: str = "wave",
-    treated: str = "treated", small: SmallSample = "sss",
+    treated: str = "treated", small: SmallSample | Literal["cr2"] = "sss",
+    cluster: str | None = None,
 ) -> PanelFit:
     """Two-way fixed-effects event study of the dialogue's effect at each wave.
 
@@ -350,7 +354,16 @@ def event_study(
     small
         Small-sample convention of the clustered standard errors (module docs): ``"sss"``
         (default, plm's Stata-type factor), ``"stata"`` (xtreg's K'), ``"hc1"`` (plm's HC1)
-        or ``"none"``.
+        or ``"none"``; or ``"cr2"``: the Bell-McCaffrey CR2 covariance with a
+        Satterthwaite df per term (:mod:`trackii_eval.models.cr2`, as R clubSandwich's
+        ``vcovCR(type = "CR2")`` and ``coef_test(test = "Satterthwaite")``). Use CR2 with
+        ``cluster="dialogue"``: with three dialogues CR1's t(G-1) is too optimistic and
+        CR2's df (often 2-5) say how little the data hold. ``lincom`` of a CR2 fit uses the
+        smallest df of the terms combined (conservative).
+    cluster
+        Column of the clusters the participants are nested in (e.g. ``dialogue``; every
+        participant needs one: give comparison participants their recruitment group);
+        default: participants. Only with ``small="cr2"``.
 
     Returns
     -------
@@ -373,13 +386,27 @@ def event_study(
     ``small="stata"`` applies xtreg's K'.
     """
     what = f"event study of '{outcome}'"
-    if small not in CLUSTER_CONVENTIONS:
+    if small not in CLUSTER_CONVENTIONS and small != "cr2":
         raise ModelError(f"{what}: small-sample convention must be one of "
-                         f"{', '.join(CLUSTER_CONVENTIONS)}, not {small!r}")
-    missing = [c for c in (entity, wave, treated, outcome) if c not in data.columns]
+                         f"{', '.join([*CLUSTER_CONVENTIONS, 'cr2'])}, not {small!r}")
+    if cluster is not None and small != "cr2":
+        raise ModelError(f"{what}: clustering by '{cluster}' is offered with small='cr2' "
+                         "(few clusters need CR2's Satterthwaite df); the other conventions "
+                         "cluster by participant")
+    missing = [c for c in (entity, wave, treated, outcome, cluster) if c and c not in data.columns]
     if missing:
         raise ModelError(f"{what}: column(s) {', '.join(missing)} not in the data")
-    frame = data[[entity, wave, treated, outcome]].dropna()
+    cols = [entity, wave, treated, outcome] + ([cluster] if cluster else [])
+    frame = data[cols].dropna(subset=[entity, wave, treated, outcome])
+    if cluster is not None:
+        lacking = frame.loc[frame[cluster].isna(), entity].nunique()
+        if lacking:
+            raise ModelError(f"{what}: {lacking} participant(s) have no '{cluster}'; give every "
+                             "participant a cluster (comparison participants their recruitment "
+                             "group) or cluster by participant")
+        if (frame.groupby(entity)[cluster].nunique() > 1).any():
+            raise ModelError(f"{what}: '{cluster}' changes within a participant; participants "
+                             "must be nested in clusters")
     if frame.empty:
         raise ModelError(f"{what}: no complete observations")
     if (frame.groupby(entity)[treated].nunique() > 1).any():
@@ -395,7 +422,8 @@ def event_study(
     notes = _coverage(frame, entity, wave, treated, waves, outcome)
     fingerprint = data_fingerprint(frame.reset_index(drop=True))
     versions = package_versions("linearmodels")
-    vcov_text = f"clustered by participant ({CLUSTER_CONVENTIONS[small]}); t(G-1)"
+    vcov_text = (f"clustered by participant ({CLUSTER_CONVENTIONS[small]}); t(G-1)"
+                 if small != "cr2" else "")
     estimator = "Two-way fixed-effects event study"
     n_groups = {"participant": int(frame[entity].nunique())}
     est = dict.fromkeys(terms, np.nan)
@@ -422,8 +450,13 @@ def event_study(
         # xtreg y i.wave##i.treated, fe also estimates a constant and T-1 wave dummies
         n_waves = int(wave_values.nunique())
         res, vcov, n_clusters, lib_warnings = fit_clustered(
-            model, small, what, n_stata_extra=1 + n_waves - 1)
+            model, "none" if small == "cr2" else small, what, n_stata_extra=1 + n_waves - 1)
         kept = list(res.params.index)
+        term_df: dict[str, float] = {}
+        if small == "cr2":
+            vcov, term_df, n_clusters, vcov_text = _cr2_event_study(
+                indexed.join(regressors).reset_index(), kept, entity, wave, outcome,
+                cluster or entity, res.params.to_numpy())
         for t in todo:
             if t not in kept:
                 notes[term_wave[t]] = ("not estimable: collinear with the participant and wave "
@@ -435,7 +468,9 @@ def event_study(
         df_ref = float(n_clusters - 1)
         stats = {"r2_within": float(res.rsquared_within)}
         n_obs = int(res.nobs)
-        n_groups = {"participant": int(n_clusters)}
+        n_groups = {"participant": int(res.entity_info["total"])}
+        if cluster is not None:
+            n_groups[cluster] = int(n_clusters)
     ok = [not notes[term_wave[t]] for t in terms]
     warns = model_notes + [f"{t} {notes[term_wave[t]]}" for t in terms if notes[term_wave[t]]]
     warns += lib_warnings
@@ -449,12 +484,32 @@ def event_study(
     return PanelFit(
         outcome=outcome, estimator=estimator, terms=tuple(terms),
         estimate=tuple(est[t] for t in terms), std_error=tuple(se[t] for t in terms),
-        df=tuple(df_ref if good else np.nan for good in ok), estimable=tuple(ok),
+        df=tuple((term_df.get(t, df_ref) if small == "cr2" else df_ref) if good else np.nan
+                 for t, good in zip(terms, ok, strict=True)), estimable=tuple(ok),
         roles=("effect",) * len(terms), notes=tuple(notes[term_wave[t]] for t in terms),
         vcov=vcov_rows, record=record, stats=stats, waves=term_wave,
         method="participant and wave fixed effects; one dialogue effect per post-baseline "
         "wave, the change in the dialogue-comparison gap since baseline",
     )
+
+
+def _cr2_event_study(long: pd.DataFrame, kept: list[str], entity: str, wave: str,
+                     outcome: str, cluster: str, params: np.ndarray,
+                     ) -> tuple[np.ndarray, dict[str, float], int, str]:
+    """CR2 covariance and Satterthwaite df of the event-study terms (participant effects
+    absorbed, wave dummies in the design; :mod:`trackii_eval.models.cr2`)."""
+    from .cr2 import cr2, within_design
+
+    x, y, _ = within_design(long, entity, wave, kept, outcome)
+    fit = cr2(x, y, long[cluster].to_numpy())
+    k = len(kept)
+    if not np.allclose(fit.beta[:k], params, rtol=1e-6, atol=1e-8):
+        raise ModelError("event study: the CR2 refit does not reproduce the estimates; "
+                         "report this as a bug")
+    text = (f"CR2 (Bell-McCaffrey) clustered by {cluster}, {fit.n_clusters} clusters; t with "
+            "Satterthwaite df per term (Pustejovsky-Tipton), as R clubSandwich")
+    return (fit.vcov[:k, :k], {t: float(fit.df[i]) for i, t in enumerate(kept)},
+            fit.n_clusters, text)
 
 
 def _coverage(frame: pd.DataFrame, entity: str, wave: str, treated: str,

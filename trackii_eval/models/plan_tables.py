@@ -367,9 +367,10 @@ def balance_tables(spec: ModelSpec, data: pd.DataFrame, inputs: PlanInputs) -> P
 
 # ----------------------------------------------------------------------------- attrition
 def attrition_tables(spec: ModelSpec, data: pd.DataFrame, inputs: PlanInputs) -> PlanTables:
-    """Dropout by wave and arm, and the arm difference at each later wave under three
-    treatments of missing follow-ups: complete cases, inverse-probability weights and
-    multiple imputation (:mod:`trackii_eval.models.attrition`).
+    """Dropout by wave and arm, and the arm difference at the end of the programme and the
+    last follow-up (or at ``wave:``) under three treatments of missing follow-ups: complete
+    cases, inverse-probability weights and multiple imputation
+    (:mod:`trackii_eval.models.attrition`).
 
     Tables
     ------
@@ -391,7 +392,11 @@ def attrition_tables(spec: ModelSpec, data: pd.DataFrame, inputs: PlanInputs) ->
                 "retention": r["retention"]} for r in drop.to_dict("records")]
     preds = list(spec.covariates) or [spec.outcome] + (["side"] if "side" in data.columns
                                                        else [])
-    waves = [spec.wave] if spec.wave is not None else _later_waves(data)
+    # the end of the programme and the last follow-up (where attrition is worst): multiple
+    # imputation costs about 2 s of CPU a wave on the demo, so not every wave by default
+    later = _later_waves(data)
+    waves = ([spec.wave] if spec.wave is not None
+             else sorted({_end_wave(inputs.config, data), later[-1]}))
     rows = []
     notes = [f"dropout model and imputation predictors: {', '.join(preds)} at baseline and arm"]
     for w in waves:
@@ -430,7 +435,10 @@ def growth_comparison_tables(spec: ModelSpec, data: pd.DataFrame,
     from .growth import compare_growth
 
     fits = {name: _growth_fit(spec, inputs, name) for name in spec.models}
-    tab = compare_growth(fits)
+    try:
+        tab = compare_growth(fits)
+    except ModelError as exc:
+        raise ModelError(f"plan entry '{spec.name}' (growth_comparison): {exc}") from None
     rows = []
     for name, r in tab.iterrows():
         fit = fits[str(name)]

@@ -13,8 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import html
 import math
-import re
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,8 +27,8 @@ from scipy import stats
 from .. import __version__
 from ..errors import ModelError, ReportError
 from ..models.results import result_from_dict
-from .disclose import Lazy, Publication, Shown
 from . import layout, pages
+from .disclose import Lazy, Publication, Shown
 from .labels import Labels
 from .sections import Analyses
 
@@ -346,6 +346,7 @@ def _invariance_rows(study: _View, pub: Publication) -> list[dict[str, Any]]:
             "delta_cfi": st("delta_cfi", _fmt(r.get("delta_cfi"), 3)),
             "decision": r.get("decision"),
             "n": pub.count("invariance", (r.get("construct"), "n"), n), "waves": r.get("waves"),
+            "missing": r.get("missing") or "listwise",
         })
     return rows
 
@@ -381,7 +382,7 @@ def _network_rows(study: _View, pub: Publication, ctx: _Ctx) -> list[dict[str, A
 
 def _fitted(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The stored results of fitted models; the plan's "change that matters" analyses
-    (tables with counts, ``analysis.PLAN_ANALYSES``) are not yet rendered by this report."""
+    (tables with counts, ``analysis.PLAN_ANALYSES``) are laid out by :mod:`.sections`."""
     from ..analysis import PLAN_ANALYSES
 
     return {n: r for n, r in results.items() if r.get("kind") not in PLAN_ANALYSES}
@@ -445,8 +446,8 @@ def _effect_rows(results: dict[str, dict[str, Any]], scores: pd.DataFrame,
                    text: Any = "", name: str = name) -> Shown:
                 return pub.stat("effects", (name, term, field), n, text)
 
-            for field in ("estimate", "ci", "p"):
-                shown[field] = st(field, text=shown[field])
+            for part in ("estimate", "ci", "p"):
+                shown[part] = st(part, text=shown[part])
             # degrees of freedom can be a count in disguise (t with G - 1 df for participant-
             # clustered errors): hidden whenever the model's participant count is
             shown["df"] = pub.stat("effects", (name, str(row["term"]), "df"), n, shown["df"],
@@ -488,12 +489,18 @@ def _methods(study: _View, results: dict[str, dict[str, Any]], n_people: int, n_
                          name="participants = sum of new records over waves")
     too_few = scores[scores["status"] == "too_few_items"].groupby("construct").size()
     missing_cells = {c: pub.count("scores_missing", (c,), int(n)) for c, n in too_few.items()}
+
+    def _label(c: str) -> str:
+        return html.escape(ctx.labels.construct(c) if ctx.labels is not None else c)
     out.append(Lazy(lambda: (
         f"Responses from {len(cfg.waves)} waves were scored per construct as keyed item means "
-        "on the POMP scale (0-100; behavioural measures in their own units); a score is missing "
+        "on the 0-100 percent-of-maximum-possible (POMP) scale: 0 is the lowest possible answer "
+        "to every item, 100 the highest (behavioural measures in their own units: counts, "
+        "tokens, or the share answering yes); a score is missing "
         "when fewer than the construct's minimum share of items was answered (participant-waves "
         "without a score for that reason: "
-        f"{'; '.join(f'{c}: {cell}' for c, cell in missing_cells.items()) or 'none'}). Test "
+        f"{'; '.join(f'{_label(c)}: {cell}' for c, cell in missing_cells.items()) or 'none'}). "
+        "Test "
         "and unfinished responses were excluded.")))
     for name, res in results.items():
         if "fit" not in res:
@@ -655,7 +662,7 @@ def report_tables(store: Store, context: StudyContext, k: int | None = None, *,
     """
     study = _View(store, context.config, context.instrument)
     stored = store.results(None if model_run is None else model_run.run_id)
-    results = {n: r for n, r in stored.items() if "fit" in r}
+    results = {n: r for n, r in _fitted(stored).items() if "fit" in r}
     if not results or not store.has_table("scores"):
         where = "in-memory store" if store.in_memory else str(store.path)
         raise ReportError(f"{where}: no scores or model results yet; run "
@@ -700,6 +707,13 @@ def report_tables(store: Store, context: StudyContext, k: int | None = None, *,
     )
     page.update(layout.pooled(study, labels, analyses, results, scores, pub, ctx, page,
                               n_people))
+    if model_run is not None:  # a plan entry without a stored result is a deviation
+        plan = model_run.inputs.get("plan") or {}
+        for spec in plan.get("models", []) if isinstance(plan, dict) else []:
+            if spec.get("name") not in stored:
+                page["deviations"].append(
+                    f"{spec.get('label') or spec.get('name')}: in the analysis plan, but no "
+                    "result was stored by the model run.")
     dialogues = layout.per_dialogue(study, labels, analyses, scores, pub, ctx, page)
     return ReportTables(pub, page, dialogues)
 
@@ -774,7 +788,7 @@ def render_reports(store: Store, ctx: StudyContext, path: str | Path, *,
              for d in tables.dialogues}
     back = os.path.relpath(path, ddir)
     study = _View(store, ctx.config, ctx.instrument)
-    results = store.results(None if model_run is None else model_run.run_id)
+    results = _fitted(store.results(None if model_run is None else model_run.run_id))
     common = dict(
         study=study.config, generated=dt.date.today().isoformat(), version=__version__,
         config_hash=ctx.config_hash[:12],
@@ -855,7 +869,7 @@ def _headline(results: dict[str, dict[str, Any]], study: _View, scores: pd.DataF
         def st(field: Any, text: str, n: int = n, name: str = name) -> Shown:
             return pub.stat("headline", (name, field), n, text)
 
-        def f(x: Any) -> str:
+        def f(x: Any, factor: float = factor) -> str:
             return _fmt(None if x is None else factor * x, 1).replace("-", "−")
 
         return {

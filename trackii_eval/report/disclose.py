@@ -67,12 +67,18 @@ class Publication:
         self.k = k
         self.tables = TableSet()
         self.result: Disclosure | None = None
+        # every number handed out, so a test can check that what was printed was registered
+        self.shown: list[Shown] = []
+
+    def _keep(self, cell: Shown) -> Shown:
+        self.shown.append(cell)
+        return cell
 
     def count(self, table: str, key: Sequence[Hashable], value: float, *,
               cost: float | None = None) -> Shown:
         """A count of people, printed as an integer."""
         cid = self.tables.count(table, key, value, cost=cost)
-        return Shown(self, cid, int(value))
+        return self._keep(Shown(self, cid, int(value)))
 
     def hidden(self, table: str, key: Sequence[Hashable], value: float) -> CellId:
         """A count that is never printed but that an attacker can write equations with."""
@@ -82,13 +88,13 @@ class Publication:
              depends: Iterable[CellId] = ()) -> Shown:
         """A statistic of ``n`` people, printed as ``text``."""
         cid = self.tables.statistic(table, key, n, depends=depends)
-        return Shown(self, cid, text)
+        return self._keep(Shown(self, cid, text))
 
     def share(self, table: str, key: Sequence[Hashable], numerator: float, denominator: int,
               text: Any, *, depends: Iterable[CellId] = ()) -> Shown:
         """A percentage: ``numerator`` of ``denominator`` people, printed as ``text``."""
         cid = self.tables.share(table, key, numerator, denominator, depends=depends)
-        return Shown(self, cid, text)
+        return self._keep(Shown(self, cid, text))
 
     def protect(self, *, allow_free_text: bool = False) -> Disclosure:
         """Run disclosure control on everything registered (see :func:`~..disclosure.protect`)."""

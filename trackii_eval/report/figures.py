@@ -311,7 +311,8 @@ def flow_diagram(enrolment: FlowBox, columns: Sequence[tuple[str, Sequence[FlowB
     alt_attr = html.escape(alt, quote=True)
     return Svg(
         f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{alt_attr}" '
-        f'class="fig flow" viewBox="0 0 {width} {height:.0f}" font-family="DejaVu Sans, sans-serif">'
+        f'class="fig flow" viewBox="0 0 {width} {height:.0f}" '
+        'font-family="DejaVu Sans, sans-serif">'
         f"<title>{html.escape(alt)}</title>"
         '<defs><marker id="flowarrow" viewBox="0 0 10 10" refX="8" refY="5" markerWidth="7" '
         'markerHeight="7" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#333333"/></marker>'

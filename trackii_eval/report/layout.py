@@ -157,6 +157,8 @@ def pooled(study: Any, labels: Labels, analyses: Analyses, results: dict[str, di
         retained=ctx.retained, forest=forest, people=ctx.people, config=config)
     out["people_sentence"] = _people_sentence(ctx, labels, config)
     out["deviations"] = _deviations(results, analyses, labels)
+    page["methods"] = [*page["methods"][:-2], *_analysis_methods(analyses, labels),
+                       *page["methods"][-2:]]
     out["headline_outcome"] = headline
     out["_ctx"] = ctx
     out["_labels"] = labels
@@ -206,6 +208,7 @@ def _effects_table(construct: str, effects: list[dict[str, Any]], labels: Labels
     groups: dict[int, str] = {}
     with_sizes = bool(sizes)
     seen = None
+    shown: set[tuple[str, str]] = set()
     for e in effects:
         if e["outcome"] != construct:
             continue
@@ -213,7 +216,11 @@ def _effects_table(construct: str, effects: list[dict[str, Any]], labels: Labels
         if name != seen:
             groups[len(rows)] = f"{labels.model(name)} — {labels.model_kind(name)}"
             seen = name
-        nobs, ngroups = ctx.model_n.get(name, (None, None))
+        term_label = labels.term(name, str(e["term"]))
+        if (name, term_label) in shown:
+            continue  # a contrast that is one of the model's own terms
+        shown.add((name, term_label))
+        _, ngroups = ctx.model_n.get(name, (None, None))
         term = str(e["term"])
         row = [labels.term(name, term), e["estimate"], e["ci"], e["p"],
                ngroups if ngroups is not None else "–"]
@@ -292,10 +299,18 @@ def _deviations(results: dict[str, dict[str, Any]], analyses: Analyses,
             if not r.get("estimable", True):
                 out.append(f"{label}: {labels.term(name, str(r['term']))} could not be "
                            f"estimated ({r.get('note', '')}).")
+    return out
+
+
+def _analysis_methods(analyses: Analyses, labels: Labels) -> list[Lazy]:
+    """One methods paragraph per stored analysis: its plan label and what it computed."""
+    out = []
     for kind, items in analyses.by_kind.items():
         for name, res in items:
-            for n in res.get("notes", []) or []:
-                out.append(f"{labels.model(name) if name in labels.specs else name}: {n}")
+            notes = "; ".join(res.get("notes") or [])
+            text = (f"<strong>{_e(labels.model(name))}</strong> (<code>{_e(name)}</code>, "
+                    f"{_e(kind.replace('_', ' '))})" + (f": {_e(notes)}." if notes else "."))
+            out.append(Lazy(lambda text=text: text))
     return out
 
 
@@ -331,9 +346,13 @@ def per_dialogue(study: Any, labels: Labels, analyses: Analyses, scores: pd.Data
                                r["reciprocity"], r["working"], r["persisting"]] for r in net]),
         }
         judged = _judgement(d, t["outputs"], mod, ideas, net, subgroups, labels)
+        others = _judgement(d, [o for o in ("perceptions", "relationships", "moderation",
+                                            "ideas") if o not in t["outputs"]],
+                            mod, ideas, net, subgroups, labels)
         ctxd = {"dialogue": d, "respondents": t["respondents"], "means": t["means"],
                 "tables": tables, "reliable_change": rc, "subgroups": subgroups,
-                "judgement": judged, "outputs": [OUTPUT_TITLES.get(o, o) for o in t["outputs"]],
+                "judgement": judged, "other_outputs": others,
+                "outputs": [OUTPUT_TITLES.get(o, o) for o in t["outputs"]],
                 "_ctx": ctx, "_labels": labels}
         for tab in [t["respondents"], *t["means"], *tables.values(), *rc]:
             check_registered(tab)
@@ -372,8 +391,10 @@ def _judgement(d: Any, outputs: list[str], mod: list[dict], ideas: list[dict], n
         for s in mine:
             out.append(Lazy(lambda s=s, title=title: (
                 f"<strong>{_e(title)}</strong>: this dialogue's participants against the "
-                f"comparison group: {s['cell']} {_e(s['unit'])}.")))
-        if o in ("perceptions",) and not mine:
+                "comparison group" + (f" ({_e(s['notes'].split(';')[0])})" if s["notes"]
+                                      else "")
+                + f": {s['cell']} {_e(s['unit'])} (95% CI {s['ci_cell']}).")))
+        if o == "perceptions" and not mine:
             out.append(Lazy(lambda title=title: (
                 f"<strong>{_e(title)}</strong>: see the observed means and trajectories below "
                 "(the analysis plan estimates no effect for this dialogue alone).")))

@@ -149,7 +149,6 @@ def findings(*, headline: str | None, outcomes: list[str], analyses: Analyses,
         (subgroups), ``design`` (what the design can and cannot say).
     """
     out: dict[str, Any] = {"main": [], "others": [], "unchanged": [], "whom": [], "design": []}
-    first = config.waves[0].index
     end_wave = config.program_end_wave
     last_wave = max(w.index for w in config.waves if not w.planned)
     if headline is not None:
@@ -157,7 +156,7 @@ def findings(*, headline: str | None, outcomes: list[str], analyses: Analyses,
         what = labels.construct_lower(headline)
         if series:
             parts = [(labels.wave(s["wave"], short=True), s["cell"]) for s in series]
-            kind = ("the model-based gap between dialogue participants and the comparison group"
+            kind = ("the gap between dialogue participants and the comparison group"
                     if series[0]["source"] == "durability" else
                     "how much more dialogue participants changed than the comparison group "
                     "since baseline")
@@ -168,9 +167,12 @@ def findings(*, headline: str | None, outcomes: list[str], analyses: Analyses,
             last = series[-1]
             if end is not None and last["wave"] != end_wave:
                 years = _years(config, end_wave, last["wave"])
-                out["main"].append(Lazy(lambda end=end, last=last, years=years: (
+                faded = not (last["ci_low"] > 0 or last["ci_high"] < 0)
+                out["main"].append(Lazy(lambda end=end, last=last, years=years, faded=faded: (
                     f"At the end of the programme the gap was {end['cell']}; {years} later "
-                    f"({_esc(labels.wave(last['wave'], short=True))}) it was {last['cell']}.")))
+                    f"({_esc(labels.wave(last['wave'], short=True))}) it was {last['cell']}"
+                    + (": smaller, and no longer clearly different from zero." if faded
+                       else "."))))
         for name, _spec, per in analyses.frames("durability", "persistence",
                                                  headline):
             per = per.sort_values("wave")
@@ -194,18 +196,41 @@ def findings(*, headline: str | None, outcomes: list[str], analyses: Analyses,
         if not series:
             continue
         last = series[-1]
-        clear = last["ci_low"] > 0 or last["ci_high"] < 0
+        ever = any(s["ci_low"] > 0 for s in series)
+        state = ("higher" if last["ci_low"] > 0 else "lower" if last["ci_high"] < 0 else
+                 "unclear")
         wl = labels.wave(last["wave"], short=True)
-        text = Lazy(lambda last=last, wl=wl, outcome=outcome, clear=clear: (
+        tail = {"higher": ".", "lower": ": lower than the comparison group's.",
+                "unclear": ": no clear difference from the comparison group."}[state]
+        text = Lazy(lambda last=last, wl=wl, outcome=outcome, tail=tail: (
             f"{_esc(labels.construct(outcome))}: at {_esc(wl)} the gap was {last['cell']}"
-            + ("" if clear else " — no clear difference from the comparison group") + "."))
+            + tail))
         if outcome != headline:
             out["others"].append(text)
-        if not clear:
-            out["unchanged"].append(text)
+        if state != "higher":
+            why = ("never clearly higher than the comparison group's at any wave" if not ever
+                   else "clearly higher earlier, but not at the last wave")
+            out["unchanged"].append(Lazy(lambda last=last, wl=wl, outcome=outcome, why=why: (
+                f"{_esc(labels.construct(outcome))}: {why}; at {_esc(wl)} the gap was "
+                f"{last['cell']}.")))
+    by_mod: dict[str, list[dict[str, Any]]] = {}
     for f in forest:
-        if f["moderator"] == "dialogue" or len(out["whom"]) < 8:
-            out["whom"].append(Lazy(lambda f=f: f"{_esc(f['label'])}: {f['cell']} {f['unit']}"))
+        by_mod.setdefault(f["moderator"], []).append(f)
+    for mod, items in by_mod.items():
+        cells = []
+        for f in items:
+            d = f["digits"]
+            cells.append((f["level_label"], pub.stat(
+                "findings", (f["name"], mod, f["level"], "subgroup"), f["n"],
+                f"{num(f['estimate'], d, f['factor'])} {f['unit']} (95% CI "
+                f"{num(f['ci_low'], d, f['factor'])} to {num(f['ci_high'], d, f['factor'])})")))
+        what = labels.construct_lower(items[0]["outcome"])
+        note = items[0]["notes"].split(";")[0] if items[0]["notes"] else ""
+        out["whom"].append(Lazy(lambda cells=cells, mod=items[0]["moderator_label"],
+                            what=what, note=note: (
+            f"{_esc(what[:1].upper() + what[1:])} by {_esc(mod)}"
+            + (f" ({note}, dialogue minus comparison)" if note else "") + ": "
+            + "; ".join(f"{_esc(lv)} {c}" for lv, c in cells) + ".")))
     # what the design can and cannot say
     comparison = labels.comparison
     t = labels.treated
@@ -227,14 +252,13 @@ def findings(*, headline: str | None, outcomes: list[str], analyses: Analyses,
             "group were still answering; estimates assume those who left would have changed "
             "like those with the same earlier answers (missing at random).")))
     if people is not None:
-        out["design"].append(Lazy(lambda: (
-            f"The results describe the {people} people who took part in these dialogues and "
-            "this survey, measured by what they said; they do not show changes in policy or in "
-            "the conflict itself.")))
+        out["design"].append(
+            "The results describe the people who took part in these dialogues and this "
+            "survey, measured by what they said; they do not show changes in policy or in the "
+            "conflict itself.")
     out["design"].append(
         "Context events (marked on every trajectory) affected both groups; comparing the "
         "groups removes their common effect, not effects that differed between them.")
-    del first
     return out
 
 
@@ -260,7 +284,6 @@ def dialogue_tables(d: Any, scores: pd.DataFrame, labels: Labels, pub: Publicati
     The dialogue's respondents are a part of the dialogue arm's (the pooled table), related
     as such so both are protected together.
     """
-    k = pub.k
     mine = scores[scores["dialogue"] == d.id]
     treated = labels.treated
     resp = (mine[mine["arm"] == treated].groupby("wave")["participant"].nunique())

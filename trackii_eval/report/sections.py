@@ -107,6 +107,16 @@ class Analyses:
                 out.append((name, spec, pd.DataFrame(rows)))
         return out
 
+    def notes(self, name: str) -> str:
+        """The analysis' own notes (what was computed), as one escaped sentence."""
+        import html
+
+        for items in self.by_kind.values():
+            for n, res in items:
+                if n == name:
+                    return html.escape("; ".join(res.get("notes") or []))
+        return ""
+
     def title(self, name: str, spec: dict[str, Any], default: str) -> str:
         """An analysis' title: its plan label, else ``default``."""
         return spec.get("label") or default
@@ -124,7 +134,8 @@ class Analyses:
                 w = int(r["wave"])
                 n = _n(r.get("n_treated"), r.get("n_comparison"))
 
-                def st(field: str, text: str, n: int = n, w: int = w) -> Shown:
+                def st(field: str, text: str, n: int = n, w: int = w,
+                       name: str = name) -> Shown:
                     return pub.stat("durability", (name, w, field), n, text)
 
                 rows.append([
@@ -140,9 +151,10 @@ class Analyses:
                                            "dialogue participants and the comparison group"),
                 ["Wave", f"Gap ({unit.effect})", "95% CI", f"N {lab.arm(lab.treated).lower()}",
                  f"N {lab.arm(lab.comparison).lower()}"], rows,
-                note="Model-based difference between the arms at each wave after baseline "
-                     "(dialogue minus comparison)."))
-        for name, spec, per in self.frames("durability", "persistence", outcome):
+                note="Dialogue minus comparison at each wave after baseline. "
+                     + (self.notes(name)[:1].upper() + self.notes(name)[1:] + "."
+                        if self.notes(name) else "")))
+        for name, _spec, per in self.frames("durability", "persistence", outcome):
             rows = []
             for r in per.to_dict("records"):
                 w = int(r["wave"])
@@ -174,10 +186,8 @@ class Analyses:
                 if only is not None and not only(r):
                     continue
                 by, g, w = str(r["by"]), str(r["group"]), int(r["wave"])
-                key = (name, by, g, w)
-                arm = r.get("arm")
-                if by == "side" and isinstance(arm, str):
-                    key = (*key, arm)  # causal's shares give each side per arm
+                arm = str(r.get("arm") or "")
+                key = (name, by, g, w) if by in ("arm", "dialogue") else (name, by, g, arm, w)
                 n = pub.count("reliable_change", (*key, "n"), int(r["n"]))
                 parts = {c: pub.count("reliable_change", (*key, c), int(r[f"n_{c}"]))
                          for c in ("improved", "unchanged", "worsened")}
@@ -190,7 +200,7 @@ class Analyses:
                     groups[len(rows)] = heading
                     last = heading
                 gl = lab.arm(g) if by == "arm" else lab.dialogue(g) if by == "dialogue" else (
-                    f"{g} ({lab.arm(arm)})" if isinstance(arm, str) else g)
+                    f"{g} — {lab.arm(arm)}" if arm else g)
                 rows.append([gl, lab.wave(w, short=True), n, *[
                     pub.share("reliable_change_share", (*key, c), int(r[f"n_{c}"]), int(r["n"]),
                               pct(r[f"n_{c}"] / r["n"] if r["n"] else None),
@@ -215,22 +225,31 @@ class Analyses:
         """Dialogues add up to the dialogue arm (an attacker's margin between the tables)."""
         tables = self.pub.tables
         treated = str(self.labels.treated)
+        arms = [str(a.id) for a in self.labels.config.arms]
         for w in sh["wave"].unique():
+            at = sh[sh["wave"] == w]
             for c in ("n", "improved", "unchanged", "worsened"):
                 total = ("reliable_change", (name, "arm", treated, int(w), c))
                 parts = [("reliable_change", (name, "dialogue", str(g), int(w), c))
-                         for g in sh.loc[(sh["by"] == "dialogue") & (sh["wave"] == w), "group"]]
+                         for g in at.loc[at["by"] == "dialogue", "group"]]
                 if total in tables.cells and parts and all(p in tables.cells for p in parts):
                     tables.total(total, parts, exact=False,
                                  name=f"{name} wave {w} {c}: dialogues = dialogue arm")
+                for arm in arms:  # the sides of an arm add up to the arm
+                    total = ("reliable_change", (name, "arm", arm, int(w), c))
+                    parts = [("reliable_change", (name, "side", str(g), arm, int(w), c))
+                             for g in at.loc[(at["by"] == "side") & (at["arm"] == arm), "group"]]
+                    if total in tables.cells and parts and all(p in tables.cells for p in parts):
+                        tables.total(total, parts, exact=False,
+                                     name=f"{name} wave {w} {c}: sides = {arm} arm")
 
     # -- effect sizes ----------------------------------------------------------------------
     def effect_sizes(self, outcome: str) -> tuple[list[Table], dict[tuple[str, Any], Shown]]:
         """Standardized effect sizes, and a lookup (measure, wave) -> printed "g [lo, hi]"."""
         lab, pub = self.labels, self.pub
-        names = {"hedges_g": "Hedges' g (between arms, change since baseline)",
-                 "d_z": "d_z (change within the dialogue arm)",
-                 "growth_d": "Growth-model d (yearly gap / baseline SD)"}
+        names = {"hedges_g": "Hedges' g: difference between the arms at each wave",
+                 "d_z": "d_z: change since baseline within each arm",
+                 "growth_d": "Growth-model d: yearly gap during the programme (Feingold 2009)"}
         out, lookup = [], {}
         for name, spec, eff in self.frames("effect_sizes", "effects", outcome):
             rows, groups, last = [], {}, None
@@ -241,25 +260,33 @@ class Analyses:
                 g = str(r.get("group") or "")
                 n = int(r.get("n") or 0)
                 key = (name, m, w, g)
-                cell = pub.stat("effect_sizes", key, n,
+                # a difference between two groups describes the smaller of them
+                small = _n(*(x for x in (r.get("n_treated"), r.get("n_comparison"))
+                             if x not in (None, 0))) or n
+                cell = pub.stat("effect_sizes", key, small,
                                 f"{num(r['estimate'], 2)} [{num(r['ci_low'], 2)}, "
                                 f"{num(r['ci_high'], 2)}]")
                 if m != last:
                     groups[len(rows)] = names.get(m, m)
                     last = m
                 gl = lab.arm(g) if g in {a.id for a in lab.config.arms} else (
-                    lab.dialogue(g) if g in {d.id for d in lab.config.dialogues} else g or "all")
-                rows.append([gl, "whole study" if w is None else lab.wave(w, short=True),
+                    lab.dialogue(g) if g in {d.id for d in lab.config.dialogues} else (
+                        "Dialogue vs comparison" if " vs " in g else g or "all"))
+                rows.append([gl, "whole study" if w is None or m == "growth_d"
+                             else lab.wave(w, short=True),
                              cell, pub.count("effect_sizes_n", key, n)])
-                if g in ("", "all", str(lab.treated)) or m == "growth_d":
+                if m == "hedges_g":
                     lookup.setdefault((m, w), cell)
+                elif m == "growth_d":
+                    lookup.setdefault((m, None), cell)
             if rows:
                 out.append(Table(
                     f"effect-sizes-{name}", self.title(name, spec, f"{lab.construct(outcome)}: "
                                                        "standardized effect sizes"),
                     ["Group", "Wave", "Effect size (95% CI)", "N"], rows, labels=(0, 1),
-                    groups=groups, note="Standardized by the baseline standard deviation; "
-                    "0.2, 0.5 and 0.8 are conventionally read as small, medium and large."))
+                    groups=groups, note="In standard deviations (pooled, at baseline for the "
+                    "growth-model d); 0.2, 0.5 and 0.8 are conventionally read as small, medium "
+                    "and large (Cohen 1988)."))
         return out, lookup
 
     # -- subgroups -------------------------------------------------------------------------
@@ -273,7 +300,8 @@ class Analyses:
             rows, groups, last = [], {}, None
             for r in eff.to_dict("records"):
                 mod, level = str(r["moderator"]), str(r["level"])
-                n = int(r.get("n") or 0)
+                n_all = int(r.get("n") or 0)
+                n = _n(r.get("n_treated"), r.get("n_comparison")) or n_all
                 key = (name, mod, level)
 
                 def st(field: str, text: str, n: int = n, key: tuple = key) -> Shown:
@@ -287,12 +315,17 @@ class Analyses:
                     last = mod
                 rows.append([self._level(mod, level), est, ci, st("p", _p(r.get("p"))),
                              st("p_holm", _p(r.get("p_holm"))),
-                             pub.count("subgroups_n", key, n)])
+                             pub.count("subgroups_n", key, n_all)])
                 forest.append({"name": name, "moderator": mod, "level": level,
                                "label": f"{self._moderator(mod)}: {self._level(mod, level)}",
                                "estimate": r["estimate"], "ci_low": r["ci_low"],
-                               "ci_high": r["ci_high"], "cell": est, "factor": unit.factor,
-                               "unit": unit.effect, "outcome": outcome})
+                               "ci_high": r["ci_high"], "cell": est, "ci_cell": ci,
+                               "factor": unit.factor,
+                               "unit": unit.effect, "outcome": outcome, "n": n,
+                               "digits": unit.digits,
+                               "level_label": self._level(mod, level),
+                               "moderator_label": self._moderator(mod),
+                               "notes": self.notes(name)})
             if rows:
                 out.append(Table(
                     f"subgroups-{name}", self.title(name, spec, f"{lab.construct(outcome)}: "
@@ -301,7 +334,8 @@ class Analyses:
                     rows, groups=groups,
                     note="p (Holm): adjusted for testing several subgroups (Holm 1979). A "
                          "subgroup effect is the dialogue-comparison difference among those "
-                         "people only."))
+                         "people only" + (f" ({self.notes(name)})." if self.notes(name)
+                                          else ".")))
         return out, forest
 
     def _moderator(self, mod: str) -> str:
@@ -322,12 +356,17 @@ class Analyses:
             rows = []
             for r in bal.to_dict("records"):
                 var = str(r["variable"])
+                level = str(r.get("level") or "")
                 nt, nc = int(r.get("n_treated") or 0), int(r.get("n_comparison") or 0)
-                key = (name, var)
+                key = (name, var, level) if level else (name, var)
                 unit = lab.unit(var) if var in lab.instrument.constructs else None
                 digits = unit.digits if unit else 2
                 factor = unit.factor if unit else 1.0
-                label = r.get("label") or (lab.construct(var) if unit else var)
+                share = r.get("type") == "binary" or (unit is not None and unit.factor == 100)
+                if share:
+                    digits, factor = 0, 100.0  # a share, printed in %
+                label = str(r.get("label") or (lab.construct(var) if unit else var))
+                label = label[:1].upper() + label[1:] + (" (%)" if share else "")
                 rows.append([
                     str(label),
                     pub.stat("balance", (*key, "treated"), nt, num(r["mean_treated"], digits,
@@ -351,7 +390,7 @@ class Analyses:
         """Who stayed per wave and arm, and the estimate under three missing-data methods."""
         lab, pub = self.labels, self.pub
         out = []
-        for name, spec, drop in self.frames("attrition", "dropout"):
+        for name, _spec, drop in self.frames("attrition", "dropout"):
             rows = []
             for r in drop.to_dict("records"):
                 w, arm = int(r["wave"]), str(r["arm"])
@@ -372,14 +411,18 @@ class Analyses:
                                   "Retained"], rows, labels=(0, 1)))
         for name, spec, sens in self.frames("attrition", "sensitivity"):
             outcome = spec.get("outcome", "")
+            order = [c for c in ("estimand", "method", "wave") if c in sens.columns]
+            sens = sens.sort_values(order, kind="stable")
             unit = lab.unit(outcome)
             rows, groups, last = [], {}, None
             for r in sens.to_dict("records"):
                 m, w, n = str(r["method"]), int(r["wave"]), int(r.get("n") or 0)
-                if m != last:
-                    groups[len(rows)] = m[:1].upper() + m[1:]
-                    last = m
-                key = (name, m, w)
+                est = str(r.get("estimand") or "")
+                head = m[:1].upper() + m[1:] + (f" ({est})" if est else "")
+                if head != last:
+                    groups[len(rows)] = head
+                    last = head
+                key = (name, m, est, w) if est else (name, m, w)
                 rows.append([lab.wave(w, short=True),
                              pub.stat("attrition_sensitivity", (*key, "estimate"), n,
                                       num(r["estimate"], unit.digits, unit.factor)),

@@ -42,6 +42,7 @@ Callaway, B., & Sant'Anna, P. H. C. (2021). did: Difference in Differences. R pa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -53,18 +54,149 @@ from ..results import FitRecord, data_fingerprint, package_versions
 from ._data import staggered_panel
 from .result import DidFit
 
-__all__ = ["callaway_santanna"]
+__all__ = ["att_covariates", "callaway_santanna"]
 
 
 def _fmt(v: float) -> str:
     return f"{v:g}"
 
 
+def _covariate_arrays(data: pd.DataFrame, long: pd.DataFrame, covariates: list[str],
+                      entity: str, time: str, periods: np.ndarray,
+                      what: str) -> np.ndarray | None:
+    """Covariates as an array (n_units, n_periods, k) aligned with the balanced panel."""
+    if not covariates:
+        return None
+    missing = [c for c in covariates if c not in data.columns]
+    if missing:
+        raise ModelError(f"{what}: covariate column(s) {', '.join(missing)} not in the data")
+    for c in covariates:
+        if not pd.api.types.is_numeric_dtype(data[c]):
+            raise ModelError(f"{what}: covariate '{c}' is not numeric; code it as 0/1 columns "
+                             "(one per level but one)")
+    units = long[entity].drop_duplicates().to_numpy()  # the panel's (sorted) unit order
+    frame = data[data[entity].isin(units)].set_index([entity, time])[covariates]
+    grid = pd.MultiIndex.from_product([units, np.sort(long[time].unique())],
+                                      names=[entity, time])
+    values = frame.reindex(grid)
+    if values.isna().any().any():
+        col = values.columns[values.isna().any()][0]
+        n_bad = int(values[col].isna().groupby(level=0).any().sum())
+        raise ModelError(f"{what}: covariate '{col}' is missing for {n_bad} unit(s) of the "
+                         "balanced panel at some period; fill it (e.g. carry the baseline "
+                         "value) or drop those units")
+    return values.to_numpy(float).reshape(len(units), len(periods), len(covariates))
+
+
+def _logit(x: np.ndarray, d: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Logistic regression of ``d`` on ``x`` by Newton-Raphson: fitted probabilities and
+    (X'WX)^-1 (R ``glm(family = binomial)`` and its ``vcov``)."""
+    beta = np.zeros(x.shape[1])
+    for _ in range(100):
+        p = 1 / (1 + np.exp(-np.clip(x @ beta, -35, 35)))
+        w = p * (1 - p)
+        hess = (x * w[:, None]).T @ x
+        try:
+            step = np.linalg.solve(hess, x.T @ (d - p))
+        except np.linalg.LinAlgError:
+            raise ModelError(f"{what}: the propensity score model is singular (a covariate is "
+                             "constant or collinear among these units)") from None
+        beta += step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    else:
+        raise ModelError(f"{what}: the propensity score model did not converge (a covariate "
+                         "separates treated from comparison units); use est_method='reg'")
+    p = 1 / (1 + np.exp(-np.clip(x @ beta, -35, 35)))
+    return p, np.linalg.inv((x * (p * (1 - p))[:, None]).T @ x)
+
+
+def att_covariates(dy: np.ndarray, d: np.ndarray, x: np.ndarray, method: str,
+                   what: str = "ATT", trim: float = 0.995) -> tuple[float, np.ndarray, int]:
+    """ATT of one 2x2 comparison with covariates, and its influence function.
+
+    The panel estimators of Sant'Anna & Zhao (2020) as R ``DRDID`` computes them (and R
+    ``did``'s ``att_gt(est_method = "dr" | "reg")`` calls them per group-time cell):
+
+    - ``"reg"`` (outcome regression, Heckman, Ichimura & Todd 1997): the change ``dy`` is
+      regressed on ``x`` among comparison units; ATT = mean over treated units of
+      dy - x'b. ``drdid::reg_did_panel``.
+    - ``"dr"`` (doubly robust, Sant'Anna & Zhao 2020, eq. 3.1): the same outcome regression
+      plus a logistic propensity score p(x); comparison units weighted by p/(1-p)
+      (normalised), ATT = mean_treated(dy - x'b) - weighted mean_comparison(dy - x'b);
+      consistent if either model is right. ``DRDID::drdid_panel``; comparison units with
+      p(x) >= ``trim`` get weight 0 (DRDID's trimming).
+
+    Parameters
+    ----------
+    dy : ndarray, shape (n,)
+        Outcome change from the base period, treated and comparison units of the cell.
+    d : ndarray, shape (n,)
+        1 treated, 0 comparison.
+    x : ndarray, shape (n, k)
+        Covariates with a leading column of ones.
+    method : {"dr", "reg"}
+    what : str
+        For messages.
+    trim : float
+        Propensity score above which comparison units are dropped (``"dr"``).
+
+    Returns
+    -------
+    att : float
+    psi : ndarray, shape (n,)
+        Influence function (mean 0; var(psi) / n is the variance of ``att``), accounting for
+        the estimation of both working models.
+    n_trimmed : int
+        Comparison units trimmed.
+    """
+    n = len(dy)
+    ctrl = d == 0
+    xc = x[ctrl]
+    xtx = xc.T @ xc
+    if np.linalg.matrix_rank(xtx) < x.shape[1]:
+        raise ModelError(f"{what}: the outcome regression among comparison units is singular "
+                         "(a covariate is constant or collinear among them)")
+    b = np.linalg.solve(xtx, xc.T @ dy[ctrl])
+    resid = dy - x @ b
+    w_treat = d.astype(float)
+    # asymptotic linear representation of the OLS coefficients (comparison units)
+    xpx_inv = np.linalg.inv(xtx / n)
+    lin_ols = ((1 - d) * resid)[:, None] * x @ xpx_inv
+    n_trim = 0
+    if method == "reg":
+        att_treat = w_treat * dy
+        att_cont = w_treat * (x @ b)
+        eta_t = att_treat.mean() / w_treat.mean()
+        eta_c = att_cont.mean() / w_treat.mean()
+        inf_treat = (att_treat - w_treat * eta_t) / w_treat.mean()
+        m1 = (w_treat[:, None] * x).mean(axis=0)
+        inf_cont = (att_cont - w_treat * eta_c + lin_ols @ m1) / w_treat.mean()
+        return float(eta_t - eta_c), inf_treat - inf_cont, 0
+    ps, ps_cov = _logit(x, d.astype(float), what)
+    ps = np.minimum(ps, 1 - 1e-6)
+    keep = np.where(ctrl, ps < trim, True)
+    n_trim = int((~keep).sum())
+    w_cont = keep * ps * (1 - d) / (1 - ps)
+    att_treat = w_treat * resid
+    att_cont = w_cont * resid
+    eta_t = att_treat.mean() / w_treat.mean()
+    eta_c = att_cont.mean() / w_cont.mean()
+    lin_ps = ((d - ps)[:, None] * x) @ (ps_cov * n)
+    inf_treat = (att_treat - w_treat * eta_t
+                 - lin_ols @ (w_treat[:, None] * x).mean(axis=0)) / w_treat.mean()
+    m2 = (w_cont * (resid - eta_c))[:, None] * x
+    inf_cont = (att_cont - w_cont * eta_c + lin_ps @ m2.mean(axis=0)
+                - lin_ols @ (w_cont[:, None] * x).mean(axis=0)) / w_cont.mean()
+    return float(eta_t - eta_c), inf_treat - inf_cont, n_trim
+
+
 def callaway_santanna(
     data: pd.DataFrame, outcome: str, *, entity: str = "participant", time: str = "wave",
     cohort: str = "cohort", control: Literal["never", "notyet"] = "never",
     cluster: str | None = None, inference: Literal["analytic", "wild"] = "analytic",
-    n_boot: int = 999, seed: int = 12345,
+    n_boot: int = 999, seed: int = 12345, covariates: Sequence[str] = (),
+    est_method: Literal["dr", "reg"] = "dr",
 ) -> DidFit:
     """Callaway-Sant'Anna ATT(g, t) with the simple, group, dynamic and calendar aggregations.
 
@@ -91,6 +223,18 @@ def callaway_santanna(
         multiplier draws reproduce the clustered covariance, they do not correct it.
     n_boot, seed : int
         Bootstrap draws and seed (``inference="wild"``).
+    covariates : sequence of str
+        Numeric covariates under which parallel trends are assumed (R ``did``'s
+        ``xformla = ~ x1 + x2``); each unit's value at the base period of each comparison is
+        used (time-invariant covariates: their only value). Empty: no covariates.
+    est_method : {"dr", "reg"}
+        With covariates: the doubly robust estimator (Sant'Anna & Zhao 2020; R ``did``'s
+        default) or outcome regression (:func:`att_covariates`). Influence functions account
+        for the estimated working models, so standard errors, clustering, the wild bootstrap
+        and the aggregations work as without covariates. Not checked against R ``did``
+        (not installable here): checked against an independent statsmodels computation of
+        the same formulas, a nonparametric bootstrap of the standard errors and a simulated
+        panel where only conditional parallel trends hold (tests/models/test_did_covariates.py).
 
     Returns
     -------
@@ -120,11 +264,16 @@ def callaway_santanna(
     if inference == "wild" and not cluster:
         raise ModelError(f"{what}: inference='wild' resamples clusters; name the cluster column "
                          "(e.g. cluster='dialogue')")
+    if est_method not in {"dr", "reg"}:
+        raise ModelError(f"{what}: est_method must be 'dr' or 'reg', not {est_method!r}")
+    covariates = list(covariates)
     panel = staggered_panel(data, outcome, entity=entity, time=time, cohort=cohort,
                             cluster=cluster, what=what)
     y, periods, G = panel.y, panel.periods, panel.cohort
     n = len(G)
     warns = list(panel.warnings)
+    xcov = _covariate_arrays(data, panel.long, covariates, entity, time, periods, what)
+    n_trimmed = 0
     groups = np.array(sorted(set(G[np.isfinite(G)])))
     groups = groups[groups <= periods[-1]]
     never = np.isinf(G) | (G > periods[-1])
@@ -154,23 +303,34 @@ def callaway_santanna(
                 skipped.append(label)
                 continue
             dy = y[:, j] - y[:, base]
-            mu1, mu0 = dy[treat].mean(), dy[ctrl].mean()
             n1 = treat.sum() + ctrl.sum()
-            p = treat.sum() / n1
-            # influence function of the difference of mean changes on the subsample
-            # (the doubly-robust one of Sant'Anna & Zhao without covariates), rescaled to
-            # the whole sample as R did does (n / n1)
             psi = np.zeros(n)
-            psi[treat] = (dy[treat] - mu1) / p
-            psi[ctrl] = -(dy[ctrl] - mu0) / (1 - p)
+            if xcov is not None:
+                cell = treat | ctrl
+                x = np.column_stack([np.ones(int(cell.sum())), xcov[cell, base, :]])
+                est_gt, psi[cell], trimmed = att_covariates(
+                    dy[cell], treat[cell].astype(int), x, est_method, f"{what}, {label}")
+                n_trimmed += trimmed
+            else:
+                mu1, mu0 = dy[treat].mean(), dy[ctrl].mean()
+                p = treat.sum() / n1
+                # influence function of the difference of mean changes on the subsample
+                # (the doubly-robust one of Sant'Anna & Zhao without covariates)
+                psi[treat] = (dy[treat] - mu1) / p
+                psi[ctrl] = -(dy[ctrl] - mu0) / (1 - p)
+                est_gt = mu1 - mu0
             terms.append(label)
-            att.append(mu1 - mu0)
+            att.append(est_gt)
+            # rescaled to the whole sample as R did does (n / n1)
             infl.append(psi * n / n1)
             gt.append((g, t))
             notes.append("pre-treatment placebo (lead)" if t < g else "")
     if not terms:
         raise ModelError(f"{what}: no group-time effect is identified (no comparison unit for "
                          f"{', '.join(skipped)})")
+    if n_trimmed:
+        warns.append(f"{n_trimmed} comparison unit-cells with a propensity score above 0.995 "
+                     "got weight 0 (DRDID's trimming): little overlap on the covariates")
     warns += [f"{s} not estimable: no {'never' if control == 'never' else 'never- or not-yet'}"
               "-treated comparison unit at that period" for s in skipped]
     att_v = np.array(att)
@@ -331,10 +491,14 @@ def callaway_santanna(
         notes=tuple(all_notes),
         vcov=tuple(tuple(float(v) for v in row) for row in vcov), record=record,
         waves=waves,
-        method=f"{control_text} comparison units, varying base period, no covariates; "
-        "aggregations weighted by cohort size",
+        method=f"{control_text} comparison units, varying base period, "
+        + (f"{'doubly robust' if est_method == 'dr' else 'outcome regression'} adjustment "
+           f"for {', '.join(covariates)} (Sant'Anna & Zhao 2020)" if covariates
+           else "no covariates")
+        + "; aggregations weighted by cohort size",
         pretest=pretest,
         info={"control": control, "cohorts": [float(g) for g in groups],
+              "covariates": covariates, "est_method": est_method if covariates else "",
               "aggregates": {k: float(v[0]) for k, v in overall.items()},
               "n_clusters": int(n_cl)},
     )

@@ -43,7 +43,7 @@ from .wild import wcr_twfe, webb_weights
 
 __all__ = ["bacon_decomposition", "imputation_did", "sun_abraham", "twfe_did"]
 
-Inference = Literal["analytic", "wild"]
+Inference = Literal["analytic", "wild", "cr2"]
 
 
 def _fmt(v: float) -> str:
@@ -83,9 +83,15 @@ def _vcov(infl: np.ndarray, panel: StaggeredPanel, inference: Inference, n_param
     return vcov, df, text, warns
 
 
-def _check(inference: str, cluster: str | None, what: str) -> None:
-    if inference not in {"analytic", "wild"}:
-        raise ModelError(f"{what}: inference must be 'analytic' or 'wild', not {inference!r}")
+def _check(inference: str, cluster: str | None, what: str, cr2: bool = False) -> None:
+    allowed = {"analytic", "wild", "cr2"} if cr2 else {"analytic", "wild"}
+    if inference == "cr2" and not cr2:
+        raise ModelError(f"{what}: inference='cr2' (Bell-McCaffrey) corrects the sandwich of "
+                         "one least-squares fit and is offered for twfe_did and the event "
+                         "study; use inference='wild' here")
+    if inference not in allowed:
+        raise ModelError(f"{what}: inference must be one of {', '.join(sorted(allowed))}, not "
+                         f"{inference!r}")
     if inference == "wild" and not cluster:
         raise ModelError(f"{what}: inference='wild' resamples clusters; name the cluster column "
                          "(e.g. cluster='dialogue')")
@@ -145,14 +151,25 @@ def twfe_did(data: pd.DataFrame, outcome: str, *, entity: str = "participant",
 
     Parameters
     ----------
-    data, outcome, entity, time, cohort, cluster, inference, n_boot, seed
+    data, outcome, entity, time, cohort, cluster, n_boot, seed
         As :func:`trackii_eval.models.did.callaway_santanna`.
+    inference : {"analytic", "wild", "cr2"}
+        Clustered standard errors (CR1, t(G-1)); ``"wild"``: the restricted wild cluster
+        bootstrap-t gives p and CI (:func:`~trackii_eval.models.did.wild.wcr_twfe`);
+        ``"cr2"``: Bell-McCaffrey CR2 standard error with Satterthwaite degrees of freedom
+        (:mod:`trackii_eval.models.cr2`, matches R clubSandwich). Which for few clusters
+        (three dialogues): CR2 is analytic, needs no seed and reports how few effective df
+        the data give (often 2-5), so its interval is honest without resampling; the WCR
+        bootstrap imposes the null and keeps its size best when only one or two clusters
+        are treated, but with 3 clusters it has only 6^3 = 216 distinct draws. Both are
+        offered; report CR2 for the interval and the WCR p-value as a check.
 
     Returns
     -------
     DidFit
         One term ``D`` (role effect); ``info["bacon"]`` the 2x2 comparisons (type, treated
-        and control cohorts, estimate, weight), which sum to ``beta`` exactly.
+        and control cohorts, estimate, weight), which sum to ``beta`` exactly. With
+        ``"cr2"`` ``df`` is the Satterthwaite df and the record's ``vcov`` says so.
 
     Raises
     ------
@@ -164,7 +181,7 @@ def twfe_did(data: pd.DataFrame, outcome: str, *, entity: str = "participant",
     R: ``fixest::feols(y ~ D | id + wave, cluster = ~id)``; ``bacondecomp::bacon()``.
     """
     what = f"static TWFE DiD of '{outcome}'"
-    _check(inference, cluster, what)
+    _check(inference, cluster, what, cr2=True)
     panel = staggered_panel(data, outcome, entity=entity, time=time, cohort=cohort,
                             cluster=cluster, what=what)
     n, T = panel.y.shape
@@ -178,6 +195,10 @@ def twfe_did(data: pd.DataFrame, outcome: str, *, entity: str = "participant",
     infl = _ols_influence(Dt.reshape(-1, 1), e, n, T)
     vcov, df, text, warns = _vcov(infl, panel, "analytic", 1, cluster, n_boot, seed)
     wild: dict = {}
+    if inference == "cr2":
+        vcov, df, text = _cr2_twfe(panel, D, cluster)
+        warns = [w.replace("use inference='wild'", "CR2 with Satterthwaite df used")
+                 for w in warns]
     if inference == "wild":
         # few clusters: the restricted wild cluster bootstrap-t gives the p-value and the
         # interval; the standard error shown stays the analytic clustered one
@@ -202,6 +223,25 @@ def twfe_did(data: pd.DataFrame, outcome: str, *, entity: str = "participant",
                 vcov, df, text, warns, ["effect"], [note],
                 "unit and period fixed effects, D = 1 from the first treated wave on",
                 cluster, info={"bacon": bacon, "wild": wild})
+
+
+def _cr2_twfe(panel: StaggeredPanel, D: np.ndarray,
+              cluster: str | None) -> tuple[np.ndarray, float, str]:
+    """CR2 covariance and Satterthwaite df of the static TWFE coefficient
+    (:mod:`trackii_eval.models.cr2`; unit effects absorbed, period dummies in the design)."""
+    from ..cr2 import cr2, within_design
+
+    n, T = panel.y.shape
+    long = pd.DataFrame({"unit": np.repeat(np.arange(n), T), "period": np.tile(panel.periods, n),
+                         "D": D.ravel(), "y": panel.y.ravel(),
+                         "cluster": np.repeat(panel.cluster, T)})
+    x, y, _ = within_design(long, "unit", "period", ["D"], "y")
+    fit = cr2(x, y, long["cluster"].to_numpy())
+    df = float(fit.df[0])
+    who = cluster or "unit"
+    text = (f"CR2 (Bell-McCaffrey) clustered by {who}, {fit.n_clusters} clusters; t with "
+            f"Satterthwaite df {df:.2f} (Pustejovsky-Tipton), as R clubSandwich")
+    return fit.vcov[:1, :1], df, text
 
 
 def bacon_decomposition(panel: StaggeredPanel) -> list[dict]:

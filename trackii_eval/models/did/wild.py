@@ -1,4 +1,4 @@
-"""Few-cluster inference: the wild cluster bootstrap (Webb weights), not CR2.
+"""Few-cluster inference: the wild cluster bootstrap (Webb weights), and where CR2 fits.
 
 Which: with ``cluster="dialogue"`` and ``inference="wild"``,
 
@@ -9,13 +9,15 @@ Which: with ``cluster="dialogue"`` and ``inference="wild"``,
   bootstrap of their influence functions at the cluster level, as R ``did`` does with
   ``clustervars``, with t(G-1) critical values.
 
-Why not CR2 (Bell-McCaffrey): a Track II study has a handful of dialogues, and the clustered
-sandwich then rests on G - 1 degrees of freedom whatever its small-sample factor. CR2 with
-Bell-McCaffrey / Satterthwaite degrees of freedom repairs the sandwich of *one least-squares
-fit*; the Callaway-Sant'Anna and imputation estimators are not one least-squares fit, while
-every estimator here has per-unit influence functions that a cluster-level wild bootstrap
-perturbs directly, and for the regression coefficient the WCR bootstrap-t imposes the null,
-which is what keeps its size close to nominal with few clusters (MacKinnon & Webb 2018).
+CR2 (Bell-McCaffrey, :mod:`trackii_eval.models.cr2`) is offered beside the WCR bootstrap for
+the least-squares fits -- ``twfe_did(inference="cr2")`` and
+``event_study(small="cr2", cluster=...)`` -- with Satterthwaite degrees of freedom
+(Pustejovsky & Tipton 2018; matches R clubSandwich). Why not for the others: CR2 repairs the
+sandwich of *one least-squares fit*; the Callaway-Sant'Anna and imputation estimators are not
+one least-squares fit, while every estimator here has per-unit influence functions that a
+cluster-level wild bootstrap perturbs directly. For the regression coefficient the WCR
+bootstrap-t imposes the null, which keeps its size close to nominal with few (treated)
+clusters (MacKinnon & Webb 2018); CR2's small Satterthwaite df do the same analytically.
 Rademacher weights give only 2^G distinct draws (8 with three dialogues), so Webb's six-point
 distribution (6^G = 216) is used. Below about 10 clusters every method is rough; fits warn,
 and with 3 clusters a bootstrap p-value cannot go below about 1/216 in any case.
