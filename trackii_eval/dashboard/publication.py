@@ -60,6 +60,13 @@ class _ScopedPublication(Publication):
         self.k = parent.k
         self.tables = _ScopedTables(parent.tables, scope)  # type: ignore[assignment]
         self._parent = parent
+        # every number handed out is kept where the shared publication keeps them
+        self.shown = getattr(parent, "shown", [])
+
+    def __getattr__(self, name: str) -> Any:  # anything else the publication keeps: shared
+        if name == "_parent":
+            raise AttributeError(name)
+        return getattr(self._parent, name)
 
     @property  # type: ignore[override]
     def result(self) -> Disclosure | None:
