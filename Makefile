@@ -57,7 +57,10 @@ $(DEV_STAMP): pyproject.toml $(STAMP)
 demo: $(STAMP)
 	@test -f $(KEY) || $(BIN)/trackii-eval keygen --out $(KEY)
 	$(BIN)/trackii-eval run surveys/demo --out build/demo --key-file $(KEY) --plan analysis/demo.yaml
-	@echo "Open build/demo/report.html"
+	@# the demo portfolio: a second simulated study, then the funder's dashboard over both
+	$(BIN)/trackii-eval run surveys/coast --out build/coast --key-file $(KEY) --plan analysis/coast.yaml
+	$(BIN)/trackii-eval dashboard surveys/demo=build/demo surveys/coast=build/coast --out build/portfolio
+	@echo "Open build/demo/report.html and build/portfolio/dashboard.html"
 
 # one BLAS thread per test worker: the suite's matrices are small and threads only contend
 test: $(DEV_STAMP)

@@ -9,7 +9,7 @@ SUITES = ["benchmarks.stages", "benchmarks.omega", "benchmarks.growth", "benchma
           "benchmarks.power",
           "benchmarks.linkage", "benchmarks.disclosure", "benchmarks.did",
           "benchmarks.glmm", "benchmarks.clmm",
-          "benchmarks.portfolio"]
+          "benchmarks.portfolio", "benchmarks.dashboard"]
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or SUITES

@@ -370,6 +370,53 @@ def run(
         _do_report(study, pdf=pdf)
 
 
+@app.command(cls=_Command)
+def dashboard(
+    studies: Annotated[list[str], typer.Argument(
+        help="Study folders holding study.yaml; STUDY=OUT when its store is not in build/<id>.",
+        metavar="STUDY[=OUT]...")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for dashboard.html and "
+                                          "the jointly protected reports/.")] = Path(
+        "build/portfolio"),
+    serve: Annotated[bool, typer.Option("--serve", metavar="", help="Then serve the folder on "
+                                        "127.0.0.1 and print the URL (Ctrl-C stops).")] = False,
+    port: Annotated[int, typer.Option(help="Port for --serve (0: a free one).")] = 0,
+    debug: DebugOpt = False,
+) -> None:
+    """Write the funder's portfolio dashboard over one or several studies' stored results.
+
+    The dashboard and the studies' reports are protected together (one disclosure decision);
+    publish the reports written to OUT/reports/ with it, not those `run` wrote on their own.
+    """
+    from .dashboard.build import build_dashboard, load_portfolio, standalone_differences
+
+    with _guard(debug):
+        portfolio = load_portfolio([s.partition("=")[::2] for s in studies])
+        try:
+            dash = _step("Building the dashboard", lambda: build_dashboard(portfolio, out_dir))
+            for s in portfolio:
+                sid = s.context.study_id
+                n = standalone_differences(s, dash)
+                note = (f"; {n} numbers the report written by `run` shows are suppressed here, "
+                        "so publish this one instead" if n else "")
+                out.print(f"report {sid}: {dash.paths[sid]}{note}", highlight=False)
+        finally:
+            for s in portfolio:
+                s.store.close()
+        out.print(f"dashboard written to {dash.paths['dashboard']}", highlight=False)
+    if serve:
+        from .dashboard.serve import serve as _serve
+
+        server, url = _serve(out_dir, port=port)
+        out.print(f"serving {out_dir} at {url} (Ctrl-C stops)", highlight=False)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+
+
 @app.command()
 def check(study_dir: StudyArg, out_dir: OutOpt = None, debug: DebugOpt = False) -> None:
     """Dry run: validate study.yaml, instrument.yaml and every file without writing a store.

@@ -371,6 +371,30 @@ class Privacy(_Frozen):
     min_cell_size: int = Field(default=10, ge=5)
 
 
+class Funding(_Frozen):
+    """What a funder paid per dialogue and the targets it set (read only by the dashboard).
+
+    ``costs`` maps dialogue ids to the amount spent on each (in ``currency``); ``targets`` are
+    optional results the funder wanted: ``cost_per_participant``, ``cost_per_reliable_improver``
+    (currency), ``reliable_improver_share`` (0-1), ``perception_gap`` (POMP points at the end of
+    the programme).
+    """
+
+    currency: str = Field(default="EUR", min_length=1)
+    costs: dict[str, float] = Field(default_factory=dict)
+    targets: dict[Literal["cost_per_participant", "cost_per_reliable_improver",
+                          "cost_per_transferred_idea", "reliable_improver_share",
+                          "perception_gap"], float] = Field(default_factory=dict)
+
+    @field_validator("costs")
+    @classmethod
+    def _positive(cls, value: dict[str, float]) -> dict[str, float]:
+        for d, amount in value.items():
+            if not amount > 0:
+                raise ValueError(f"funding.costs.{d}: a cost must be positive, got {amount}")
+        return value
+
+
 class StudyConfig(_Frozen):
     """What the study is: dialogues, arms, waves and their files."""
 
@@ -394,6 +418,8 @@ class StudyConfig(_Frozen):
     # The study's one time zone (IANA name): every submission time is converted into it before
     # any wave-window check, and times written without a zone are taken as study-local.
     timezone: str = "UTC"
+    # costs per dialogue and a funder's targets (the portfolio dashboard); None: not declared
+    funding: Funding | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -441,6 +467,13 @@ class StudyConfig(_Frozen):
                     )
             for role, mapping in wave.recode.items():
                 self._check_recode(("waves", i, "recode", role), role, mapping)
+        if self.funding is not None:
+            known = {d.id for d in self.dialogues}
+            for d in self.funding.costs:
+                if d not in known:
+                    raise _LocatedError(("funding", "costs", d),
+                                        f"funding.costs: '{d}' is not a dialogue of the study "
+                                        f"(dialogues: {', '.join(sorted(known))})")
         if self.participants is not None:
             for role in self.participants.columns:
                 if role not in roles - {"code", "submitted_at"}:

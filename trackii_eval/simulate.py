@@ -76,6 +76,11 @@ class DemoTruth:
     })
     # mean moderation rating (POMP) per dialogue, in study.yaml order
     moderation_means: tuple[float, ...] = (80.0, 70.0, 58.0)
+    # per-dialogue deviation of the perception gain per year during the programme, in
+    # study.yaml order (empty: every dialogue has the same gain); the truth file then states
+    # each dialogue's gap at the end of the programme (heterogeneity a portfolio meta-analysis
+    # estimates as tau^2)
+    perception_gain_by_dialogue: tuple[float, ...] = ()
     ideas_mean: float = 55.0
     # attrition: logit P(drop at wave w | present at w-1) = a + b*(w-2) + c*z_baseline_perception
     attrition_intercept: float = -2.6
@@ -254,6 +259,11 @@ def simulate_study(
     treated = (people["arm"] == treated_arm).to_numpy(dtype=float)
 
     perc, perc_b0 = _latent(rng, truth.perceptions, n, times, treated, t_end)
+    if truth.perception_gain_by_dialogue:
+        # added without drawing random numbers, so studies without it are unchanged
+        offsets = np.array([truth.perception_gain_by_dialogue[i] if i >= 0 else 0.0
+                            for i in people["dialogue_index"]])
+        perc = perc + (treated * offsets)[:, None] * np.minimum(times, t_end)[None, :]
     rel, _ = _latent(rng, truth.relationships, n, times, treated, t_end)
     latent = {"perceptions": perc, "relationships": rel}
     mod_mean = np.array(
@@ -439,6 +449,14 @@ def _truth_document(
                     str(w): p.gain_per_year * min(t, t_end) - p.fade_per_year * max(0.0, t - t_end)
                     for w, t in times_by_wave.items()
                 },
+            },
+            "perceptions_by_dialogue": {
+                d.id: {
+                    "gain_per_year_during_program": p.gain_per_year + off,
+                    "gap_at_program_end": (p.gain_per_year + off) * t_end,
+                }
+                for d, off in zip(config.dialogues, truth.perception_gain_by_dialogue
+                                  or (0.0,) * len(config.dialogues), strict=True)
             },
             "relationships": {
                 "gain_per_year_during_program": r.gain_per_year,

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["REPORT_ONLY", "StudyContext", "canonical_hash", "load_context"]
 
 #: Keys of study.yaml only the report reads; changing them does not make scores stale.
-REPORT_ONLY = ("name", "description", "context_events", "privacy")
+REPORT_ONLY = ("name", "description", "context_events", "privacy", "funding")
 
 
 def canonical_hash(obj: Any) -> str:
