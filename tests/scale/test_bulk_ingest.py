@@ -178,3 +178,14 @@ def test_the_ingest_stage_records_a_bulk_run(tmp_path, key):
     assert runs["stage"].tolist() == ["ingest"]
     assert study.scores(long=True)["participant"].nunique() == 40
     study.close()
+
+
+def test_codes_that_normalise_alike_are_one_person_a_duplicate_not_a_crash(tmp_path, key):
+    # "a-012", "A 012" and "A-012" are one participant (one pseudonym): before, two of them in
+    # one wave crashed both paths with a primary-key violation in the participants table
+    wave1 = WAVE1 + "a 012,dialogue,North,D1,2024-03-12,3,3,3,\n"
+    _, b = assert_same(_hand_study(tmp_path, wave1=wave1), key)
+    lines = b.report_lines()
+    n = len(wave1.strip().splitlines())  # the header is row 1, the last data row row n
+    assert any(line.startswith(f"w1.csv:{n}:pid: duplicate submission") for line in lines)
+    assert not any("012" in line for line in lines)

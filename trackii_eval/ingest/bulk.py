@@ -353,6 +353,10 @@ class _BulkWave:
             "raw_id": pd.Series([canonical_text(clean_cell(v)) for v in id_texts],
                                 dtype=object),
         })
+        # the person a code names: codes that normalise alike ("a-012", "A 012") are one
+        # participant, so a second such row is a duplicate submission, as in the row-wise path
+        id_map["person"] = pd.Series([None if r is None else (normalise_id(r) or r)
+                                      for r in id_map["raw_id"]], dtype=object)
         self._register("_bulk_ids", id_map)
         roles = {}
         for role in ("arm", "side", "dialogue"):
@@ -385,8 +389,8 @@ class _BulkWave:
 
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE _bulk_rows AS
-            SELECT r.rowid + 2 AS "row", i.raw_id, c.arm, c.side, c.dialogue, c.a, c.s, c.d,
-                   c.combo_bad, t.submitted, t.time_bad, t.tkey
+            SELECT r.rowid + 2 AS "row", i.raw_id, i.person, c.arm, c.side, c.dialogue,
+                   c.a, c.s, c.d, c.combo_bad, t.submitted, t.time_bad, t.tkey
             FROM {_RAW} r
             JOIN _bulk_ids i ON i.raw = coalesce({self._col(cols.id)}, '{_NULL}')
             JOIN _bulk_combos c ON c.a = coalesce({self._col(cols.arm)}, '{_NULL}')
@@ -397,7 +401,7 @@ class _BulkWave:
         con.execute("""
             CREATE OR REPLACE TEMP TABLE _bulk_rows2 AS
             SELECT *, CASE WHEN raw_id IS NULL OR combo_bad OR time_bad THEN NULL
-                           ELSE min("row") OVER (PARTITION BY raw_id, (combo_bad OR time_bad))
+                           ELSE min("row") OVER (PARTITION BY person, (combo_bad OR time_bad))
                       END AS first_row
             FROM _bulk_rows""")
         con.execute("DROP TABLE _bulk_rows")

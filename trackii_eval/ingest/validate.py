@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import Instrument, StudyConfig, Wave
+from .pseudonym import normalise_id
 from .readers import RawTable
 from .readers.base import canonical_text, ingest_error
 from .readers.kobo import resolve_group_paths
@@ -215,15 +216,18 @@ def validate_wave(
                 problem(row_no, cols.submitted_at or "submitted_at", str(submitted)[:10],
                         "outside_wave_window", "row", f"window {window[0]} to {window[1]}")
                 row_bad = True
-        if not row_bad and raw_id in seen_ids:
+        # the person a code names: codes that normalise alike ("a-012", "A 012") are one
+        # participant (the same pseudonym), so a second such row is a duplicate submission
+        person = (normalise_id(raw_id) or raw_id) if raw_id is not None else None
+        if not row_bad and person in seen_ids:
             problem(row_no, cols.id, mask(raw_id), "duplicate_submission", "row",
-                    f"first answered on row {seen_ids[raw_id]}; keep one and re-ingest with "
+                    f"first answered on row {seen_ids[person]}; keep one and re-ingest with "
                     "--replace, or leave the first")
             row_bad = True
         if row_bad:
             quarantined_rows.add(pos)
             continue
-        seen_ids[raw_id] = row_no
+        seen_ids[person] = row_no
         finished = None if meta is None else meta.get("finished")
         is_test = bool(meta.get("is_test")) if meta is not None else False
         excluded = None
