@@ -119,6 +119,17 @@ def _error_classes() -> list[type[errors.TrackIIEvalError]]:
             and getattr(errors, n) is not errors.TrackIIEvalError]
 
 
+def test_readme_command_line_section_names_every_command() -> None:
+    """A newcomer reads the list under "## Command line": every command the CLI has is in it."""
+    import typer
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Command line"):]
+    listed = section[: section.index("`--help` on each")]
+    for name in typer.main.get_command(app).commands:
+        assert re.search(rf"\b{name}\b", listed), f"README's command list lacks `{name}`"
+
+
 def test_every_error_class_has_an_exit_code_in_the_readme_table() -> None:
     readme = (ROOT / "README.md").read_text()
     table = readme[readme.index("| code | meaning | error class |"):]
