@@ -727,6 +727,12 @@ def power(
                 f"{r['n_per_arm']:>6} {r['power']:>6.3f} {ci:>16} "
                 f"{fmt(r['closed_form'], '.3f'):>11} {fmt(r.get('mde'), '.3f'):>8}",
                 highlight=False)
+        if any(not math.isnan(r["closed_form"]) for r in rows if r["closed_form"] is not None):
+            # why the two columns can differ beyond Monte-Carlo error at small n (with dropout
+            # above all): the closed form treats the variance components as known
+            out.print("closed form: large-sample power from the GLS information with known "
+                      "variance components (Lu, Luo & Chen 2008); the simulation estimates them "
+                      "and is the answer to use at small n", highlight=False)
         bad = sum(r["n_unconverged"] for r in rows)
         if bad:
             err.print(f"warning: {bad} refit(s) did not converge; they count as fits",

@@ -98,7 +98,9 @@ class PowerPoint:
         Of the effect estimate across replicates (under the design's effect).
     closed_form_se : float
     n_unconverged, n_fallback : int
-        Refits whose convergence check failed; refits that needed the full optimiser.
+        Refits whose convergence check failed; refits that the warm-started quick path
+        handed to the full optimiser (a boundary or slow case: their result is as exact, only
+        slower; not an error).
     estimates, ses : ndarray
         Per replicate (effect 0 added back for MCAR designs, see ``SimulationBatch``).
     """
