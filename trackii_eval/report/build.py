@@ -30,6 +30,7 @@ from ..models.results import result_from_dict
 from . import layout, pages
 from .disclose import Lazy, Publication, Shown
 from .labels import Labels
+from .scale import DIFFERENCE, EffectScale, effect_scale
 from .sections import Analyses
 
 if TYPE_CHECKING:
@@ -397,12 +398,22 @@ def _stored_fit(res: dict[str, Any]) -> Any:
         raise ReportError(f"stored result of model '{name}': {exc}") from None
 
 
+def _scale_of(res: dict[str, Any]) -> EffectScale:
+    """The stored fit's printing scale; a link the report cannot print is a loud refusal."""
+    try:
+        return effect_scale(res)
+    except ValueError as exc:
+        raise ReportError(str(exc)) from None
+
+
 def _tidy_row(model: str, row: dict[str, Any], label: str, warn: bool,
-              factor: float = 1.0) -> dict[str, Any]:
+              factor: float = 1.0, scale: EffectScale = DIFFERENCE) -> dict[str, Any]:
+    """A tidy row as printed: a difference times the unit's ``factor``, or, for a fit on a
+    link scale, on ``scale`` (a ratio is ``exp`` of the coefficient; never scaled)."""
     estimable = bool(row.get("estimable", True))
 
     def f(x: Any) -> str:
-        return _fmt(None if x is None else factor * x)
+        return _fmt(scale.value(x, factor))
 
     return {
         "model": model, "term": row["term"],
@@ -433,14 +444,18 @@ def _effect_rows(results: dict[str, dict[str, Any]], scores: pd.DataFrame,
         fit = _stored_fit(res)
         label, warn = spec.get("label", ""), bool(fit.warnings)
         outcome = spec.get("outcome", "")
-        factor = ctx.labels.unit(outcome).factor if ctx.labels is not None else 1.0
+        scale = _scale_of(res)
+        # a unit's factor (x100 for a yes/no share) applies to differences in the outcome's
+        # units only, never to a link-scale coefficient (log odds, log rate, probit)
+        factor = (ctx.labels.unit(outcome).factor if ctx.labels is not None else 1.0) \
+            if scale.difference else 1.0
         overall, per_wave = _group_sizes(scores, outcome)
         tab = fit.tidy()
         terms = [*tab[tab["role"] == "effect"].to_dict("records"), *res.get("contrasts", [])]
         for row in terms:
             wave = re.search(r"wave(\d+)$", str(row["term"]))
             n = per_wave.get(int(wave.group(1)), 0) if wave else overall
-            shown = _tidy_row(name, row, label, warn, factor)
+            shown = _tidy_row(name, row, label, warn, factor, scale)
 
             def st(field: str, n: int = n, term: str = str(row["term"]),
                    text: Any = "", name: str = name) -> Shown:
@@ -454,7 +469,7 @@ def _effect_rows(results: dict[str, dict[str, Any]], scores: pd.DataFrame,
                                    depends=[("model_n", (name, "participants"))]
                                    if fit.record.n_groups.get("participant") is not None
                                    else [])
-            shown.update(outcome=outcome, n=n, raw=row, factor=factor)
+            shown.update(outcome=outcome, n=n, raw=row, factor=factor, scale=scale)
             ctx.effects[(name, str(row["term"]))] = shown
             rows.append(shown)
     return rows
@@ -864,19 +879,21 @@ def _headline(results: dict[str, dict[str, Any]], study: _View, scores: pd.DataF
         n, _ = _group_sizes(scores, res["spec"]["outcome"])
         labels = ctx.labels if ctx is not None else None
         unit = labels.unit(res["spec"]["outcome"]) if labels is not None else None
-        factor = unit.factor if unit is not None else 1.0
+        scale = _scale_of(res)
+        factor = unit.factor if unit is not None and scale.difference else 1.0
 
         def st(field: Any, text: str, n: int = n, name: str = name) -> Shown:
             return pub.stat("headline", (name, field), n, text)
 
-        def f(x: Any, factor: float = factor) -> str:
-            return _fmt(None if x is None else factor * x, 1).replace("-", "−")
+        def f(x: Any, factor: float = factor, scale: EffectScale = scale) -> str:
+            return _fmt(scale.value(x, factor), 1 if scale.difference else 2).replace("-", "−")
 
         return {
             "model": name, "outcome": res["spec"]["outcome"],
             "outcome_label": labels.construct(res["spec"]["outcome"]) if labels else
             res["spec"]["outcome"],
-            "unit": unit.effect if unit is not None else "",
+            "unit": (unit.effect if unit is not None else "") if scale.difference
+            else f"({scale.name})",
             "label": res["spec"].get("label", ""),
             "rows": [{
                 "label": labels.term(name, r["term"]) if labels else r["term"],

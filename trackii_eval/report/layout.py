@@ -19,6 +19,7 @@ from . import figures as fg
 from . import pages
 from .disclose import Lazy, Publication, Shown
 from .labels import Labels
+from .scale import DIFFERENCE
 from .sections import Analyses
 from .tables import Table, check_registered
 
@@ -209,6 +210,7 @@ def _effects_table(construct: str, effects: list[dict[str, Any]], labels: Labels
     with_sizes = bool(sizes)
     seen = None
     shown: set[tuple[str, str]] = set()
+    columns: list[str] = []  # "" = differences in the outcome's units, else a ratio scale
     for e in effects:
         if e["outcome"] != construct:
             continue
@@ -222,15 +224,27 @@ def _effects_table(construct: str, effects: list[dict[str, Any]], labels: Labels
         shown.add((name, term_label))
         _, ngroups = ctx.model_n.get(name, (None, None))
         term = str(e["term"])
-        row = [labels.term(name, term), e["estimate"], e["ci"], e["p"],
+        scale = e.get("scale", DIFFERENCE)
+        column = "" if scale.difference else scale.column
+        if column not in columns:
+            columns.append(column)
+        # each value sits in the column of its own scale (a link-scale fit's ratio never under
+        # "Difference"); the other value columns of the row stay empty
+        row = [labels.term(name, term), (column, e["estimate"]), e["ci"], e["p"],
                ngroups if ngroups is not None else "–"]
         if with_sizes:
             w = labels.term_wave(term)
-            size = sizes.get(("hedges_g", w)) if w is not None else (
+            size = None if not scale.difference else sizes.get(("hedges_g", w)) \
+                if w is not None else (
                 sizes.get(("growth_d", None)) if term.startswith("time:") else None)
             row.append(size if size is not None else "–")
         rows.append(row)
-    cols = ["Estimate", f"Difference ({unit.effect})", "95% CI", "p", "N (participants)"]
+    columns = sorted(columns, key=lambda c: (c != "", c))
+    rows = [[r[0], *[r[1][1] if r[1][0] == c else "" for c in columns], *r[2:]] for r in rows]
+    heads = [f"Difference ({unit.effect})" if c == "" else c for c in columns] or [
+        f"Difference ({unit.effect})"]
+    ratios = [c for c in columns if c and "ratio" in c.lower()]
+    cols = ["Estimate", *heads, "95% CI", "p", "N (participants)"]
     if with_sizes:
         cols.append("Standardized effect (95% CI)")
     return Table(f"effects-{construct}", f"{labels.construct(construct)}: estimated effects",
@@ -238,7 +252,13 @@ def _effects_table(construct: str, effects: list[dict[str, Any]], labels: Labels
                  note="Differences are dialogue participants minus the comparison group. "
                       "Growth-model rows are differences in yearly change; "
                       "difference-in-differences rows are the change in the gap since "
-                      "baseline at each wave. N: participants in the model.")
+                      "baseline at each wave. N: participants in the model."
+                 + (f" {' and '.join(ratios)}s (logistic, Poisson or cumulative-logit "
+                    "models) are exp of the model's coefficient: 1 = no difference; the 95% CI "
+                    "is on the same scale and p is that of the coefficient." if ratios else "")
+                 + (" Latent probit shifts are in standard deviations of the latent scale "
+                    "(0 = no difference)." if any(c and "ratio" not in c.lower()
+                                                   for c in columns) else ""))
 
 
 def _reliability_table(construct: str, rows: list[dict[str, Any]], labels: Labels) -> Table:
@@ -258,9 +278,22 @@ def _reliability_table(construct: str, rows: list[dict[str, Any]], labels: Label
 def _appendix(effects: list[dict[str, Any]], labels: Labels) -> Table:
     return Table(
         "model-terms", "Every estimated term, with the code's names",
-        ["Model", "Term", "Reads as", "Estimate", "95% CI", "df", "p"],
-        [[e["model"], str(e["term"]), labels.term(e["model"], str(e["term"])), e["estimate"],
-          e["ci"], e["df"], e["p"]] for e in effects], labels=(0, 1, 2))
+        ["Model", "Term", "Reads as", "Scale", "Estimate", "95% CI", "df", "p"],
+        [[e["model"], str(e["term"]), labels.term(e["model"], str(e["term"])),
+          _scale_label(e, labels), e["estimate"], e["ci"], e["df"], e["p"]] for e in effects],
+        labels=(0, 1, 2, 3),
+        note="Scale: a difference in the outcome's units, or, for logistic, Poisson and "
+             "cumulative-link models, exp of the coefficient (odds or rate ratio, 1 = no "
+             "difference) or a latent probit shift.")
+
+
+def _scale_label(e: dict[str, Any], labels: Labels) -> str:
+    """What an appendix estimate is: a difference in the outcome's units, or its scale."""
+    scale = e.get("scale", DIFFERENCE)
+    if scale.difference:
+        return f"difference ({labels.unit(e['outcome']).effect})" if e.get("outcome") else \
+            "difference"
+    return scale.name
 
 
 def _people_sentence(ctx: Any, labels: Labels, config: Any) -> Lazy | None:

@@ -125,8 +125,9 @@ def gap_series(outcome: str, analyses: Analyses, effects: dict[tuple[str, str], 
                 labels.specs.get(name, {}).get("kind") != "event_study":
             continue
         r = e["raw"]
-        if not r.get("estimable", True):
-            continue
+        scale = e.get("scale")
+        if not r.get("estimable", True) or (scale is not None and not scale.difference):
+            continue  # a link-scale coefficient is no gap in the outcome's units
         out.append({"wave": w, "estimate": r["estimate"], "ci_low": r["ci_low"],
                     "ci_high": r["ci_high"], "source": "event_study",
                     "cell": pub.stat("findings", (name, w, "gap"), int(e["n"]), _gap_phrase(
