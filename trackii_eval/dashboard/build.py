@@ -335,8 +335,14 @@ def dashboard_data(dash: Dashboard) -> dict[str, list[dict[str, Any]]]:
         r["series"] = _series_label(r)
     for r in data["respondents"]:
         r["series"] = _series_label(r)
+    k = dash.publication.k
     for r in data["improvers"]:
         r["label"] = f"{r['study']} · {r['group']}"
+        # an absent count of a group of k or more is hidden to protect a smaller one (the
+        # reports' side-by-arm counts of improvers); say so rather than leave a bare null
+        r["note"] = ("" if r["n_improved"] is not None else
+                     f"suppressed: it would let a count of fewer than {k} be computed"
+                     if r["n"] is not None else f"suppressed: fewer than {k} people")
     data["means"] = [r for r in data["means"] if r["mean"] is not None]
     shown = {(r["study"], r["construct"], r["dialogue"], r["wave"]): r
              for r in data["dialogue_effects"]}
@@ -466,7 +472,8 @@ def _charts(data: dict[str, list[dict[str, Any]]], studies: list[str],
         " && ".join([f_study, f_output, f_wave, f_dialogue])).mark_bar().encode(
         x=alt.X("share_pct:Q", title="reliably improved (%)"),
         y=alt.Y("label:N", title=None), color=alt.Color("study:N"), row=alt.Row("wave:O"),
-        tooltip=["study:N", "group:N", "wave:O", "n:Q", "n_improved:Q", "share_pct:Q"],
+        tooltip=["study:N", "group:N", "wave:O", "n:Q", "n_improved:Q", "share_pct:Q",
+                 "note:N"],
     ).properties(width=width - 120, height=60, title="Reliable improvers (Jacobson-Truax)",
                  name="improvers")
     respondents = alt.Chart(frame(data["respondents"])).transform_filter(
