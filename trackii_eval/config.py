@@ -375,16 +375,19 @@ class Funding(_Frozen):
     """What a funder paid per dialogue and the targets it set (read only by the dashboard).
 
     ``costs`` maps dialogue ids to the amount spent on each (in ``currency``); ``targets`` are
-    optional results the funder wanted: ``cost_per_participant``, ``cost_per_reliable_improver``
-    (currency), ``reliable_improver_share`` (0-1), ``perception_gap`` (POMP points at the end of
-    the programme).
+    optional results the funder wanted: ``cost_per_participant``,
+    ``cost_per_additional_improver`` (currency, per reliable improver beyond the comparison
+    group's rate; ``cost_per_reliable_improver`` is its former name, read the same way),
+    ``reliable_improver_share`` (0-1), ``perception_gap`` (POMP points at the end of the
+    programme).
     """
 
     currency: str = Field(default="EUR", min_length=1)
     costs: dict[str, float] = Field(default_factory=dict)
-    targets: dict[Literal["cost_per_participant", "cost_per_reliable_improver",
-                          "cost_per_transferred_idea", "reliable_improver_share",
-                          "perception_gap"], float] = Field(default_factory=dict)
+    targets: dict[Literal["cost_per_participant", "cost_per_additional_improver",
+                          "cost_per_reliable_improver", "cost_per_transferred_idea",
+                          "reliable_improver_share", "perception_gap"],
+                  float] = Field(default_factory=dict)
 
     @field_validator("costs")
     @classmethod

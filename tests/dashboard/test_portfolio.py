@@ -135,7 +135,7 @@ def test_cost_effectiveness_rows(built):
     d1 = rows[("demo", "D1")]
     # 210,000 EUR over the 50 people at baseline
     assert str(d1["per_participant"]) == "4,200"
-    assert any(name == "cost per participant" for name, _, _ in d1["targets"])
+    assert any(name == "cost per participant" for name, _, _, _ in d1["targets"])
 
 
 def test_serve_answers_on_localhost(built):

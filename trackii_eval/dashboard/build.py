@@ -33,6 +33,7 @@ from ..errors import ReportError
 from ..pipeline.context import StudyContext
 from ..report.build import ReportTables, render_reports, report_tables
 from ..report.disclose import Publication, Shown
+from ..report.labels import Labels
 from ..store import Store
 from .collect import ALL, StudyView, collect_study
 from .cost import cost_per_additional_improver, target_status
@@ -74,6 +75,11 @@ def _timepoint(ctx: StudyContext, wave: int) -> str | None:
     return "end of programme" if pos == 0 else f"follow-up {pos}"
 
 
+def _labels(ctx: StudyContext) -> Labels:
+    """The report's labels of a study (outcome names and units from its instrument)."""
+    return Labels(ctx.config, ctx.instrument)
+
+
 def _pool(pub: Publication, per_study: dict[str, tuple[StudyContext, pd.DataFrame]]
           ) -> list[dict[str, Any]]:
     """Random-effects meta-analyses across all dialogues of the portfolio, per construct and
@@ -91,6 +97,12 @@ def _pool(pub: Publication, per_study: dict[str, tuple[StudyContext, pd.DataFram
     for (construct, tp), g in eff.groupby(["construct", "timepoint"], sort=True):
         if len(g) < 2:
             continue
+        # the outcome's label and unit as the report prints them (a yes/no share: percentage
+        # points, so the stored proportions and their errors are scaled by 100 before pooling)
+        # (the per-dialogue effects are already in that unit: see collect._dialogue_effects)
+        lab = _labels(next(ctx for sid, (ctx, _) in per_study.items()
+                           if sid in set(g["study"])))
+        unit = lab.unit(construct)
         n = int(g["n_dialogue"].sum())  # people in the dialogues pooled (comparison arms aside)
         key = (construct, tp)
         rows = []
@@ -103,19 +115,29 @@ def _pool(pub: Publication, per_study: dict[str, tuple[StudyContext, pd.DataFram
 
             rows.append({
                 "construct": construct, "timepoint": tp, "method": name, "k": r.k,
+                "output": lab.construct(construct), "unit": unit.effect,
                 "estimate": st("estimate", f"{r.estimate:.2f}"),
                 "ci_low": st("ci_low", f"{r.ci_low:.2f}"),
                 "ci_high": st("ci_high", f"{r.ci_high:.2f}"),
                 "p": st("p", "<0.001" if r.p < 0.001 else f"{r.p:.3f}"),
                 "tau2": st("tau2", f"{r.tau2:.2f}"), "i2": st("i2", f"{r.i2:.0f}"),
                 "q": st("q", f"{r.q:.2f}"), "q_p": st("q_p", f"{r.q_p:.3f}"),
-                "dialogues": [{"study": s, "dialogue": d, "estimate": e, "se": se}
-                              for s, d, e, se in zip(g["study"], g["dialogue"], g["estimate"],
-                                                     g["se"], strict=True)],
+                "dialogues": [{"study": s, "dialogue": d, "wave": int(w)}
+                              for s, d, w in zip(g["study"], g["dialogue"], g["wave"],
+                                                 strict=True)],
                 "_raw": r,
             })
         out.extend(rows)
     return out
+
+
+def _additional_target(targets: dict[str, float]) -> float | None:
+    """The funder's target for the cost per ADDITIONAL reliable improver (beyond the
+    comparison group's rate). ``cost_per_reliable_improver`` is the former name of the key,
+    read the same way (it was always judged against the additional improvers)."""
+    if "cost_per_additional_improver" in targets:
+        return targets["cost_per_additional_improver"]
+    return targets.get("cost_per_reliable_improver")
 
 
 def _costs(pub: Publication, views: dict[str, StudyView],
@@ -152,7 +174,7 @@ def _costs(pub: Publication, views: dict[str, StudyView],
                 row["targets"].append(("cost per participant", pub.stat(
                     "dash_cost", (d, "target_participant"), n0,
                     target_status(cost / n0, cost / n0, t, lower_is_better=True),
-                    depends=[base.id]), f"{t:,.0f}"))
+                    depends=[base.id]), f"{t:,.0f}", row["per_participant"]))
             if not improvers.empty:
                 imp = improvers[(improvers["construct"] == "perceptions")
                                 & (improvers["wave"] == end)]
@@ -181,34 +203,41 @@ def _costs(pub: Publication, views: dict[str, StudyView],
                     row["interval"] = pub.stat(
                         "dash_cost", (d, "per_additional_ci"), n,
                         f"[{money(ri.low)}, {money(ri.high)}]", depends=dep)
-                    if "cost_per_reliable_improver" in targets:
-                        t = targets["cost_per_reliable_improver"]
+                    t = _additional_target(targets)
+                    if t is not None:
                         row["targets"].append(("cost per additional reliable improver",
                                                pub.stat("dash_cost", (d, "target_rc"), n,
                                                         target_status(ri.low, ri.high, t,
                                                                       lower_is_better=True),
-                                                        depends=dep), f"{t:,.0f}"))
+                                                        depends=dep), f"{t:,.0f}",
+                                               row["per_additional_improver"]))
                     if "reliable_improver_share" in targets:
                         t = targets["reliable_improver_share"]
                         from scipy import stats as sps
                         lo, hi = sps.beta.ppf([0.025, 0.975], xd + 0.5, nd - xd + 0.5)
+                        achieved = pub.share(
+                            "dash_cost", (d, "share_achieved"), xd, nd,
+                            f"{100 * xd / nd:.0f}%", depends=dep[:2])
                         row["targets"].append(("reliable improver share",
                                                pub.stat("dash_cost", (d, "target_share"), n,
                                                         target_status(lo, hi, t,
                                                                       lower_is_better=False),
-                                                        depends=dep[:2]), f"{100 * t:.0f}%"))
+                                                        depends=dep[:2]), f"{100 * t:.0f}%",
+                                               achieved))
             if "perception_gap" in targets and not eff.empty:
                 g = eff[(eff["construct"] == "perceptions") & (eff["wave"] == end)
                         & (eff["dialogue"] == d)]
                 if len(g) == 1:
                     g = g.iloc[0]
                     t = targets["perception_gap"]
+                    ng = int(min(g["n_dialogue"], g["n_comparison"]))
                     row["targets"].append(("perception gap at the end of the programme",
-                                           pub.stat("dash_cost", (d, "target_gap"),
-                                                    int(min(g["n_dialogue"], g["n_comparison"])),
+                                           pub.stat("dash_cost", (d, "target_gap"), ng,
                                                     target_status(g["ci_low"], g["ci_high"], t,
                                                                   lower_is_better=False)),
-                                           f"{t:g} POMP points"))
+                                           f"{t:g} POMP points",
+                                           pub.stat("dash_cost", (d, "gap_achieved"), ng,
+                                                    f"{g['estimate']:.1f} POMP points")))
             out.append(row)
     return out
 
@@ -306,18 +335,31 @@ def dashboard_data(dash: Dashboard) -> dict[str, list[dict[str, Any]]]:
         r["series"] = _series_label(r)
     for r in data["respondents"]:
         r["series"] = _series_label(r)
+    k = dash.publication.k
     for r in data["improvers"]:
         r["label"] = f"{r['study']} · {r['group']}"
+        # an absent count of a group of k or more is hidden to protect a smaller one (the
+        # reports' side-by-arm counts of improvers); say so rather than leave a bare null
+        r["note"] = ("" if r["n_improved"] is not None else
+                     f"suppressed: it would let a count of fewer than {k} be computed"
+                     if r["n"] is not None else f"suppressed: fewer than {k} people")
     data["means"] = [r for r in data["means"] if r["mean"] is not None]
+    shown = {(r["study"], r["construct"], r["dialogue"], r["wave"]): r
+             for r in data["dialogue_effects"]}
     forest = []
     for m in dash.meta:
         if not m["method"].startswith("REML + "):
             continue
         for d in m["dialogues"]:
+            # the dialogue's registered (published) numbers and its own Welch interval, the
+            # ones its report prints; not a normal interval recomputed from the standard error
+            e = shown.get((d["study"], m["construct"], d["dialogue"], d["wave"]))
+            if e is None or e["estimate"] is None:
+                continue
             forest.append({"construct": m["construct"], "timepoint": m["timepoint"],
                            "label": f"{d['study']} · {d['dialogue']}", "kind": "dialogue",
-                           "estimate": d["estimate"], "ci_low": d["estimate"] - 1.96 * d["se"],
-                           "ci_high": d["estimate"] + 1.96 * d["se"]})
+                           "estimate": e["estimate"], "ci_low": e["ci_low"],
+                           "ci_high": e["ci_high"]})
     for m in dash.meta:
         est = _value(m["estimate"], marker)
         if est is None:
@@ -330,8 +372,18 @@ def dashboard_data(dash: Dashboard) -> dict[str, list[dict[str, Any]]]:
     return data
 
 
+def _gap_title(rows: list[dict[str, Any]]) -> str:
+    """The gap chart's title, naming how the stored analyses computed the gaps it shows."""
+    methods = sorted({str(r.get("method")) for r in rows if r.get("method")})
+    how = methods[0] if len(methods) == 1 else (
+        " or ".join(methods) + " (each point's tooltip says which)")
+    return ("Effect: gap between the arms at each wave after baseline (95% CI), from the "
+            f"stored durability results: {how}")
+
+
 def _charts(data: dict[str, list[dict[str, Any]]], studies: list[str],
-            constructs: list[str]) -> dict[str, Any]:
+            constructs: list[str], dialogue_names: dict[str, str] | None = None,
+            output_names: dict[str, str] | None = None) -> dict[str, Any]:
     """One Vega-Lite specification: every chart, filtered by shared dropdown parameters."""
     import altair as alt
 
@@ -340,8 +392,10 @@ def _charts(data: dict[str, list[dict[str, Any]]], studies: list[str],
     waves = sorted({r["wave"] for r in data["respondents"]})
     p_study = alt.param(name="study_sel", value=None, bind=alt.binding_select(
         options=[None, *studies], labels=["all studies", *studies], name="Study "))
+    names = dialogue_names or {}
     p_dialogue = alt.param(name="dialogue_sel", value=ALL, bind=alt.binding_select(
-        options=[ALL, *dialogues], labels=["all dialogues", *dialogues], name="Dialogue "))
+        options=[ALL, *dialogues], labels=["all dialogues", *(names.get(d, d) for d in dialogues)],
+        name="Dialogue "))
     p_side = alt.param(name="side_sel", value=ALL, bind=alt.binding_select(
         options=[ALL, *sides], labels=["both sides", *sides], name="Side "))
     p_wave = alt.param(name="wave_sel", value=None, bind=alt.binding_select(
@@ -349,7 +403,8 @@ def _charts(data: dict[str, list[dict[str, Any]]], studies: list[str],
         name="Wave "))
     default = "perceptions" if "perceptions" in constructs else constructs[0]
     p_output = alt.param(name="output_sel", value=default, bind=alt.binding_select(
-        options=constructs, name="Output "))
+        options=constructs, labels=[(output_names or {}).get(c, c) for c in constructs],
+        name="Output "))
     f_study = "(study_sel == null || datum.study == study_sel)"
     f_dialogue = ("(dialogue_sel == 'all' ? (datum.dialogue == 'all' || datum.dialogue == "
                   "'comparison') : (datum.dialogue == dialogue_sel || "
@@ -384,12 +439,11 @@ def _charts(data: dict[str, list[dict[str, Any]]], studies: list[str],
         gaps_base.mark_rule().encode(y="ci_low:Q", y2="ci_high:Q"),
         gaps_base.mark_point(filled=True, size=70).encode(
             y=alt.Y("estimate:Q", title="gap: dialogue minus comparison"),
-            tooltip=["study:N", "source:N", "wave_label:N",
+            tooltip=["study:N", "source:N", "method:N", "wave_label:N",
                      alt.Tooltip("estimate:Q", format=".2f"),
                      alt.Tooltip("ci_low:Q", format=".2f"), alt.Tooltip("ci_high:Q",
                                                                          format=".2f")]),
-    ).properties(width=width, height=200, title="Effect: model-based gap at each follow-up "
-                 "(95% CI), from the stored results", name="gaps")
+    ).properties(width=width, height=200, title=_gap_title(data["gaps"]), name="gaps")
     deff_base = alt.Chart(frame(data["dialogue_effects"])).transform_filter(
         " && ".join([f_study, f_output, f_wave, f_dialogue_only])).encode(
         x=alt.X("time:Q", title="years since baseline"),
@@ -418,7 +472,8 @@ def _charts(data: dict[str, list[dict[str, Any]]], studies: list[str],
         " && ".join([f_study, f_output, f_wave, f_dialogue])).mark_bar().encode(
         x=alt.X("share_pct:Q", title="reliably improved (%)"),
         y=alt.Y("label:N", title=None), color=alt.Color("study:N"), row=alt.Row("wave:O"),
-        tooltip=["study:N", "group:N", "wave:O", "n:Q", "n_improved:Q", "share_pct:Q"],
+        tooltip=["study:N", "group:N", "wave:O", "n:Q", "n_improved:Q", "share_pct:Q",
+                 "note:N"],
     ).properties(width=width - 120, height=60, title="Reliable improvers (Jacobson-Truax)",
                  name="improvers")
     respondents = alt.Chart(frame(data["respondents"])).transform_filter(
@@ -507,21 +562,25 @@ def _meta_html(dash: Dashboard) -> str:
     for m in dash.meta:
         by.setdefault((m["construct"], m["timepoint"]), {})[m["method"]] = m
     rows = []
-    for (construct, tp), ms in by.items():
+    for (_construct, tp), ms in by.items():
         kh, dl = ms["REML + Knapp-Hartung"], ms["DL"]
-        rows.append([construct, tp, kh["k"], kh["estimate"], f"[{kh['ci_low']}, {kh['ci_high']}]",
+        rows.append([kh["output"], kh["unit"], tp, kh["k"], kh["estimate"],
+                     f"[{kh['ci_low']}, {kh['ci_high']}]",
                      kh["p"], f"{dl['estimate']} [{dl['ci_low']}, {dl['ci_high']}]",
                      kh["tau2"], f"{kh['i2']}%", f"{kh['q']} (p {kh['q_p']})"])
-    return _table(["output", "when", "dialogues", "pooled gap (REML, Knapp-Hartung)", "95% CI",
-                   "p", "DerSimonian-Laird [95% CI]", "tau² (REML)", "I²", "Cochran's Q"],
-                  rows, {2, 3, 5, 7}) + (
+    return _table(["output", "unit of the gap", "when", "dialogues",
+                   "pooled gap (REML, Knapp-Hartung)", "95% CI", "p",
+                   "DerSimonian-Laird [95% CI]", "tau² (REML)", "I²", "Cochran's Q"],
+                  rows, {3, 4, 6, 8}) + (
         "<p class=note>Random-effects meta-analysis across the portfolio's dialogues of each "
         "dialogue's gap in change since baseline against its study's comparison group "
         "(difference of mean changes, Welch standard errors, from the stored scores), at the "
         "end of each study's programme and at each follow-up after it. REML with the "
         "Knapp-Hartung t interval is the headline (few dialogues); DerSimonian-Laird with a "
-        "normal interval beside it. Dialogues of one study share its comparison group, so "
-        "their estimates are correlated and the pooled interval somewhat too narrow.</p>")
+        "normal interval beside it. Gaps are in each output's unit (a yes/no output's share "
+        "in percentage points, as in the reports). Dialogues of one study share its "
+        "comparison group, so their estimates are correlated and the pooled interval "
+        "somewhat too narrow.</p>")
 
 
 def _durability_html(dash: Dashboard) -> str:
@@ -559,15 +618,19 @@ def _costs_html(dash: Dashboard) -> str:
     rows = [[c["study"], c["dialogue"], f"{c['cost']} {c['currency']}", c["per_participant"],
              c["per_transferred_idea"], c["per_improver"], c["per_additional_improver"],
              c["interval"]] for c in dash.costs]
-    targets = [[c["study"], c["dialogue"], name, target, status]
-               for c in dash.costs for name, status, target in c["targets"]]
+    targets = [[c["study"], c["dialogue"], name, target, achieved, status]
+               for c in dash.costs for name, status, target, achieved in c["targets"]]
     return _table(["study", "dialogue", "cost", "per participant", "per transferred idea",
                    "per reliable improver", "per additional improver", "95% interval"],
                   rows, {3, 4, 5, 6}) + (
         "<p class=note>Reliable improvers: perceptions at the end of the programme. "
         "Additional improvers: beyond the comparison group's rate; the interval carries the "
         "uncertainty of both shares through (simulation from their Jeffreys posteriors).</p>"
-    ) + (_table(["study", "dialogue", "target", "value", "result"], targets)
+    ) + (_table(["study", "dialogue", "target", "target value", "achieved", "result"],
+                targets) + (
+        "<p class=note>Achieved: the observed value (cost per participant, cost per additional "
+        "reliable improver, share of reliable improvers, gap at the end of the programme); "
+        "the result compares the target with its 95% interval where it has one.</p>")
          if targets else "")
 
 
@@ -621,7 +684,10 @@ def build_dashboard(studies: list[PortfolioStudy], out_dir: str | Path, *,
     if not constructs:
         raise ReportError("dashboard: no observed means could be published (every group is "
                           f"smaller than {dash.publication.k} people)")
-    spec = _charts(data, [v.study for v in dash.studies], constructs)
+    names = {d.id: d.name for s in studies for d in s.context.config.dialogues}
+    outputs = {c: _labels(s.context).construct(c) for s in studies for c in constructs
+               if c in s.context.instrument.constructs}
+    spec = _charts(data, [v.study for v in dash.studies], constructs, names, outputs)
     page = _PAGE.format(
         title="Portfolio dashboard: " + ", ".join(v.name for v in dash.studies)[:200],
         bundle=_bundle(),

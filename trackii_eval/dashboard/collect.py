@@ -201,7 +201,8 @@ def _respondents(view: StudyView, store: Store, ctx: StudyContext, pub: Publicat
 
 def _stored_gaps(view: StudyView, results: dict[str, dict[str, Any]], scores: pd.DataFrame,
                  ctx: StudyContext, pub: Publication) -> None:
-    """Model-based gaps between the arms at each wave after baseline (stored results only).
+    """Gaps between the arms at each wave after baseline (stored results only), each row
+    saying how its stored analysis computed them (``method``).
 
     Preferred: the contract's ``durability`` kind (table ``gaps``); otherwise the per-wave
     difference-in-differences of a stored ``event_study``.
@@ -214,12 +215,17 @@ def _stored_gaps(view: StudyView, results: dict[str, dict[str, Any]], scores: pd
         if spec.get("kind") != "durability":
             continue
         outcome = spec.get("outcome", "")
+        # what the stored table is (models/plan_tables.durability_tables): with ``model:`` the
+        # growth model's implied gaps, otherwise the model-free difference in mean change
+        method = (f"model-implied by the growth model '{spec['model']}'" if spec.get("model")
+                  else "difference in mean change from baseline (model-free)")
         for r in (res.get("tables") or {}).get("gaps", []):
             n = int(min(r.get("n_treated") or 0, r.get("n_comparison") or 0))
             w = int(r["wave"])
             key = (name, w)
             view.gaps.append({
                 "construct": outcome, "model": name, "source": spec.get("label") or name,
+                "method": method,
                 "wave": w, "wave_label": labels.get(w, str(w)), "time": times.get(w),
                 **{f: pub.stat("dash_gap", (*key, f), n, _f(r.get(f), 2))
                    for f in ("estimate", "ci_low", "ci_high")},
@@ -252,6 +258,7 @@ def _stored_gaps(view: StudyView, results: dict[str, dict[str, Any]], scores: pd
             key = (name, w)
             view.gaps.append({
                 "construct": outcome, "model": name, "source": spec.get("label") or name,
+                "method": "difference-in-differences per wave (event-study model)",
                 "wave": w, "wave_label": labels.get(w, str(w)), "time": times.get(w),
                 "estimate": pub.stat("dash_gap", (*key, "estimate"), n, _f(r["estimate"], 2)),
                 "ci_low": pub.stat("dash_gap", (*key, "ci_low"), n, _f(r["ci_low"], 2)),
@@ -301,16 +308,56 @@ def dialogue_change_effects(scores: pd.DataFrame, construct: str, ctx: StudyCont
                                        "ci_high", "df", "n_dialogue", "n_comparison"])
 
 
+def stored_dialogue_effects(results: dict[str, dict[str, Any]], ctx: StudyContext
+                            ) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """The stored ``subgroups`` rows by dialogue: ``(construct, dialogue, wave) -> row``.
+
+    These are the numbers the study's report prints on each dialogue's page; the dashboard
+    shows the same stored numbers where they exist (one quantity, one interval).
+    """
+    end = ctx.config.program_end_wave or ctx.config.waves[-1].index
+    out: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for res in results.values():
+        spec = res.get("spec", {})
+        if spec.get("kind") != "subgroups":
+            continue
+        wave = int(spec["wave"]) if spec.get("wave") is not None else int(end)
+        for r in (res.get("tables") or {}).get("effects", []):
+            if str(r.get("moderator")) == "dialogue" and r.get("estimable", True):
+                out[(str(spec.get("outcome", "")), str(r["level"]), wave)] = r
+    return out
+
+
 def _dialogue_effects(view: StudyView, scores: pd.DataFrame, ctx: StudyContext,
-                      pub: Publication) -> pd.DataFrame:
-    """Per-dialogue change gaps of every panel construct, all dialogues of a wave or none."""
+                      pub: Publication, results: dict[str, dict[str, Any]] | None = None
+                      ) -> pd.DataFrame:
+    """Per-dialogue change gaps of every panel construct, all dialogues of a wave or none.
+
+    Where the study stores a ``subgroups`` analysis by dialogue, its rows (the report's
+    numbers) replace the recomputed ones at that wave. Values are printed in the outcome's
+    unit as the report prints them (a yes/no share in percentage points).
+    """
+    from ..report.labels import Labels
+
     k = pub.k
     times = ctx.config.wave_time()
+    labels = Labels(ctx.config, ctx.instrument)
+    stored = stored_dialogue_effects(results or {}, ctx)
     published = []
     for construct, con in ctx.instrument.constructs.items():
         if con.asked_of is not None or con.waves is not None:
             continue  # not measured in both arms at every wave
+        factor = labels.unit(construct).factor
         eff = dialogue_change_effects(scores, construct, ctx)
+        for i, r in eff.iterrows():
+            row = stored.get((construct, str(r["dialogue"]), int(r["wave"])))
+            if row is not None:
+                eff.loc[i, ["estimate", "se", "ci_low", "ci_high", "n_dialogue",
+                            "n_comparison"]] = [row["estimate"], row["se"], row["ci_low"],
+                                                row["ci_high"], row["n_treated"],
+                                                row["n_comparison"]]
+        for col in ("estimate", "se", "ci_low", "ci_high"):
+            eff[col] = eff[col] * factor
         for w, g in eff.groupby("wave"):
             if (g[["n_dialogue", "n_comparison"]].min(axis=1) < k).any():
                 continue  # one small dialogue: its gap would follow from the others' and the arm's
@@ -449,7 +496,7 @@ def collect_study(store: Store, ctx: StudyContext, pub: Publication) -> tuple[St
     _respondents(view, store, ctx, pub)
     _means(view, scores, ctx, pub)
     _stored_gaps(view, results, scores, ctx, pub)
-    effects = _dialogue_effects(view, scores, ctx, pub)
+    effects = _dialogue_effects(view, scores, ctx, pub, results)
     improvers = _improvers(view, results, ctx, pub)
     _ideas(view, store)
     _network(view, store, ctx, pub)
