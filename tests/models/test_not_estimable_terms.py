@@ -89,3 +89,12 @@ def test_aliased_column_is_a_not_estimable_row() -> None:
     tab = fit.tidy().set_index("term")
     assert not tab.loc["time2", "estimable"]
     assert tab.loc["time2", "note"].startswith("not estimable: aliased")
+
+
+def test_plan_contrast_on_a_vanished_term_is_not_estimable(one_arm: pd.DataFrame) -> None:
+    from trackii_eval.analysis import _contrast
+
+    fit, _ = _fit(lambda: growth(f"y ~ {FORMULA_RHS}", one_arm))
+    row = _contrast(fit, "gap", {"time:arm": 1.0}).iloc[0]
+    assert not row["estimable"] and np.isnan(row["estimate"])
+    assert "arm has one level in the data: dialogue" in row["note"]
