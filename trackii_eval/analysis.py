@@ -497,13 +497,18 @@ def _contrast(fit: ModelResult, label: str, weights: dict[str, float]) -> pd.Dat
     """One contrast of the plan as a tidy row; a contrast whose terms the fit lacks (a term
     the data could not identify, e.g. ``post_time`` before any wave after the programme) is
     a row marked not estimable with the reason, never a crash nor a silent omission."""
-    terms = set(fit.tidy()["term"])
+    tab = fit.tidy()
+    # a term kept as a not-estimable row (its reason in note) counts as missing too
+    terms = set(tab.loc[tab["estimable"].astype(bool), "term"])
     missing = [t for t in weights if t not in terms]
     if not missing:
         return fit.lincom(weights, name=label)
+    why = dict(zip(tab["term"], tab["note"], strict=True))
+    reasons = sorted({why[t].removeprefix("not estimable: ") for t in missing if why.get(t)})
     return tidy_frame([label], [np.nan], [np.nan], [np.nan], 0.95, estimable=[False],
                       role=["effect"],
-                      note=[f"not estimable: the fit has no term {', '.join(missing)}"])
+                      note=[f"not estimable: the fit has no term {', '.join(missing)}"
+                            + (f" ({'; '.join(reasons)})" if reasons else "")])
 
 
 def fit_plan(data: pd.DataFrame, ctx: StudyContext, plan: AnalysisPlan, *,

@@ -342,6 +342,35 @@ def test_missing_cluster_is_refused():
         callaway_santanna(d, "y", cluster="dialogue")
 
 
+def test_missing_cluster_message_counts_the_balanced_panel():
+    # 10 comparison units miss a wave: the count is of the 290 balanced-panel units, and the
+    # message says the missing ones are comparison units and what to do.
+    d = staggered(seed=2)
+    d.loc[d["cohort"] == 0, "dialogue"] = None
+    gone = d["participant"].isin([f"p{i}" for i in range(181, 191)]) & (d["wave"] == 2)
+    d = d[~gone]
+    with pytest.raises(ModelError, match=r"missing for 110 units of the 290 kept in the "
+                       r"balanced panel \(300 in the data\); 110 of them are never-treated "
+                       r"\(comparison\).*cluster by unit"):
+        callaway_santanna(d, "y", cluster="dialogue")
+
+
+def test_balanced_panel_drop_is_warned_and_counted():
+    d = staggered(seed=3)
+    # 7 units (3 treated in cohort 1, 4 comparison) lose their outcome at one wave
+    lost = [f"p{i}" for i in (1, 2, 3, 181, 182, 183, 184)]
+    d.loc[d["participant"].isin(lost) & (d["wave"] == 3), "y"] = np.nan
+    with pytest.warns(UserWarning,
+                      match=r"7 of 300 units lack 'y' .*\(balanced panel.*293 of 300 units kept"):
+        fit = callaway_santanna(d, "y")
+    assert (fit.info["n_units_data"], fit.info["n_units_kept"],
+            fit.info["n_units_dropped"]) == (300, 293, 7)
+    assert "balanced panel of 293 of 300 units (7 dropped" in fit.summary()
+    assert any("293 of 300 units kept" in w for w in fit.record.warnings)
+    back = result_from_dict(json.loads(json.dumps(fit.to_dict())))
+    assert back.info["n_units_kept"] == 293
+
+
 def few_cluster_panel(seed: int, n_clusters: int, per_cluster: int, waves: int = 5,
                       shock_sd: float = 0.5) -> pd.DataFrame:
     """Dialogues 0-2 start at waves 1-3, the others never; no effect; dialogue-wave shocks."""

@@ -517,3 +517,20 @@ def compare(
         notes.append("The models were fitted to different data (see the Data row).")
     return Comparison(table=table, estimates=stacked, notes=tuple(notes))
 
+
+
+def append_not_estimable(tab: pd.DataFrame, rows: Any) -> pd.DataFrame:
+    """Add one not-estimable row (NaN estimate, ``estimable=False``, the note) per term.
+
+    ``rows`` is a sequence of ``(term, note)``; terms already in ``tab`` are skipped. Used by
+    the mixed-model fitters so that a term the data cannot identify stays visible.
+    """
+    rows = [(t, n) for t, n in rows if t not in set(tab["term"])]
+    if not rows:
+        return tab
+    extra = pd.DataFrame({col: [np.nan] * len(rows) for col in tab.columns})
+    extra["term"] = [t for t, _ in rows]
+    extra["estimable"] = False
+    extra["role"] = [term_role(t) for t, _ in rows]
+    extra["note"] = [n for _, n in rows]
+    return pd.concat([tab, extra.astype({"estimable": bool})], ignore_index=True)

@@ -29,6 +29,7 @@ from scipy import stats as sps
 from trackii_eval.errors import ModelError, UnsupportedModelError
 from trackii_eval.models.clmm._engine import Problem, loglik_and_gradient
 from trackii_eval.models.clmm.result import ClmmFit, VarianceComponent
+from trackii_eval.models.growth.design import not_estimable_terms
 from trackii_eval.models.growth.formula import parse_formula
 from trackii_eval.models.results import data_fingerprint, package_versions
 
@@ -121,6 +122,9 @@ def _design(formula: str, data: pd.DataFrame) -> _Design:
     if len(categories) < 2:
         raise ModelError(f"response '{parsed.response}' has fewer than two observed categories; "
                          "an ordinal model needs at least two")
+    # A factor seen at one level makes its terms vanish from the model matrix: say so.
+    for t, why in not_estimable_terms(parsed.fixed, used):
+        notes.append(f"{t}: {why}")
     fixed = model_matrix(parsed.fixed, used, ensure_full_rank=True, na_action="raise")
     x_names = [c for c in fixed.columns if c != "Intercept"]
     X = np.asarray(fixed[x_names], dtype=float).reshape(len(used), len(x_names))
@@ -428,6 +432,9 @@ def clmm(formula: str, data: pd.DataFrame, link: str = "logit", nAGQ: int = 1,
     lam_names = ([f"lambda[{r},{r}]" for r in range(q)]
                  + [f"lambda[{r},{s}]" for r, s in obj.tril])
     parsed = parse_formula(formula)
+    lost = tuple(not_estimable_terms(parsed.fixed, d.used))
+    for t, why in lost:
+        warnings.warn(f"clmm {formula!r}: {t}: {why}", UserWarning, stacklevel=3)
     return ClmmFit(
         formula=formula, fixed_formula=parsed.fixed, link=link, n_agq=int(nAGQ), method=method,
         threshold_names=tuple(thr_names), fixed_names=tuple(d.x_names),
@@ -441,4 +448,5 @@ def clmm(formula: str, data: pd.DataFrame, link: str = "logit", nAGQ: int = 1,
         fingerprint=data_fingerprint(d.used.reset_index(drop=True)),
         versions=tuple(package_versions("formulaic").items()),
         ranef=tuple(map(tuple, (obj.u if obj.u is not None else np.zeros((0, q))) @ Lam.T)),
+        not_estimable=lost,
     )

@@ -16,6 +16,7 @@ from trackii_eval.errors import ModelError
 from trackii_eval.models.results import (
     SCHEMA_VERSION,
     FitRecord,
+    append_not_estimable,
     as_float,
     json_number,
     register_result,
@@ -96,6 +97,8 @@ class ClmmFit:
     fingerprint: str
     versions: tuple[tuple[str, str], ...]
     ranef: tuple[tuple[float, ...], ...] = field(default=(), repr=False)
+    # formula terms the data cannot identify, (term, reason): shown by tidy() as rows
+    not_estimable: tuple[tuple[str, str], ...] = ()
     # category probabilities per arm, wave and item made by the analysis plan (not serialised
     # here: the plan stores them in its payload)
     plan_probabilities: pd.DataFrame | None = field(default=None, repr=False, compare=False)
@@ -176,8 +179,9 @@ class ClmmFit:
         se = np.sqrt(np.diag(self.vcov_full)[:len(self.terms)])
         notes = [""] * len(self.terms)
         roles = ["other"] * len(self.threshold_names) + [term_role(t) for t in self.fixed_names]
-        return tidy_frame(self.terms, self.estimates, se, np.nan, level,
-                          estimable=np.isfinite(se), role=roles, note=notes)
+        tab = tidy_frame(self.terms, self.estimates, se, np.nan, level,
+                         estimable=np.isfinite(se), role=roles, note=notes)
+        return append_not_estimable(tab, self.not_estimable)
 
     def lincom(self, weights: Mapping[str, float], level: float = 0.95,
                name: str = "") -> pd.DataFrame:
@@ -373,6 +377,7 @@ class ClmmFit:
             "nobs": self.nobs, "n_dropped": self.n_dropped, "n_groups": self.n_groups,
             "n_evals": self.n_evals, "max_gradient": json_number(self.max_gradient),
             "optimizer_message": self.optimizer_message, "warnings": list(self._warnings),
+            "not_estimable": [list(r) for r in self.not_estimable],
             "record": self.record.to_dict(),
         }
         json.dumps(rec)
@@ -404,4 +409,5 @@ class ClmmFit:
             optimizer_message=data["optimizer_message"], _warnings=tuple(data["warnings"]),
             fingerprint=data["record"]["data_fingerprint"],
             versions=tuple(data["record"]["versions"].items()),
+            not_estimable=tuple((str(t), str(n)) for t, n in data.get("not_estimable", [])),
         )

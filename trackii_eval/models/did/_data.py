@@ -31,6 +31,8 @@ class StaggeredPanel:
         What was dropped and why.
     long : pandas.DataFrame
         The balanced long data (entity, time, outcome, cohort, cluster) for regressions.
+    n_units_data : int
+        Units in the data before balancing (``len(y)`` of them are kept).
     """
 
     y: np.ndarray
@@ -40,6 +42,7 @@ class StaggeredPanel:
     n_clusters: int
     warnings: list[str]
     long: pd.DataFrame
+    n_units_data: int = 0
 
 
 def staggered_panel(data: pd.DataFrame, outcome: str, *, entity: str, time: str, cohort: str,
@@ -94,7 +97,8 @@ def staggered_panel(data: pd.DataFrame, outcome: str, *, entity: str, time: str,
     keep = counts.index[counts == len(periods)]
     if len(keep) < n_units:
         warns.append(f"{n_units - len(keep)} of {n_units} units lack '{outcome}' at some "
-                     "period and were dropped (balanced panel, as R did with panel = TRUE)")
+                     "period and were dropped (balanced panel, as R did with panel = TRUE): "
+                     f"{len(keep)} of {n_units} units kept")
     complete = complete[complete[entity].isin(keep)]
     g = complete.groupby(entity)[cohort].first()
     early = g.index[(g > 0) & (g <= periods[0])]
@@ -116,13 +120,20 @@ def staggered_panel(data: pd.DataFrame, outcome: str, *, entity: str, time: str,
     if cluster:
         cl = complete.groupby(entity)[cluster].first().reindex(wide.index)
         if cl.isna().any():
+            lacking = cl.isna().to_numpy()
+            n_never = int((lacking & np.isinf(g)).sum())
+            who = (f"; {n_never} of them are never-treated (comparison) units, which belong "
+                   f"to no {cluster}" if n_never else "")
             raise ModelError(f"{what}: cluster column '{cluster}' is missing for "
-                             f"{int(cl.isna().sum())} units; give every unit a cluster (e.g. "
-                             "comparison participants their recruitment group) or cluster by "
-                             "unit")
+                             f"{int(lacking.sum())} units of the {len(wide)} kept in the "
+                             f"balanced panel ({n_units} in the data){who}. Give every unit a "
+                             "cluster (e.g. comparison participants their recruitment group, "
+                             "or each its own code as a singleton cluster) or cluster by unit "
+                             "(leave cluster unset)")
         codes = pd.factorize(cl)[0]
     else:
         codes = np.arange(len(wide))
     long = complete.sort_values([entity, time]).reset_index(drop=True)
     return StaggeredPanel(y=wide.to_numpy(float), periods=periods, cohort=g, cluster=codes,
-                          n_clusters=int(codes.max() + 1), warnings=warns, long=long)
+                          n_clusters=int(codes.max() + 1), warnings=warns, long=long,
+                          n_units_data=int(n_units))

@@ -42,6 +42,7 @@ Callaway, B., & Sant'Anna, P. H. C. (2021). did: Difference in Differences. R pa
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Literal
 
@@ -49,7 +50,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from ...errors import ModelError
+from ...errors import ModelError, TrackIIEvalWarning
 from ..results import FitRecord, data_fingerprint, package_versions
 from ._data import staggered_panel
 from .result import DidFit
@@ -272,6 +273,10 @@ def callaway_santanna(
     y, periods, G = panel.y, panel.periods, panel.cohort
     n = len(G)
     warns = list(panel.warnings)
+    # Dropping units to balance the panel changes the estimand's population: a note in
+    # fit.warnings alone is easy to miss, so whoever runs the fit is told too.
+    for w in panel.warnings:
+        warnings.warn(f"{what}: {w}", TrackIIEvalWarning, stacklevel=2)
     xcov = _covariate_arrays(data, panel.long, covariates, entity, time, periods, what)
     n_trimmed = 0
     groups = np.array(sorted(set(G[np.isfinite(G)])))
@@ -500,5 +505,6 @@ def callaway_santanna(
         info={"control": control, "cohorts": [float(g) for g in groups],
               "covariates": covariates, "est_method": est_method if covariates else "",
               "aggregates": {k: float(v[0]) for k, v in overall.items()},
-              "n_clusters": int(n_cl)},
+              "n_clusters": int(n_cl), "n_units_data": int(panel.n_units_data),
+              "n_units_kept": int(n), "n_units_dropped": int(panel.n_units_data - n)},
     )

@@ -60,6 +60,10 @@ class DidFit(PanelFit):
     def summary(self) -> str:
         """Text for people: the tidy table, the pre-trend test, the record, the warnings."""
         text = super().summary()
+        if "n_units_kept" in self.info:
+            text += (f"\nSample: balanced panel of {self.info['n_units_kept']} of "
+                     f"{self.info['n_units_data']} units ({self.info['n_units_dropped']} "
+                     "dropped: not observed at every period, or treated at the first)")
         if self.pretest:
             pt = self.pretest
             if pt.get("statistic") is not None and np.isfinite(pt.get("statistic", np.nan)):

@@ -27,6 +27,7 @@ from trackii_eval.models.growth.design import (
     Design,
     build_design,
     drop_rank_deficient,
+    not_estimable_terms,
     prepare,
 )
 from trackii_eval.models.growth.formula import parse_formula
@@ -302,6 +303,9 @@ def _assemble(formula: str, fam: Any, nagq: int, design: Design, prob: ClusterPr
     if dropped:
         warn.append(f"fixed-effect model matrix is rank deficient so dropping "
                     f"{len(dropped)} column(s): {', '.join(dropped)}")
+    # A factor seen at one level makes its terms vanish from the model matrix: say so.
+    lost = tuple(not_estimable_terms(design.parsed.fixed, rows))
+    warn += [f"{t}: {why}" for t, why in lost]
     dev_kernel = res.deviance
     loglik = -0.5 * dev_kernel + prob.const
     npar = len(beta) + nt
@@ -320,7 +324,8 @@ def _assemble(formula: str, fam: Any, nagq: int, design: Design, prob: ClusterPr
         loglik_saturated=float(sat),
         converged=bool(res.converged), singular=singular,
         varcomps=tuple(varcomps(design, prob, theta)), group_counts=tuple(groups),
-        dropped_columns=tuple(dropped), _warnings=tuple(dict.fromkeys(warn)),
+        dropped_columns=tuple(dropped), not_estimable=lost,
+        _warnings=tuple(dict.fromkeys(warn)),
         n_evals=int(res.n_evals), optimizer_message=res.message, offset=offset,
         gradient=tuple(float(v) for v in res.gradient), _backend=backend,
         fingerprint=data_fingerprint(rows.reset_index(drop=True)),
@@ -332,4 +337,6 @@ def _assemble(formula: str, fam: Any, nagq: int, design: Design, prob: ClusterPr
         for w in fit.warnings:
             if w.startswith(("Model failed", "boundary", "Model is nearly")):
                 warnings.warn(f"glmm {formula!r}: {w}", ConvergenceWarning, stacklevel=3)
+    for t, why in fit.not_estimable:
+        warnings.warn(f"glmm {formula!r}: {t}: {why}", UserWarning, stacklevel=3)
     return fit

@@ -29,11 +29,12 @@ from trackii_eval.errors import ModelError
 from trackii_eval.models.glmm.engine import ClusterProblem
 from trackii_eval.models.glmm.family import get_family
 from trackii_eval.models.glmm.optimize import GRAD_TOL, SINGULAR_TOL
-from trackii_eval.models.growth.design import Design
+from trackii_eval.models.growth.design import Design, aliased_notes
 from trackii_eval.models.growth.results import VarComp
 from trackii_eval.models.results import (
     SCHEMA_VERSION,
     FitRecord,
+    append_not_estimable,
     as_float,
     json_number,
     register_result,
@@ -143,6 +144,7 @@ class GlmmFit:
     varcomps: tuple[VarComp, ...]
     group_counts: tuple[tuple[str, int], ...]
     dropped_columns: tuple[str, ...] = ()
+    not_estimable: tuple[tuple[str, str], ...] = ()
     _warnings: tuple[str, ...] = ()
     n_evals: int = 0
     optimizer_message: str = ""
@@ -219,7 +221,9 @@ class GlmmFit:
         if exponentiate:
             for col in ("estimate", "ci_low", "ci_high"):
                 tab[col] = np.exp(tab[col])
-        return tab
+        # Terms the data cannot identify stay visible as not-estimable rows with the reason.
+        return append_not_estimable(
+            tab, [*aliased_notes(self.dropped_columns), *self.not_estimable])
 
     def _notes(self) -> list[str]:
         out = []
@@ -246,7 +250,7 @@ class GlmmFit:
             scale (``"odds ratio"`` or ``"rate ratio"``).
         """
         ci = self.confint(method=method, level=level).loc[list(self.fixed_names)]
-        p = self.tidy(level)["p_value"].to_numpy()
+        p = self.tidy(level)["p_value"].to_numpy()[:len(self.fixed_names)]
         out = pd.DataFrame({"ratio": np.exp(np.asarray(self.beta)),
                             "ci_low": np.exp(ci["ci_low"].to_numpy()),
                             "ci_high": np.exp(ci["ci_high"].to_numpy()), "p_value": p},
@@ -287,7 +291,7 @@ class GlmmFit:
             from trackii_eval.models.glmm.profile import profile_confint
 
             return profile_confint(self, level, parm)
-        tab = self.tidy(level)
+        tab = self.tidy(level).iloc[:len(self.fixed_names)]  # estimated terms only
         sd_names = [f"sd({vc.term}|{vc.group})" for vc in self.varcomps if vc.term2 is None]
         sd_vals = [vc.std_dev for vc in self.varcomps if vc.term2 is None]
         nan = [np.nan] * len(sd_names)
@@ -479,6 +483,7 @@ class GlmmFit:
             "random": [{k: json_number(v) for k, v in vc.__dict__.items()}
                        for vc in self.varcomps],
             "ngroups": self.ngroups, "dropped_columns": list(self.dropped_columns),
+            "not_estimable": [list(r) for r in self.not_estimable],
             "warnings": self.warnings, "n_evals": self.n_evals,
             "optimizer_message": self.optimizer_message,
             "gradient": [json_number(v) for v in self.gradient], "offset": self.offset,
@@ -507,7 +512,9 @@ class GlmmFit:
                                    std_dev=as_float(r["std_dev"]), corr=as_float(r["corr"]))
                            for r in data["random"]),
             group_counts=tuple((g, int(v)) for g, v in data["ngroups"].items()),
-            dropped_columns=tuple(data["dropped_columns"]), _warnings=tuple(data["warnings"]),
+            dropped_columns=tuple(data["dropped_columns"]),
+            not_estimable=tuple((str(t), str(n)) for t, n in data.get("not_estimable", [])),
+            _warnings=tuple(data["warnings"]),
             n_evals=int(data["n_evals"]), optimizer_message=data["optimizer_message"],
             gradient=tuple(as_float(v) for v in data["gradient"]),
             offset=data.get("offset", ""), fingerprint=data["record"]["data_fingerprint"],

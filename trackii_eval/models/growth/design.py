@@ -30,6 +30,7 @@ __all__ = [
     "build_design",
     "classify_structure",
     "drop_rank_deficient",
+    "not_estimable_terms",
     "prepare",
 ]
 
@@ -541,3 +542,62 @@ def drop_rank_deficient(X: np.ndarray, names: list[str]) -> tuple[np.ndarray, li
         else:
             keep.append(j)
     return X[:, keep], [names[j] for j in keep], dropped
+
+
+def _single_level(frame: pd.DataFrame, expr: str) -> str | None:
+    # The level a categorical factor (plain column or C(column)) is stuck at, else None.
+    col = expr.strip()
+    if col.startswith("C(") and col.endswith(")"):
+        col = col[2:-1].split(",")[0].strip()
+    if col not in frame.columns:
+        return None
+    values = frame[col]
+    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    if numeric and not expr.strip().startswith("C("):
+        return None
+    present = pd.unique(values.dropna())
+    if len(present) >= 2:
+        return None
+    return f"{col} has one level in the data: {present[0]}" if len(present) else \
+        f"{col} has no observed level in the data"
+
+
+def not_estimable_terms(fixed: str, frame: pd.DataFrame) -> list[tuple[str, str]]:
+    """Fixed-effect terms the analysis rows cannot identify, with the reason.
+
+    A categorical factor observed at a single level (e.g. ``arm`` after the comparison arm
+    was filtered out) makes formulaic's reduced-rank coding emit no column at all for every
+    term that involves it, so the effect would vanish from the table without a trace. The
+    project's rule is that such an effect is reported as not estimable with the reason.
+
+    Parameters
+    ----------
+    fixed : str
+        The fixed-effects part of the formula (right-hand side).
+    frame : pandas.DataFrame
+        The analysis rows (missing values already removed).
+
+    Returns
+    -------
+    list of (term, note)
+        One entry per formula term (``"arm"``, ``"time:arm"``) that involves such a factor;
+        ``note`` starts with ``"not estimable: "``.
+    """
+    try:
+        terms = list(Formula(fixed))
+    except Exception:  # formula errors are reported by the model-matrix step
+        return []
+    out: list[tuple[str, str]] = []
+    for term in terms:
+        for factor in term.factors:
+            why = _single_level(frame, str(factor.expr))
+            if why is not None:
+                out.append((str(term), f"not estimable: {why}"))
+                break
+    return out
+
+
+def aliased_notes(dropped: list[str] | tuple[str, ...]) -> list[tuple[str, str]]:
+    """(column, note) rows for columns dropped by :func:`drop_rank_deficient`."""
+    return [(c, "not estimable: aliased (a linear combination of other columns, or constant "
+                "in the data); dropped as lme4 does") for c in dropped]

@@ -27,7 +27,7 @@ from trackii_eval.errors import (
     ModelError,
     warning_line,
 )
-from trackii_eval.models.growth.design import Prepared, drop_rank_deficient
+from trackii_eval.models.growth.design import Prepared, drop_rank_deficient, not_estimable_terms
 from trackii_eval.models.growth.optimize import SINGULAR_TOL, OptimizerInfo
 from trackii_eval.models.growth.results import GrowthFit, VarComp
 
@@ -156,6 +156,10 @@ def fit_statsmodels(prep: Prepared, reml: bool = True) -> GrowthFit:
         notes.append(
             f"fixed-effect model matrix is rank deficient so dropping: {', '.join(dropped)}"
         )
+    lost = tuple(not_estimable_terms(parsed.fixed, frame))
+    for t, why in lost:
+        notes.append(f"{t}: {why}")
+        warnings.warn(f"growth {parsed.text!r}: {t}: {why}", UserWarning, stacklevel=3)
     # One clean line per distinct library warning (no traceback or multi-line text).
     notes += sorted({f"statsmodels: {warning_line(w.message, w.category)}" for w in caught})
     converged = bool(getattr(result, "converged", False))
@@ -225,6 +229,7 @@ def fit_statsmodels(prep: Prepared, reml: bool = True) -> GrowthFit:
         varcomps=tuple(varcomps),
         group_counts=tuple((":".join(g), len(prep.codes[g][1])) for g in order),
         dropped_columns=tuple(dropped),
+        not_estimable=lost,
         _warnings=tuple(notes),
         _backend=backend,
     )

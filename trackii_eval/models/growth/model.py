@@ -25,6 +25,7 @@ from trackii_eval.models.growth.design import (
     Prepared,
     build_design,
     drop_rank_deficient,
+    not_estimable_terms,
     prepare,
 )
 from trackii_eval.models.growth.deviance import Evaluation, ProfiledDeviance
@@ -101,6 +102,10 @@ class GrowthModel:
         self.X = X
         self.x_names = names
         self.dropped_columns = tuple(dropped)
+        self.not_estimable = tuple(not_estimable_terms(design.parsed.fixed, prep.frame))
+        notes += [f"{t}: {why}" for t, why in self.not_estimable]
+        for t, why in self.not_estimable:
+            warnings.warn(f"growth {design.parsed.text!r}: {t}: {why}", UserWarning, stacklevel=4)
         self._kept = [design.x_names.index(nm) for nm in names]
         self.notes = notes
         # Rows dropped for missing values are informational, not a warning: fit.n_dropped,
@@ -474,6 +479,7 @@ class GrowthModel:
             varcomps=tuple(self._varcomps(fdev, theta, sigma)),
             group_counts=tuple(counts),
             dropped_columns=self.dropped_columns,
+            not_estimable=self.not_estimable,
             _warnings=tuple(notes),
             _backend=NativeBackend(self, fdev, ev, y),
         )

@@ -39,10 +39,12 @@ import pandas as pd
 from scipy import stats as sps
 
 from trackii_eval.errors import ModelError
+from trackii_eval.models.growth.design import aliased_notes
 from trackii_eval.models.growth.optimize import GRAD_TOL, SINGULAR_TOL, OptimizerInfo
 from trackii_eval.models.results import (
     SCHEMA_VERSION,
     FitRecord,
+    append_not_estimable,
     as_float,
     register_result,
     summary_html_layout,
@@ -151,6 +153,7 @@ class GrowthFit:
     varcomps: tuple[VarComp, ...]
     group_counts: tuple[tuple[str, int], ...]
     dropped_columns: tuple[str, ...] = ()
+    not_estimable: tuple[tuple[str, str], ...] = ()
     _warnings: tuple[str, ...] = ()
     _backend: Any = field(default=None, repr=False)
     fingerprint: str = ""
@@ -443,8 +446,11 @@ class GrowthFit:
         ``role`` is ``"effect"`` for coefficients that involve the arm (``arm``/``treated``).
         """
         tab = self._fixed_table(level)
-        return tidy_frame(list(self.fixed_names), tab["estimate"], tab["std_error"],
-                          tab["df"], level, role=[term_role(t) for t in self.fixed_names])
+        out = tidy_frame(list(self.fixed_names), tab["estimate"], tab["std_error"],
+                         tab["df"], level, role=[term_role(t) for t in self.fixed_names])
+        # Terms the data cannot identify stay visible as not-estimable rows with the reason.
+        return append_not_estimable(
+            out, [*aliased_notes(self.dropped_columns), *self.not_estimable])
 
     def lincom(self, weights: Mapping[str, float], level: float = 0.95,
                name: str = "") -> pd.DataFrame:
@@ -523,6 +529,7 @@ class GrowthFit:
             ),
             group_counts=tuple((k, int(v)) for k, v in data["ngroups"].items()),
             dropped_columns=tuple(data["dropped_columns"]),
+            not_estimable=tuple((str(t), str(n)) for t, n in data.get("not_estimable", [])),
             _warnings=tuple(data["warnings"]),
             fingerprint=data["record"]["data_fingerprint"],
             versions=tuple(data["record"]["versions"].items()),
@@ -565,6 +572,7 @@ class GrowthFit:
             "converged": self.converged,
             "singular": self.singular,
             "dropped_columns": list(self.dropped_columns),
+            "not_estimable": [list(r) for r in self.not_estimable],
             "warnings": self.warnings,
             "optimizer": self.optimizer.to_dict(),
         }
