@@ -28,7 +28,7 @@ from .. import __version__
 from ..errors import ModelError, ReportError
 from ..models.results import result_from_dict
 from . import layout, pages
-from .disclose import Lazy, Publication, Shown
+from .disclose import OBSERVATIONS, PARTICIPANTS, Lazy, Publication, Shown, respondents
 from .labels import Labels
 from .scale import DIFFERENCE, EffectScale, effect_scale
 from .sections import Analyses
@@ -110,7 +110,8 @@ def _response_table(study: _View, pub: Publication, ctx: _Ctx) -> list[dict[str,
     base = df[df["wave"] == first].set_index("arm")["n"]
     labels = {w.index: w.label for w in study.config.waves}
     for (wave, arm), n in df.set_index(["wave", "arm"])["n"].items():
-        ctx.response[(int(wave), arm)] = pub.count("response", (int(wave), arm), int(n))
+        ctx.response[(int(wave), arm)] = pub.count("response", (int(wave), arm), int(n),
+                                                    quantity=respondents(int(wave), arm))
     for wave, sub in df.groupby("wave"):
         # Respondents of a wave over all arms: not printed here, but printed elsewhere (files
         # stored, reliability n, attrition n): an attacker's hub between tables.
@@ -346,7 +347,8 @@ def _invariance_rows(study: _View, pub: Publication) -> list[dict[str, Any]]:
             "srmr": st("srmr", _fmt(r.get("srmr"), 3)),
             "delta_cfi": st("delta_cfi", _fmt(r.get("delta_cfi"), 3)),
             "decision": r.get("decision"),
-            "n": pub.count("invariance", (r.get("construct"), "n"), n), "waves": r.get("waves"),
+            "n": pub.count("invariance", (r.get("construct"), "n"), n, quantity=PARTICIPANTS),
+            "waves": r.get("waves"),
             "missing": r.get("missing") or "listwise",
         })
     return rows
@@ -482,9 +484,10 @@ def _model_counts(results: dict[str, dict[str, Any]], pub: Publication, ctx: _Ct
             continue
         rec = _stored_fit(res).record
         groups = rec.n_groups.get("participant")
-        nobs = pub.count("model_n", (name, "observations"), int(rec.n_obs))
+        nobs = pub.count("model_n", (name, "observations"), int(rec.n_obs),
+                         quantity=OBSERVATIONS)
         ngroups = None if groups is None else pub.count("model_n", (name, "participants"),
-                                                         int(groups))
+                                                         int(groups), quantity=PARTICIPANTS)
         ctx.model_n[name] = (nobs, ngroups)
 
 
@@ -493,9 +496,9 @@ def _methods(study: _View, results: dict[str, dict[str, Any]], n_people: int, n_
     out: list[Any] = []
     cfg = study.config
     k = pub.k
-    people = pub.count("analysed", ("participants",), n_people)
+    people = pub.count("analysed", ("participants",), n_people, quantity=PARTICIPANTS)
     ctx.people = people
-    obs = pub.count("analysed", ("participant_waves",), n_obs)
+    obs = pub.count("analysed", ("participant_waves",), n_obs, quantity=OBSERVATIONS)
     pub.tables.total(obs.id, list(ctx.total.values()), exact=False,
                      name="participant-waves = sum of respondents over waves")
     news = [c.id for (_, col), c in ctx.linkage.items() if col == "new"]

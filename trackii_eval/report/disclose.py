@@ -14,7 +14,20 @@ from typing import Any
 from ..disclosure import CellId, Disclosure, TableSet, protect
 from ..errors import ReportError
 
-__all__ = ["Lazy", "Publication", "Shown"]
+__all__ = ["OBSERVATIONS", "PARTICIPANTS", "Lazy", "Publication", "Shown", "respondents"]
+
+# Quantity keys for :meth:`Publication.count`. The study's participants and participant-waves
+# are printed in the flow diagram, the methods and the headline, and again as each model's N;
+# a wave's respondents per arm in the response table and again in the durability and attrition
+# tables. Wherever the same quantity has the same value it is one number, hidden everywhere or
+# nowhere.
+PARTICIPANTS = "participants analysed"
+OBSERVATIONS = "participant-waves analysed"
+
+
+def respondents(wave: int, arm: str) -> str:
+    """Quantity key of the respondents of ``arm`` at ``wave``."""
+    return f"respondents, wave {int(wave)}, arm {arm}"
 
 
 class Shown:
@@ -69,15 +82,35 @@ class Publication:
         self.result: Disclosure | None = None
         # every number handed out, so a test can check that what was printed was registered
         self.shown: list[Shown] = []
+        # what each count is a number of ("participants analysed", ...): one quantity printed
+        # under several ids must be suppressed everywhere or nowhere (see :meth:`count`)
+        self.quantity: dict[CellId, str] = {}
+        self._by_quantity: dict[tuple[str, float], CellId] = {}
 
     def _keep(self, cell: Shown) -> Shown:
         self.shown.append(cell)
         return cell
 
     def count(self, table: str, key: Sequence[Hashable], value: float, *,
-              cost: float | None = None) -> Shown:
-        """A count of people, printed as an integer."""
+              cost: float | None = None, quantity: str | None = None) -> Shown:
+        """A count of people, printed as an integer.
+
+        Parameters
+        ----------
+        quantity : str, optional
+            What the count is a number of, in words shared by every place that prints it
+            (e.g. ``"participants analysed"``: the study total and each model's participants).
+            Two counts of the same quantity with the same value are the same number printed
+            twice, so they are tied by an exact equality relation: suppression then hides both
+            or neither. Without it, a total hidden in one place (because it would reveal a
+            small cell) could be read off another cell that prints the same number.
+        """
         cid = self.tables.count(table, key, value, cost=cost)
+        if quantity is not None:
+            self.quantity[cid] = quantity
+            first = self._by_quantity.setdefault((quantity, float(value)), cid)
+            self.tables.same(first, cid, exact=True, name=f"{quantity}: one number, two places")
+            self.tables.same_pattern([first, cid])
         return self._keep(Shown(self, cid, int(value)))
 
     def hidden(self, table: str, key: Sequence[Hashable], value: float) -> CellId:

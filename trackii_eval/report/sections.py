@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from .disclose import Lazy, Publication, Shown
+from .disclose import PARTICIPANTS, Lazy, Publication, Shown, respondents
 from .labels import Labels
 from .tables import Table
 
@@ -126,6 +126,7 @@ class Analyses:
         """The gap at every wave after baseline and the share of the end-of-programme gain
         that remains at each follow-up."""
         lab, pub = self.labels, self.pub
+        treated, comparison = str(lab.treated), lab.config.comparison_arm
         unit = lab.unit(outcome)
         out = []
         for name, spec, gaps in self.frames("durability", "gaps", outcome):
@@ -143,8 +144,11 @@ class Analyses:
                     st("estimate", num(r["estimate"], unit.digits, unit.factor)),
                     st("ci", f"[{num(r['ci_low'], unit.digits, unit.factor)}, "
                        f"{num(r['ci_high'], unit.digits, unit.factor)}]"),
-                    pub.count("durability_n", (name, w, "treated"), int(r["n_treated"])),
-                    pub.count("durability_n", (name, w, "comparison"), int(r["n_comparison"])),
+                    pub.count("durability_n", (name, w, "treated"), int(r["n_treated"]),
+                              quantity=respondents(w, treated)),
+                    pub.count("durability_n", (name, w, "comparison"), int(r["n_comparison"]),
+                              quantity=None if comparison is None
+                              else respondents(w, comparison)),
                 ])
             out.append(Table(
                 f"gaps-{name}", self.title(name, spec, f"{lab.construct(outcome)}: gap between "
@@ -274,7 +278,8 @@ class Analyses:
                         "Dialogue vs comparison" if " vs " in g else g or "all"))
                 rows.append([gl, "whole study" if w is None or m == "growth_d"
                              else lab.wave(w, short=True),
-                             cell, pub.count("effect_sizes_n", key, n)])
+                             cell, pub.count("effect_sizes_n", key, n,
+                                             quantity=PARTICIPANTS if w is None else None)])
                 if m == "hedges_g":
                     lookup.setdefault((m, w), cell)
                 elif m == "growth_d":
@@ -395,7 +400,8 @@ class Analyses:
             for r in drop.to_dict("records"):
                 w, arm = int(r["wave"]), str(r["arm"])
                 base = pub.count("attrition_n", (name, w, arm, "baseline"), int(r["n_baseline"]))
-                obs = pub.count("attrition_n", (name, w, arm, "observed"), int(r["n_observed"]))
+                obs = pub.count("attrition_n", (name, w, arm, "observed"), int(r["n_observed"]),
+                                quantity=respondents(w, arm))
                 if (w, arm) in ctx_response:
                     pub.tables.same(obs.id, ctx_response[(w, arm)].id,
                                     name=f"{name}: observed = respondents ({w}, {arm})")
