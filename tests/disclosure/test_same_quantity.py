@@ -21,19 +21,11 @@ from trackii_eval.report.disclose import Publication
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def planned_demo(tmp_path_factory: pytest.TempPathFactory, key):
-    """The demo fitted with its analysis plan (durability and attrition tables reprint the
-    response table's counts), as ``trackii-eval run ... --plan analysis/demo.yaml`` does."""
-    from trackii_eval import Study
-
-    study = Study.load(ROOT / "surveys" / "demo", out=tmp_path_factory.mktemp("planned"),
-                       plan=ROOT / "analysis" / "demo.yaml")
-    study.ingest(key)
-    study.score()
-    study.fit_models()
-    yield study
-    study.close()
+@pytest.fixture()
+def planned_demo(demo_run):
+    """The demo after every stage (the session's shared run): its default plan has the
+    durability and attrition tables, which reprint the response table's counts."""
+    return demo_run[0]
 
 
 def _meaning(cid, treated: str, comparison: str | None) -> str | None:
