@@ -264,3 +264,11 @@ def test_transformed_terms_and_missing_covariates() -> None:
     assert fit.fixed_names == ("I(time ** 2)", "C(arm)[T.dialogue]")
     with pytest.raises(ModelError, match="not in the data"):
         clmm("rating ~ dose + (1 | participant)", data)
+
+
+def test_summary_prints_no_none_or_nan(fits: dict[str, ClmmFit]) -> None:
+    # the random-effects table of a random-intercept fit has no second term and no correlation
+    for fit in fits.values():
+        text, page = fit.summary(), fit.summary_html()
+        assert "None" not in text and "nan" not in text.lower()
+        assert "None" not in page and ">nan<" not in page.lower()

@@ -222,7 +222,7 @@ class ClmmFit:
                  f"formula: {self.formula}   link: {self.link}",
                  f"logLik {self.loglik:.4f}   AIC {self.aic:.2f}   nobs {self.nobs}   "
                  f"groups {self.group_name} {self.n_groups}", "", "Random effects:"]
-        lines.append(self.random.to_string(index=False, na_rep=""))
+        lines.append(_blank_missing(self.random).to_string(index=False))
         lines += ["", "Coefficients and thresholds:"]
         tab = self.tidy()[["term", "estimate", "std_error", "statistic", "p_value"]]
         lines.append(tab.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
@@ -237,8 +237,8 @@ class ClmmFit:
         """The summary as an HTML fragment."""
         body = summary_html_layout(f"Ordinal mixed model: {self.formula} ({self.method})",
                                    self.record, self.tidy(), self.warnings)
-        random = self.random.round(4).to_html(index=False, escape=True, border=0,
-                                              classes="random", na_rep="")
+        random = _blank_missing(self.random.round(4)).to_html(index=False, escape=True,
+                                                               border=0, classes="random")
         return body + "\n<h5>Random effects</h5>\n" + random
 
     def _repr_html_(self) -> str:
@@ -411,3 +411,9 @@ class ClmmFit:
             versions=tuple(data["record"]["versions"].items()),
             not_estimable=tuple((str(t), str(n)) for t, n in data.get("not_estimable", [])),
         )
+
+
+def _blank_missing(frame: pd.DataFrame) -> pd.DataFrame:
+    """Absent entries (no second term, no correlation) print as blanks: ``na_rep`` misses
+    ``None`` in object columns, which printed as the word "None"."""
+    return frame.astype(object).where(frame.notna(), "")
